@@ -1,0 +1,1 @@
+"""Engine of the analysis app: pure computation, no Django imports."""

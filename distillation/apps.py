@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class DistillationConfig(AppConfig):
+    name = "distillation"
+    verbose_name = "Distillation: recipes, students, builds"

@@ -1,0 +1,1 @@
+"""Engine of the distillation app: pure computation, no Django imports."""

@@ -1,0 +1,66 @@
+"""Base viewset for everything under /api/v1/orgs/<org_slug>/.
+
+It resolves the organisation once per request (from the URL, cross-checked with the
+API token's organisation), answers 404 to non-members, enforces roles (reads need
+``read_role``, writes ``write_role``) and scopes ``get_queryset`` to the organisation.
+Subclasses set ``model`` and never filter by organisation themselves.
+"""
+
+from __future__ import annotations
+
+from django.http import Http404
+from rest_framework import permissions, viewsets
+
+from projects.models import ApiToken, Role
+from projects.views_base import SAFE_METHODS, resolve_membership
+
+
+class OrgRolePermission(permissions.BasePermission):
+    message = "Your role in this organisation does not allow this."
+
+    def has_permission(self, request, view) -> bool:
+        membership = getattr(view, "membership", None)
+        if membership is None:
+            return False
+        needed = view.read_role if request.method in SAFE_METHODS else view.get_write_role()
+        if not membership.has_role(needed):
+            self.message = f"This needs the {needed} role; you are {membership.role}."
+            return False
+        return True
+
+
+class OrgScopedMixin:
+    model = None
+    read_role: str = Role.VIEWER
+    write_role: str = Role.MEMBER
+    permission_classes = [permissions.IsAuthenticated, OrgRolePermission]
+
+    def initial(self, request, *args, **kwargs):
+        self.perform_authentication(request)
+        if request.user and request.user.is_authenticated:
+            self.resolve_org(request, kwargs.get("org_slug"))
+        super().initial(request, *args, **kwargs)
+
+    def resolve_org(self, request, org_slug: str) -> None:
+        token = request.auth if isinstance(request.auth, ApiToken) else None
+        if token is not None and token.organization.slug != org_slug:
+            raise Http404  # a token never reaches another organisation, not even to learn it exists
+        self.membership = resolve_membership(request.user, org_slug)
+        self.org = self.membership.organization
+
+    def get_write_role(self) -> str:
+        return self.write_role
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return self.model.objects.none()
+        return self.model.objects.for_org(self.org)
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        context["org"] = getattr(self, "org", None)
+        return context
+
+
+class OrgScopedViewSet(OrgScopedMixin, viewsets.GenericViewSet):
+    lookup_value_regex = r"[^/]+"

@@ -1,0 +1,20 @@
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from projects.api import views
+
+ORG = r"orgs/(?P<org_slug>[-a-zA-Z0-9_]+)"
+
+router = SimpleRouter()
+router.register(r"orgs", views.OrganizationViewSet, basename="api-org")
+router.register(rf"{ORG}/projects", views.ProjectViewSet, basename="api-project")
+router.register(rf"{ORG}/members", views.MemberViewSet, basename="api-member")
+router.register(rf"{ORG}/invitations", views.InvitationViewSet, basename="api-invitation")
+router.register(rf"{ORG}/tokens", views.ApiTokenViewSet, basename="api-token")
+router.register(rf"{ORG}/jobs", views.JobViewSet, basename="api-job")
+
+urlpatterns = [
+    path("me/", views.MeView.as_view(), name="api-me"),
+    path("invitations/accept/", views.AcceptInvitationView.as_view(), name="api-invitation-accept"),
+    *router.urls,
+]

@@ -1,0 +1,31 @@
+from django import forms
+
+from projects.models import Role
+
+
+class OrganizationForm(forms.Form):
+    name = forms.CharField(max_length=120)
+    slug = forms.SlugField(max_length=60, required=False, help_text="Used in addresses; derived from the name if empty.")
+
+
+class ProjectForm(forms.Form):
+    name = forms.CharField(max_length=120)
+    slug = forms.SlugField(max_length=60, required=False, help_text="Derived from the name if empty.")
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+
+
+class InvitationForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
+    email = forms.EmailField(required=False, help_text="Optional: who the link is for.")
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices)
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(max_length=80, help_text="What will use it, e.g. “nightly eval script”.")
+
+
+class DeleteOrganizationForm(forms.Form):
+    confirm = forms.CharField(max_length=60, help_text="Type the organisation's slug to confirm.")

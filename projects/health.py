@@ -1,0 +1,42 @@
+"""Readiness checks behind /readyz."""
+
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.db import connection
+
+
+def readiness() -> dict[str, dict]:
+    checks: dict[str, dict] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = {"ok": True, "vendor": connection.vendor}
+    except Exception as exc:  # noqa: BLE001
+        checks["database"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    try:
+        import django_rq
+        from rq import Worker
+
+        redis = django_rq.get_connection("default")
+        redis.ping()
+        checks["redis"] = {"ok": True}
+        now = time.time()
+        seen = []
+        for worker in Worker.all(connection=redis):
+            beat = worker.last_heartbeat
+            if beat is not None and now - beat.timestamp() <= settings.WORKER_SEEN_WINDOW:
+                seen.append({"name": worker.name, "queues": worker.queue_names()})
+        checks["workers"] = {"ok": bool(seen), "seen": seen}
+        if not seen:
+            checks["workers"]["error"] = "No RQ worker reported recently: start one with `python manage.py rqworker default cpu gpu`."
+    except Exception as exc:  # noqa: BLE001
+        checks["redis"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        checks["workers"] = {"ok": False, "error": "Unknown: Redis is unreachable."}
+    if checks["database"]["ok"]:
+        from projects.jobs_base import reap_stale_jobs
+
+        reap_stale_jobs()
+    return checks

@@ -1,0 +1,251 @@
+"""The job layer: kinds of background work, how they are enqueued, run and watched.
+
+A kind subclasses :class:`JobKind` in its app's ``jobs.py`` and is registered with
+``@register``. ``projects.actions.do_enqueue_job`` creates the ``Job`` row and enqueues
+:func:`execute` with the row's id once the transaction commits. :func:`execute` runs in
+the RQ worker: it claims the row, keeps a heartbeat, hands the kind a
+:class:`JobContext` for progress and logs, and records the outcome.
+
+Every state change is a conditional UPDATE on the row's current status, so a job that
+was cancelled or declared dead while its worker was still busy is never overwritten.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from datetime import timedelta
+from typing import Any, ClassVar
+
+from django.apps import apps
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+logger = logging.getLogger("hartonomous.jobs")
+
+QUEUES = ("default", "cpu", "gpu")
+
+
+class JobKind:
+    """A kind of background job.
+
+    Subclasses set ``name`` (stable identifier stored on the row), ``title`` (what people
+    read), ``queue`` and implement :meth:`run`. ``clean_params`` validates what a user
+    may pass (raise ``ValueError`` with a message a person can act on).
+    """
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    queue: ClassVar[str] = "default"
+    #: Whether people can start this kind from the API's generic job endpoint.
+    user_startable: ClassVar[bool] = False
+    #: Whether the kind needs a project.
+    needs_project: ClassVar[bool] = True
+
+    @classmethod
+    def clean_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        if params:
+            raise ValueError(f"Job kind {cls.name!r} takes no parameters; got {sorted(params)}.")
+        return {}
+
+    def run(self, job, ctx: "JobContext") -> dict[str, Any] | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+registry: dict[str, type[JobKind]] = {}
+
+
+def register(kind: type[JobKind]) -> type[JobKind]:
+    if kind.queue not in QUEUES:
+        raise ValueError(f"{kind.__name__}.queue must be one of {QUEUES}, not {kind.queue!r}")
+    registry[kind.name] = kind
+    return kind
+
+
+def autodiscover() -> None:
+    """Import every installed app's ``jobs`` module, then ``settings.JOB_EXTRA_MODULES``."""
+    for config in apps.get_app_configs():
+        try:
+            importlib.import_module(f"{config.name}.jobs")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{config.name}.jobs":
+                raise
+    for module in settings.JOB_EXTRA_MODULES:
+        importlib.import_module(module)
+
+
+class JobCancelled(Exception):
+    """Raised inside a running job when its row is no longer ``running`` (cancelled or reaped)."""
+
+
+class JobContext:
+    """What a running job uses to report: progress, a message, log lines, artifacts."""
+
+    #: Minimum seconds between two progress writes to the database (the last one always lands).
+    MIN_WRITE_INTERVAL = 0.2
+
+    def __init__(self, job) -> None:
+        self.job = job
+        self._last_write = 0.0
+        self._log_lines: list[str] = []
+
+    def progress(self, fraction: float, message: str | None = None, *, force: bool = False) -> None:
+        """Record progress (0..1) and an optional message; raise JobCancelled if cancelled."""
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        self.job.progress = fraction
+        if message is not None:
+            self.job.message = message[:300]
+        now = time.monotonic()
+        if not force and now - self._last_write < self.MIN_WRITE_INTERVAL:
+            return
+        self._last_write = now
+        logger.info("[job %s %s] %3d%% %s", self.job.pk, self.job.kind, int(fraction * 100), self.job.message)
+        self._save(progress=self.job.progress, message=self.job.message)
+
+    def log(self, line: str) -> None:
+        """Append a line to the job's log tail (and the worker log)."""
+        logger.info("[job %s %s] %s", self.job.pk, self.job.kind, line)
+        stamp = timezone.now().strftime("%H:%M:%S")
+        self.job.log = (self.job.log + f"{stamp} {line}\n")[-self.job.LOG_TAIL_CHARS :]
+        self._save(log=self.job.log)
+
+    def add_artifact(self, label: str, url: str) -> None:
+        self.job.artifacts = [*self.job.artifacts, {"label": label, "url": url}]
+        self._save(artifacts=self.job.artifacts)
+
+    def check_cancelled(self) -> None:
+        """For loops that report rarely: raise JobCancelled if the job was cancelled."""
+        from projects.models import Job, JobStatus
+
+        if not Job.objects.filter(pk=self.job.pk, status=JobStatus.RUNNING).exists():
+            raise JobCancelled()
+
+    def _save(self, **fields: Any) -> None:
+        from projects.models import Job, JobStatus
+
+        fields["heartbeat_at"] = timezone.now()
+        if not Job.objects.filter(pk=self.job.pk, status=JobStatus.RUNNING).update(**fields):
+            raise JobCancelled()
+        publish_job_event(self.job)
+
+
+def publish_job_event(job) -> None:
+    """Push the job's state to browsers watching its organisation (best effort)."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(org_jobs_group(job.organization_id), {"type": "job.update", "job": job.as_event()})
+    except Exception:  # noqa: BLE001 - realtime is a convenience; the row is the truth
+        logger.warning("could not publish progress of job %s", job.pk, exc_info=True)
+
+
+def org_jobs_group(org_id: int) -> str:
+    return f"org-{org_id}-jobs"
+
+
+class _Heartbeat(threading.Thread):
+    """Touches ``heartbeat_at`` while the job runs, so a killed worker is detected."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(name=f"job-{job_id}-heartbeat", daemon=True)
+        self.job_id = job_id
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        from projects.models import Job, JobStatus
+
+        try:
+            while not self.stopped.wait(settings.JOB_HEARTBEAT_INTERVAL):
+                Job.objects.filter(pk=self.job_id, status=JobStatus.RUNNING).update(heartbeat_at=timezone.now())
+        finally:
+            connection.close()
+
+
+def execute(job_id: int) -> None:
+    """RQ entry point: run the job with this id (a plain id; the row is re-read here)."""
+    from projects.models import Job, JobStatus
+
+    close_old_connections()
+    now = timezone.now()
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    claimed = Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
+        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, worker=worker, message="Started"
+    )
+    if not claimed:
+        logger.info("job %s is no longer queued (cancelled or already run); skipping", job_id)
+        return
+    job = Job.objects.select_related("organization", "project").get(pk=job_id)
+    publish_job_event(job)
+    kind_cls = registry.get(job.kind)
+    heartbeat = _Heartbeat(job.pk)
+    heartbeat.start()
+    ctx = JobContext(job)
+    try:
+        if kind_cls is None:
+            raise LookupError(f"Unknown job kind {job.kind!r}: the worker runs a different version of the code.")
+        result = kind_cls().run(job, ctx) or {}
+    except JobCancelled:
+        logger.info("job %s stopped: it was cancelled or declared dead", job.pk)
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded on the row
+        logger.exception("job %s failed", job.pk)
+        tail = (job.log + traceback.format_exc())[-Job.LOG_TAIL_CHARS :]
+        _finish(job, JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}", log=tail, message="Failed")
+    else:
+        _finish(job, JobStatus.SUCCEEDED, result=result, progress=1.0, message=job.message or "Done")
+    finally:
+        heartbeat.stopped.set()
+        heartbeat.join(timeout=5)
+        close_old_connections()
+
+
+def _finish(job, status: str, **fields: Any) -> None:
+    from projects.models import Job, JobStatus
+
+    fields.update(status=status, finished_at=timezone.now(), heartbeat_at=timezone.now())
+    if Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(**fields):
+        job.refresh_from_db()
+        publish_job_event(job)
+
+
+_last_reap = 0.0
+
+
+def reap_stale_jobs(force: bool = False) -> int:
+    """Mark running jobs whose heartbeat stopped as failed. Returns how many.
+
+    Called on the read paths (job pages, API, dashboard, /readyz), by workers at start
+    and by ``manage.py reap_jobs``: whoever looks at a job sees the truth.
+    """
+    global _last_reap
+    from projects.models import Job, JobStatus
+
+    now_mono = time.monotonic()
+    if not force and now_mono - _last_reap < 1.0:
+        return 0
+    _last_reap = now_mono
+    timeout = settings.JOB_HEARTBEAT_TIMEOUT
+    cutoff = timezone.now() - timedelta(seconds=timeout)
+    reaped = 0
+    for job in Job.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff).select_related("organization"):
+        error = (
+            f"The worker stopped responding (no heartbeat for {int(timeout)} s; it was probably "
+            f"killed or its machine restarted). Nothing it was writing was kept. Retry the job."
+        )
+        if Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING, heartbeat_at__lt=cutoff).update(
+            status=JobStatus.FAILED, error=error, finished_at=timezone.now(), message="Worker lost"
+        ):
+            reaped += 1
+            job.refresh_from_db()
+            logger.warning("job %s declared failed: %s", job.pk, error)
+            publish_job_event(job)
+    return reaped

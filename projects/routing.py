@@ -1,0 +1,7 @@
+from django.urls import path
+
+from projects.consumers import JobsConsumer
+
+websocket_urlpatterns = [
+    path("ws/o/<slug:org_slug>/jobs/", JobsConsumer.as_asgi()),
+]

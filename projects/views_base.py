@@ -1,0 +1,78 @@
+"""Base classes for the organisation-scoped htmx pages.
+
+:class:`OrgView` resolves the organisation from ``/o/<org_slug>/…`` once per request,
+answers 404 to anyone who is not a member, enforces the role needed for writes, and
+offers :meth:`OrgView.scoped` — the only way its subclasses reach tenant rows.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.views.generic.base import ContextMixin, TemplateResponseMixin, View
+
+from projects.actions import ActionError
+from projects.models import Membership, Organization, Role
+
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def resolve_membership(user, org_slug: str) -> Membership:
+    """The user's membership in the organisation with this slug, or 404 (never 403)."""
+    if not user.is_authenticated:
+        raise Http404
+    membership = (
+        Membership.objects.select_related("organization", "user")
+        .filter(user=user, organization__in=Organization.objects.for_user(user).filter(slug=org_slug))
+        .first()
+    )
+    if membership is None:
+        raise Http404("No such organisation.")
+    return membership
+
+
+class OrgView(LoginRequiredMixin, TemplateResponseMixin, ContextMixin, View):
+    """A page inside one organisation. Subclasses set ``template_name`` and the roles."""
+
+    #: Role needed to read (GET).
+    read_role: str = Role.VIEWER
+    #: Role needed to change anything (POST, PUT, PATCH, DELETE).
+    write_role: str = Role.MEMBER
+
+    def dispatch(self, request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return self.handle_no_permission()
+        self.membership = resolve_membership(request.user, kwargs.pop("org_slug"))
+        self.org = self.membership.organization
+        request.org, request.membership = self.org, self.membership
+        needed = self.read_role if request.method in SAFE_METHODS else self.write_role
+        if not self.membership.has_role(needed):
+            raise PermissionDenied(f"This needs the {needed} role; you are {self.membership.role}.")
+        return super().dispatch(request, *args, **kwargs)
+
+    def scoped(self, model):
+        """``model``'s rows in this organisation."""
+        return model.objects.for_org(self.org)
+
+    def get_scoped(self, model, **lookups):
+        return get_object_or_404(self.scoped(model), **lookups)
+
+    def get_context_data(self, **kwargs):
+        kwargs.setdefault("org", self.org)
+        kwargs.setdefault("membership", self.membership)
+        return super().get_context_data(**kwargs)
+
+    def get(self, request, *args, **kwargs):
+        return self.render_to_response(self.get_context_data(**kwargs))
+
+    @property
+    def is_htmx(self) -> bool:
+        return self.request.headers.get("HX-Request") == "true"
+
+    def action_failed(self, error: ActionError, redirect_to: str, **context) -> HttpResponse:
+        """Show an action's message: in the form (htmx / re-render) or as a flash message."""
+        messages.error(self.request, error.message)
+        return redirect(redirect_to)

@@ -1,0 +1,1 @@
+"""Engine of the runtime app: pure computation, no Django imports."""

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Create the virtual environment and install the pinned packages.
+# pip keeps the wheels it builds in its cache (~/.cache/pip, or PIP_CACHE_DIR), so a
+# second install — a new clone, a rebuilt venv — reuses them instead of compiling again.
+set -euo pipefail
+python_bin="${1:-python3.11}"
+venv="${2:-.venv}"
+
+if ! command -v "$python_bin" >/dev/null 2>&1; then
+  echo "error: $python_bin not found. Hartonomous needs Python 3.11 (set PYTHON=/path/to/python3.11)." >&2
+  exit 1
+fi
+if [ ! -x "$venv/bin/python" ]; then
+  echo "==> creating virtual environment in $venv"
+  "$python_bin" -m venv "$venv"
+fi
+echo "==> installing pinned packages (requirements.txt)"
+"$venv/bin/python" -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
+# torch==2.13.0 is pinned; where a CPU wheel of it is on disk (PIP_FIND_LINKS), pip takes it.
+"$venv/bin/python" -m pip install --quiet -r requirements.txt
+echo "==> packages installed"
