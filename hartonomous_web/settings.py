@@ -115,10 +115,13 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     _db["TEST"] = {"NAME": str(DATA_DIR / "test-hartonomous.sqlite3")}
-elif _db["ENGINE"] == "mssql":
-    from projects.sqlserver import mssql_options_from_url
+else:
+    from projects.sqlserver import is_mssql_url, mssql_options_from_url
 
-    _db["OPTIONS"] = mssql_options_from_url(DATABASE_URL)
+    if is_mssql_url(DATABASE_URL):
+        # dj-database-url maps mssql:// to an obsolete engine name; mssql-django is "mssql".
+        _db["ENGINE"] = "mssql"
+        _db["OPTIONS"] = mssql_options_from_url(DATABASE_URL)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

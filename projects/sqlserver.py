@@ -54,6 +54,7 @@ __all__ = [
     "generate_schema_sql",
     "is_mssql_url",
     "mssql_database_from_url",
+    "migration_plan",
     "mssql_options_from_url",
     "offline_connection",
     "render_schema_sql",
@@ -421,9 +422,14 @@ class SimulatedCatalog:
         elif kind == "CHECK":
             known = self._table(table)["columns"]
             referenced = []
-            for ident in re.findall(_IDENT, inside):
-                column = _unquote(ident)
-                if ident.startswith("[") and column in known and column not in referenced:
+            # Bracketed or "double-quoted" identifiers (JSONField checks use
+            # ISJSON("col")) that name a column of the table.
+            for ident in re.findall(r'\[(?:[^\]]|\]\])+\]|"(?:[^"]|"")+"', inside):
+                if ident.startswith('"'):
+                    column = ident[1:-1].replace('""', '"')
+                else:
+                    column = _unquote(ident)
+                if column in known and column not in referenced:
                     referenced.append(column)
             self._add(table, name, _constraint_info(referenced, check=True))
         else:
@@ -1081,7 +1087,7 @@ def render_schema_sql(collected, connection):
         out.append("-- Migration %s.%s" % (migration.app_label, migration.name))
         out.append("-- " + "-" * 77)
         if atomic:
-            out.append(ops.start_transaction_sql() + ";")
+            out.append(ops.start_transaction_sql().rstrip(";") + ";")
             out.append("GO")
         for statement in statements:
             text = "\n".join(line.rstrip() for line in str(statement).strip("\n").splitlines())
@@ -1094,7 +1100,7 @@ def render_schema_sql(collected, connection):
             out.append(text)
             out.append("GO")
         if atomic:
-            out.append(ops.end_transaction_sql() + ";")
+            out.append(ops.end_transaction_sql().rstrip(";") + ";")
             out.append("GO")
     return "\n".join(out) + "\n"
 
@@ -1103,8 +1109,10 @@ def _dedent_block(text):
     """Drop the common indentation of the continuation lines of a statement
     (mssql-django's multi-line templates are indented like Python code)."""
     lines = text.splitlines()
+    while len(lines) > 1 and lines[-1].strip() == ";":  # "...\n;" -> "...;"
+        lines = lines[:-2] + [lines[-2].rstrip() + ";"]
     if len(lines) < 2:
-        return text.strip()
+        return lines[0].strip() if lines else ""
     rest = [line for line in lines[1:] if line.strip()]
     indent = min((len(line) - len(line.lstrip(" ")) for line in rest), default=0)
     first = lines[0].strip()
@@ -1147,12 +1155,17 @@ def schema_diff(current, expected, path="sql/schema.sql", limit=60):
 
 def check_schema_file(path=None, expected=None):
     """``None`` when ``path`` matches the generated DDL, else a message."""
-    path = Path(path) if path is not None else default_schema_path()
+    default = default_schema_path()
+    path = Path(path) if path is not None else default
+    if path.resolve() == default.resolve():
+        label, command = "sql/schema.sql", REGENERATE_COMMAND
+    else:
+        label, command = str(path), "%s --output %s" % (REGENERATE_COMMAND, path)
     if expected is None:
         expected = generate_schema_sql()
     if not path.exists():
-        return "%s does not exist: run `%s`" % (path, REGENERATE_COMMAND)
+        return "%s does not exist: run `%s`" % (label, command)
     current = path.read_text(encoding="utf-8")
     if current == expected:
         return None
-    return "%s\n%s" % (STALE_MESSAGE, schema_diff(current, expected, str(path)))
+    return "%s is stale: run `%s`\n%s" % (label, command, schema_diff(current, expected, label))

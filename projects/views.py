@@ -24,7 +24,7 @@ from projects.forms import (
 )
 from projects.jobs_base import reap_stale_jobs
 from projects.models import ApiToken, Invitation, Job, JobStatus, Membership, Organization, Project, Role
-from projects.views_base import OrgView
+from projects.views_base import OrgPageView, OrgView
 
 # --- Accounts and organisations (outside any organisation) --------------------------------
 
@@ -103,7 +103,7 @@ def readyz(request):
 # --- Inside an organisation ----------------------------------------------------------------
 
 
-class DashboardView(OrgView):
+class DashboardView(OrgPageView):
     template_name = "projects/dashboard.html"
 
     def get_context_data(self, **kwargs):
@@ -118,7 +118,7 @@ class DashboardView(OrgView):
         return context
 
 
-class ProjectListView(OrgView):
+class ProjectListView(OrgPageView):
     template_name = "projects/project_list.html"
 
     def get_context_data(self, **kwargs):
@@ -143,7 +143,7 @@ class ProjectListView(OrgView):
         return self.render_to_response(self.get_context_data(form=form), status=400)
 
 
-class ProjectDetailView(OrgView):
+class ProjectDetailView(OrgPageView):
     template_name = "projects/project_detail.html"
 
     def get_context_data(self, **kwargs):
@@ -177,7 +177,7 @@ class ProjectActionView(OrgView):
         return redirect(here)
 
 
-class JobListView(OrgView):
+class JobListView(OrgPageView):
     template_name = "projects/job_list.html"
 
     def get_context_data(self, **kwargs):
@@ -191,7 +191,7 @@ class JobListView(OrgView):
         return context
 
 
-class JobDetailView(OrgView):
+class JobDetailView(OrgPageView):
     template_name = "projects/job_detail.html"
 
     def get_context_data(self, **kwargs):
@@ -226,7 +226,7 @@ class JobActionView(OrgView):
         return redirect(here)
 
 
-class SettingsView(OrgView):
+class SettingsView(OrgPageView):
     """Organisation settings: name, members, invitations; danger zone for owners."""
 
     template_name = "projects/settings.html"
@@ -253,7 +253,6 @@ class SettingsView(OrgView):
 
 class InvitationCreateView(OrgView):
     write_role = Role.ADMIN
-    template_name = "projects/settings.html"
 
     def post(self, request, *args, **kwargs):
         form = InvitationForm(request.POST)
@@ -327,7 +326,7 @@ class OrgDeleteView(OrgView):
         return redirect("home")
 
 
-class TokenListView(OrgView):
+class TokenListView(OrgPageView):
     """Personal API tokens of the signed-in user in this organisation."""
 
     template_name = "projects/tokens.html"
@@ -362,7 +361,7 @@ class TokenRevokeView(OrgView):
         return redirect("tokens", org_slug=self.org.slug)
 
 
-class SectionView(OrgView):
+class SectionView(OrgPageView):
     """A section whose content arrives with a later capability (models, datasets, …)."""
 
     template_name = "section_empty.html"

@@ -65,9 +65,6 @@ class OrgView(LoginRequiredMixin, TemplateResponseMixin, ContextMixin, View):
         kwargs.setdefault("membership", self.membership)
         return super().get_context_data(**kwargs)
 
-    def get(self, request, *args, **kwargs):
-        return self.render_to_response(self.get_context_data(**kwargs))
-
     @property
     def is_htmx(self) -> bool:
         return self.request.headers.get("HX-Request") == "true"
@@ -76,3 +73,10 @@ class OrgView(LoginRequiredMixin, TemplateResponseMixin, ContextMixin, View):
         """Show an action's message: in the form (htmx / re-render) or as a flash message."""
         messages.error(self.request, error.message)
         return redirect(redirect_to)
+
+
+class OrgPageView(OrgView):
+    """An OrgView that renders ``template_name`` on GET."""
+
+    def get(self, request, *args, **kwargs):
+        return self.render_to_response(self.get_context_data(**kwargs))

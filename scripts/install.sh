@@ -17,5 +17,7 @@ fi
 echo "==> installing pinned packages (requirements.txt)"
 "$venv/bin/python" -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
 # torch==2.13.0 is pinned; where a CPU wheel of it is on disk (PIP_FIND_LINKS), pip takes it.
-"$venv/bin/python" -m pip install --quiet -r requirements.txt
+# requirements-mssql.txt: the SQL Server extra (mssql-django + pyodbc); small, and the
+# tests generate SQL Server DDL with it.
+"$venv/bin/python" -m pip install --quiet -r requirements.txt -r requirements-mssql.txt
 echo "==> packages installed"

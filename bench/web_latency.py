@@ -1,0 +1,602 @@
+#!/usr/bin/env python
+"""Web latency benchmark: the dashboard page and the project-list API under concurrent load.
+
+What it does, per database (SQLite and/or PostgreSQL):
+
+1. makes a private world: a temporary DATA_DIR (SQLite file, collected static files), a
+   dedicated PostgreSQL database (``hartonomous_bench``, dropped afterwards) and a private
+   ``redis-server`` on a free port (cache, throttling and channel layer, as ``make run``);
+2. ``manage.py migrate`` and ``collectstatic`` (DEBUG=0 serves the manifest storage);
+3. seeds one organisation with ``--projects`` projects (through ``projects.actions``),
+   one member per client (each with a session and an API token), two side organisations
+   (the header's organisation switcher) and 60 jobs, then counts the SQL queries of each
+   benchmarked request in-process (``CaptureQueriesContext``);
+4. starts the real server the way ``scripts/run.sh`` does
+   (``python -m daphne -b 127.0.0.1 -p PORT hartonomous_web.asgi:application``) but with
+   production settings (DEBUG=0, SECRET_KEY, SECURE_SSL_REDIRECT=0, ALLOWED_HOSTS), and
+   optionally N daphne processes sharing the port (``SO_REUSEPORT``);
+5. drives it with ``--clients`` closed-loop clients (threads, one keep-alive
+   ``http.client`` connection each, no think time): a warm-up, then ``--requests``
+   timed requests per endpoint; every response must be 200 with the expected content.
+
+    GET /o/<org>/                      session cookie (a different member per client)
+    GET /api/v1/orgs/<org>/projects/   Authorization: Bearer <token> (ditto)
+
+JSON on stdout; one file per database in bench/results/ (web_latency_<db>.json).
+Progress goes to stderr. Stdlib only (plus the project's own venv for the server).
+
+    .venv/bin/python bench/web_latency.py [--db sqlite|postgres|both] [--requests 2000]
+        [--clients 20] [--projects 1000] [--procs 1,2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+import _machine  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+ORG_SLUG = "bench"
+PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+PG_BENCH_DB = "hartonomous_bench"
+GOAL_P99_MS = 150.0
+
+
+def log(*parts) -> None:
+    print("[bench]", *parts, file=sys.stderr, flush=True)
+
+
+# --- Helpers that run inside Django (subprocess: `web_latency.py _seed ...`) -------------------
+
+
+def _seed(projects: int, clients: int) -> dict:
+    import django
+
+    django.setup()
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+    from django.db import transaction
+    from django.utils import timezone
+
+    from projects import actions
+    from projects.models import Job, JobStatus, Membership, Project, Role
+
+    User = get_user_model()
+    started = time.perf_counter()
+    with transaction.atomic():
+        # No password: create_user() sets an unusable one (no PBKDF2 cost); people log in
+        # through sessions created below, exactly what the login view would store.
+        users = [User.objects.create_user(f"bench-user-{i:02d}", email=f"u{i}@bench.invalid") for i in range(clients)]
+        owner = users[0]
+        org = actions.do_create_organization(owner, "Bench Organisation", ORG_SLUG)
+        side = [actions.do_create_organization(owner, f"Side Organisation {i}", f"bench-side-{i}") for i in range(2)]
+        for user in users[1:]:
+            Membership.objects.create(organization=org, user=user, role=Role.MEMBER)
+            for other in side:
+                Membership.objects.create(organization=other, user=user, role=Role.VIEWER)
+        made = [
+            actions.do_create_project(
+                org, owner, f"Project {i:04d}",
+                description=f"Benchmark project number {i}: a teacher model, its datasets and students. " * 2,
+            )
+            for i in range(projects)
+        ]
+        statuses = [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.QUEUED, JobStatus.RUNNING]
+        now = timezone.now()
+        for i in range(60):
+            status = statuses[i % len(statuses)]
+            Job.objects.create(
+                organization=org, project=made[i % len(made)] if made else None, kind="projects.recount_stats",
+                status=status, progress=0.5 if status == JobStatus.RUNNING else (1.0 if status == JobStatus.SUCCEEDED else 0.0),
+                message="Counting" if status == JobStatus.RUNNING else "", created_by=owner,
+                started_at=now if status != JobStatus.QUEUED else None,
+                # Heartbeat in the future: the reaper (which still runs its query once a second
+                # per process) must not turn these into failures half-way through a run.
+                heartbeat_at=now + timezone.timedelta(days=1) if status == JobStatus.RUNNING else None,
+                finished_at=now if status in Job.FINISHED else None,
+            )
+        tokens = [actions.do_create_token(org, user, "bench")[1] for user in users]
+    engine = import_module(settings.SESSION_ENGINE)
+    sessions = []
+    for user in users:
+        store = engine.SessionStore()
+        store[SESSION_KEY] = str(user.pk)
+        store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        store.create()
+        sessions.append(store.session_key)
+    return {
+        "org": org.slug, "usernames": [u.username for u in users], "sessions": sessions, "tokens": tokens,
+        "session_cookie": settings.SESSION_COOKIE_NAME, "projects": Project.objects.for_org(org).count(),
+        "jobs": Job.objects.for_org(org).count(), "members": Membership.objects.for_org(org).count(),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def _queries(seed: dict) -> dict:
+    """SQL queries (and in-process time) of each benchmarked request, through the test client."""
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from projects import jobs_base
+
+    out = {}
+    for name, path, cookie, header in (
+        ("dashboard", f"/o/{seed['org']}/", seed["sessions"][1], None),
+        ("projects_api", f"/api/v1/orgs/{seed['org']}/projects/", None, seed["tokens"][1]),
+    ):
+        client = Client(HTTP_HOST="127.0.0.1")
+        if cookie:
+            client.cookies[seed["session_cookie"]] = cookie
+        headers = {"Authorization": f"Bearer {header}"} if header else {}
+        runs = []
+        for label in ("first", "steady"):
+            if label == "first":
+                jobs_base._last_reap = 0.0  # the once-a-second stale-job reaper runs on this one
+            with CaptureQueriesContext(connection) as ctx:
+                response = client.get(path, headers=headers)
+            assert response.status_code == 200, (name, response.status_code)
+            runs.append({"request": label, "count": len(ctx.captured_queries),
+                         "sql": [q["sql"] for q in ctx.captured_queries]})
+        n = 50
+        t0 = time.perf_counter()
+        for _ in range(n):
+            client.get(path, headers=headers)
+        out[name] = {
+            "queries_first_request": runs[0]["count"],
+            "queries_steady": runs[1]["count"],
+            "sql_first_request": runs[0]["sql"],
+            "in_process_ms_mean": round((time.perf_counter() - t0) / n * 1000, 2),
+            "response_bytes": len(response.content),
+        }
+    return out
+
+
+# --- Processes: Redis, PostgreSQL database, the web server ----------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # noqa: BLE001 - not up yet
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not come up within {timeout:.0f} s")
+
+
+def redis_ping(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+        sock.sendall(b"PING\r\n")
+        return sock.recv(16).startswith(b"+PONG")
+
+
+def start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+         "--dir", str(workdir), "--logfile", str(workdir / "redis.log")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    wait_for(lambda: redis_ping(port), "redis-server", 20)
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def pg_admin(sql: str, fetch: bool = False):
+    import psycopg  # in the project's venv
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=10) as conn:
+        cur = conn.execute(sql)
+        return cur.fetchone()[0] if fetch else None
+
+
+def stop(proc: subprocess.Popen | None, timeout: float = 10) -> None:
+    """Stop a process this script started (its own session/process group)."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
+
+
+def manage(env: dict, *args: str, capture: bool = False) -> str:
+    result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, text=True,
+                            capture_output=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout if capture else ""
+
+
+def django_helper(env: dict, command: str, payload: dict) -> dict:
+    result = subprocess.run([sys.executable, __file__, command, json.dumps(payload)], cwd=ROOT, env=env,
+                            text=True, capture_output=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{command} failed:\n{result.stdout}\n{result.stderr}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+class Server:
+    """``procs`` daphne processes on one port. 1 = exactly the command of scripts/run.sh."""
+
+    def __init__(self, env: dict, procs: int, logdir: Path):
+        self.env, self.procs, self.logdir = env, procs, logdir
+        self.port = free_port()
+        self.processes: list[subprocess.Popen] = []
+
+    def command(self, bind: list[str]) -> list[str]:
+        return [sys.executable, "-m", "daphne", *bind, "hartonomous_web.asgi:application"]
+
+    def start(self) -> None:
+        if self.procs == 1:
+            self._spawn(self.command(["-b", "127.0.0.1", "-p", str(self.port)]), 0)
+        else:
+            # One listening socket per process, all bound to the port with SO_REUSEPORT: the
+            # kernel spreads new connections over them (hash of the 4-tuple).
+            for i in range(self.procs):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                sock.bind(("127.0.0.1", self.port))
+                sock.listen(1024)
+                sock.setblocking(False)
+                try:
+                    self._spawn(self.command(["--fd", str(sock.fileno())]), i, pass_fds=(sock.fileno(),))
+                finally:
+                    sock.close()  # a copy left open here would get connections nobody accepts
+        wait_for(self.healthy, f"daphne on port {self.port}", 90)
+
+    def _spawn(self, cmd: list[str], index: int, pass_fds=()) -> None:
+        out = open(self.logdir / f"daphne-{self.procs}p-{index}.log", "ab")
+        self.processes.append(subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                               pass_fds=pass_fds, start_new_session=True))
+        out.close()
+
+    def healthy(self) -> bool:
+        for proc in self.processes:
+            if proc.poll() is not None:
+                raise RuntimeError(f"daphne exited with {proc.returncode}; see {self.logdir}")
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+        try:
+            conn.request("GET", "/healthz")
+            return conn.getresponse().status == 200
+        finally:
+            conn.close()
+
+    def connections_per_process(self) -> list[int]:
+        """Established client connections each process holds (Linux /proc; [] elsewhere)."""
+        inodes = set()
+        try:
+            for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+                with open(table) as handle:
+                    for line in list(handle)[1:]:
+                        fields = line.split()
+                        if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == self.port:
+                            inodes.add(fields[9])
+            counts = []
+            for proc in self.processes:
+                fd_dir = f"/proc/{proc.pid}/fd"
+                links = {os.readlink(f"{fd_dir}/{fd}") for fd in os.listdir(fd_dir)}
+                counts.append(sum(f"socket:[{inode}]" in links for inode in inodes))
+            return counts
+        except OSError:
+            return []
+
+    def stop(self) -> None:
+        for proc in self.processes:
+            stop(proc)
+        self.processes = []
+
+
+# --- Load generator ---------------------------------------------------------------------------
+
+
+def percentile(sorted_values: list[float], pct: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, -(-len(sorted_values) * pct // 100))
+    return sorted_values[int(rank) - 1]
+
+
+def summarise(latencies: list[float], seconds: float, errors: int, sample_errors: list[str]) -> dict:
+    ms = sorted(x * 1000 for x in latencies)
+    return {
+        "requests": len(ms), "errors": errors, "error_samples": sample_errors[:5],
+        "p50_ms": round(percentile(ms, 50), 2), "p90_ms": round(percentile(ms, 90), 2),
+        "p99_ms": round(percentile(ms, 99), 2), "max_ms": round(ms[-1], 2) if ms else None,
+        "mean_ms": round(sum(ms) / len(ms), 2) if ms else None,
+        "throughput_rps": round(len(ms) / seconds, 1) if seconds else None,
+        "wall_s": round(seconds, 2),
+    }
+
+
+def load(port: int, path: str, client_headers: list[dict], requests: int, warmup: int, check,
+         on_warm=None) -> dict:
+    """Closed loop: len(client_headers) threads, each with its own keep-alive connection.
+
+    Every thread first sends its share of ``warmup`` requests (not timed), all meet at a
+    barrier, then they take request numbers from a shared counter until ``requests`` have
+    been sent; each request is timed from just before sending to the last body byte.
+    """
+    clients = len(client_headers)
+    barrier = threading.Barrier(clients + 1)
+    lock = threading.Lock()
+    state = {"next": 0, "errors": 0, "samples": [], "end": 0.0}
+    per_thread: list[list[float]] = [[] for _ in range(clients)]
+
+    def one(conn_box: list, client: dict) -> tuple[float, str | None]:
+        t0 = time.perf_counter()
+        try:
+            conn = conn_box[0]
+            conn.request("GET", path, headers=client["headers"])
+            resp = conn.getresponse()
+            body = resp.read()
+            elapsed = time.perf_counter() - t0
+            problem = None if resp.status == 200 else f"HTTP {resp.status}"
+            if problem is None:
+                problem = check(body, client["user"])
+            if resp.will_close:
+                conn.close()
+                conn_box[0] = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            return elapsed, problem
+        except (OSError, http.client.HTTPException) as exc:
+            conn_box[0].close()
+            conn_box[0] = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            return time.perf_counter() - t0, f"{type(exc).__name__}: {exc}"
+
+    def worker(index: int) -> None:
+        client = client_headers[index]
+        box = [http.client.HTTPConnection("127.0.0.1", port, timeout=60)]
+        share = warmup // clients + (1 if index < warmup % clients else 0)
+        warm_problems = [p for _, p in (one(box, client) for _ in range(share)) if p]
+        if warm_problems:
+            with lock:
+                state["samples"].append("warm-up: " + warm_problems[0])
+        barrier.wait()
+        mine = per_thread[index]
+        while True:
+            with lock:
+                if state["next"] >= requests:
+                    break
+                state["next"] += 1
+            elapsed, problem = one(box, client)
+            mine.append(elapsed)
+            if problem:
+                with lock:
+                    state["errors"] += 1
+                    state["samples"].append(problem)
+        with lock:
+            state["end"] = max(state["end"], time.perf_counter())
+        box[0].close()
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()  # everyone is warm and connected
+    spread = on_warm() if on_warm else None
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    result = summarise([x for xs in per_thread for x in xs], state["end"] - start, state["errors"], state["samples"])
+    result["warmup_problems"] = [s for s in state["samples"] if s.startswith("warm-up")]
+    if spread is not None:
+        result["connections_per_process"] = spread
+    return result
+
+
+# --- One database ----------------------------------------------------------------------------
+
+
+def bench_database(db: str, args, workdir: Path, redis_url: str) -> dict:
+    data_dir = workdir / db
+    data_dir.mkdir()
+    if db == "sqlite":
+        database_url = f"sqlite:///{data_dir / 'hartonomous.sqlite3'}"
+        server_version = None
+    else:
+        pg_admin(f'DROP DATABASE IF EXISTS "{PG_BENCH_DB}" WITH (FORCE)')
+        pg_admin(f'CREATE DATABASE "{PG_BENCH_DB}"')
+        database_url = f"postgres://postgres@127.0.0.1:5432/{PG_BENCH_DB}"
+        server_version = pg_admin("SHOW server_version", fetch=True)
+
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DEBUG", "STATIC_ROOT", "MEDIA_ROOT"}}
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "hartonomous_web.settings",
+        "DEBUG": "0",
+        "SECRET_KEY": "bench-" + secrets.token_urlsafe(48),
+        "SECURE_SSL_REDIRECT": "0",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DATA_DIR": str(data_dir),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "PYTHONDONTWRITEBYTECODE": "1",
+    })
+    settings_used = {k: env[k] for k in ("DEBUG", "SECURE_SSL_REDIRECT", "ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL")}
+    settings_used["SECRET_KEY"] = "(random, 50+ characters)"
+    settings_used["DATA_DIR"] = "(temporary directory)"
+
+    log(f"{db}: migrate + collectstatic")
+    t0 = time.perf_counter()
+    manage(env, "migrate", "--noinput")
+    manage(env, "collectstatic", "--noinput")
+    log(f"{db}: migrated and collected in {time.perf_counter() - t0:.1f} s; seeding {args.projects} projects")
+    seed = django_helper(env, "_seed", {"projects": args.projects, "clients": args.clients})
+    log(f"{db}: seeded in {seed['seconds']} s ({seed['projects']} projects, {seed['members']} members, {seed['jobs']} jobs)")
+    queries = django_helper(env, "_queries", seed)
+    for name, q in queries.items():
+        log(f"{db}: {name}: {q['queries_first_request']} queries (first), {q['queries_steady']} steady, "
+            f"{q['in_process_ms_mean']} ms in-process")
+
+    org = seed["org"]
+    expected_projects = f"<strong>{seed['projects']}</strong> projects".encode()
+    api_prefix = f'{{"count":{seed["projects"]},'.encode()
+    page_size = min(50, seed["projects"])
+
+    def check_dashboard(body: bytes, user: str) -> str | None:
+        if expected_projects not in body:
+            return "dashboard without the project count (not logged in?)"
+        if user.encode() not in body:
+            return "dashboard for the wrong user"
+        return None
+
+    def check_api(body: bytes, user: str) -> str | None:
+        if not body.startswith(api_prefix):
+            return f"unexpected API body: {body[:80]!r}"
+        if body.count(b'"slug":') != page_size:
+            return "API page with the wrong number of projects"
+        return None
+
+    endpoints = {
+        "dashboard": (f"/o/{org}/", [
+            {"headers": {"Cookie": f"{seed['session_cookie']}={s}"}, "user": u}
+            for s, u in zip(seed["sessions"], seed["usernames"])], check_dashboard),
+        "projects_api": (f"/api/v1/orgs/{org}/projects/", [
+            {"headers": {"Authorization": f"Bearer {t}", "Accept": "application/json"}, "user": u}
+            for t, u in zip(seed["tokens"], seed["usernames"])], check_api),
+    }
+
+    configs = []
+    for procs in args.procs:
+        label = "default: 1 daphne process (as scripts/run.sh)" if procs == 1 else \
+            f"alternative: {procs} daphne processes on one port (SO_REUSEPORT)"
+        server = Server(env, procs, workdir)
+        log(f"{db}: starting {label}")
+        server.start()
+        try:
+            config = {"procs": procs, "label": label,
+                      "command": " ".join(server.command(["-b", "127.0.0.1", "-p", "PORT"] if procs == 1 else ["--fd", "FD"])).replace(sys.executable, "python"),
+                      "endpoints": {}}
+            for name, (path, headers, check) in endpoints.items():
+                entry = {"path": path}
+                if procs == 1 and args.baseline_requests:
+                    entry["one_client"] = load(server.port, path, headers[:1], args.baseline_requests,
+                                               min(args.warmup, 20), check)
+                    log(f"{db} {procs}p {name} 1 client: p50 {entry['one_client']['p50_ms']} ms, "
+                        f"p99 {entry['one_client']['p99_ms']} ms")
+                run = load(server.port, path, headers, args.requests, args.warmup, check,
+                           on_warm=server.connections_per_process if procs > 1 else None)
+                run["meets_goal"] = run["errors"] == 0 and run["p99_ms"] <= GOAL_P99_MS
+                entry[f"{args.clients}_clients"] = run
+                config["endpoints"][name] = entry
+                log(f"{db} {procs}p {name} {args.clients} clients: p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms, "
+                    f"{run['throughput_rps']} req/s, errors {run['errors']}"
+                    + (f", connections/process {run.get('connections_per_process')}" if procs > 1 else ""))
+            configs.append(config)
+        finally:
+            server.stop()
+
+    return {
+        "database": db,
+        "database_server": f"PostgreSQL {server_version}" if server_version else f"SQLite {_machine.sqlite3.sqlite_version} (file, WAL)",
+        "settings": settings_used,
+        "seed": {k: seed[k] for k in ("org", "projects", "members", "jobs")} | {"side_organisations": 2},
+        "queries_per_request": queries,
+        "servers": configs,
+    }
+
+
+def main() -> int:
+    if len(sys.argv) >= 3 and sys.argv[1] in ("_seed", "_queries"):
+        payload = json.loads(sys.argv[2])
+        sys.path.insert(0, str(ROOT))
+        os.chdir(ROOT)
+        result = _seed(**payload) if sys.argv[1] == "_seed" else _queries(payload)
+        print(json.dumps(result))
+        return 0
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--requests", type=int, default=2000, help="timed requests per endpoint (default 2000)")
+    parser.add_argument("--clients", type=int, default=20, help="concurrent clients (default 20)")
+    parser.add_argument("--projects", type=int, default=1000, help="projects in the organisation (default 1000)")
+    parser.add_argument("--warmup", type=int, default=200, help="untimed requests per endpoint first (default 200)")
+    parser.add_argument("--procs", default="1,2",
+                        help="daphne process counts to measure, comma separated (default 1,2; 1 = scripts/run.sh)")
+    parser.add_argument("--baseline-requests", type=int, default=200,
+                        help="single-client requests per endpoint on the default server (0 = skip)")
+    parser.add_argument("--no-write", action="store_true", help="do not write bench/results/")
+    args = parser.parse_args()
+    args.procs = [int(p) for p in args.procs.split(",") if p.strip()]
+    if args.clients < 2 or args.projects < 1 or args.requests < 1:
+        parser.error("need --clients >= 2, --projects >= 1, --requests >= 1")
+
+    databases = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    machine = _machine.describe()
+    workdir = Path(tempfile.mkdtemp(prefix="hartonomous-bench-"))
+    redis_proc = None
+    results = []
+    try:
+        redis_proc, redis_url = start_redis(workdir)
+        for db in databases:
+            started = time.perf_counter()
+            result = bench_database(db, args, workdir, redis_url)
+            result["machine"] = machine | {"database_server": result["database_server"]}
+            result["run"] = {
+                "clients": args.clients, "requests_per_endpoint": args.requests, "warmup_per_endpoint": args.warmup,
+                "single_client_requests": args.baseline_requests, "projects": args.projects,
+                "load_generator": "closed loop, no think time: one thread + one keep-alive http.client "
+                                  "connection per client, in the same machine as the server",
+                "latency": "time.perf_counter from sending the request to the last body byte",
+                "percentiles": "nearest rank", "goal_p99_ms": GOAL_P99_MS,
+                "server_logging": "daphne defaults (access log to a file), LOG_LEVEL=INFO",
+                "throttling": "REST_FRAMEWORK defaults (user 3000/minute, cache in the private Redis); "
+                              "each client is a different member, so no client is throttled",
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+            results.append(result)
+            if not args.no_write:
+                RESULTS.mkdir(parents=True, exist_ok=True)
+                target = RESULTS / f"web_latency_{db}.json"
+                target.write_text(json.dumps(result, indent=2) + "\n")
+                log(f"wrote {target.relative_to(ROOT)}")
+    finally:
+        stop(redis_proc)
+        if "postgres" in databases:
+            try:
+                pg_admin(f'DROP DATABASE IF EXISTS "{PG_BENCH_DB}" WITH (FORCE)')
+            except Exception as exc:  # noqa: BLE001
+                log(f"could not drop {PG_BENCH_DB}: {exc}")
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print(json.dumps({"results": results}, indent=2))
+    failed = any(run["errors"] for r in results for c in r["servers"] for e in c["endpoints"].values()
+                 for k, run in e.items() if k != "path")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,506 @@
+-- =============================================================================
+-- GENERATED FILE - DO NOT EDIT.
+--
+-- SQL Server DDL of every migration of every installed app, in the order
+-- `manage.py migrate` applies them to an empty database.
+--
+-- Regenerate:  python manage.py sqlserver_ddl
+-- Verify:      python manage.py sqlserver_ddl --check
+--
+-- Generated offline (no database connection) with mssql-django 2.0.0
+-- for SQL Server 2022 (major version 16). Each migration is one
+-- transaction; every statement is its own batch (GO), as migrate sends them.
+-- Run with:  sqlcmd -b -I -d <database> -i sql/schema.sql
+--
+-- Provision real databases with `manage.py migrate`: it also records applied
+-- migrations in django_migrations and runs data migrations, which appear
+-- here only as "THIS OPERATION CANNOT BE WRITTEN AS SQL". Constraints that
+-- SQL Server names itself are dropped with dynamic SQL that looks the name up.
+-- =============================================================================
+
+SET ANSI_NULLS ON;
+SET ANSI_PADDING ON;
+SET ANSI_WARNINGS ON;
+SET ARITHABORT ON;
+SET CONCAT_NULL_YIELDS_NULL ON;
+SET NUMERIC_ROUNDABORT OFF;
+SET QUOTED_IDENTIFIER ON;
+SET XACT_ABORT ON;
+GO
+
+-- -----------------------------------------------------------------------------
+-- Migration contenttypes.0001_initial
+-- -----------------------------------------------------------------------------
+BEGIN TRANSACTION;
+GO
+--
+-- Create model ContentType
+--
+CREATE TABLE [django_content_type] ([id] int NOT NULL PRIMARY KEY IDENTITY (1, 1), [name] nvarchar(100) NOT NULL, [app_label] nvarchar(100) NOT NULL, [model] nvarchar(100) NOT NULL);
+GO
+--
+-- Alter unique_together for contenttype (1 constraint(s))
+--
+CREATE UNIQUE INDEX [django_content_type_app_label_model_76bd3d3b_uniq] ON [django_content_type] ([app_label], [model]) WHERE [app_label] IS NOT NULL AND [model] IS NOT NULL;
+GO
+COMMIT;
+GO
+
+-- -----------------------------------------------------------------------------
+-- Migration auth.0001_initial
+-- -----------------------------------------------------------------------------
+BEGIN TRANSACTION;
+GO
+--
+-- Create model Permission
+--
+CREATE TABLE [auth_permission] ([id] int NOT NULL PRIMARY KEY IDENTITY (1, 1), [name] nvarchar(50) NOT NULL, [content_type_id] int NOT NULL, [codename] nvarchar(100) NOT NULL);
+GO
+--
+-- Create model Group
+--
+CREATE TABLE [auth_group] ([id] int NOT NULL PRIMARY KEY IDENTITY (1, 1), [name] nvarchar(80) NOT NULL UNIQUE);
+GO
+CREATE TABLE [auth_group_permissions] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1), [group_id] int NOT NULL, [permission_id] int NOT NULL);
+GO
+--
+-- Create model User
+--
+CREATE TABLE [auth_user] ([id] int NOT NULL PRIMARY KEY IDENTITY (1, 1), [password] nvarchar(128) NOT NULL, [last_login] datetimeoffset NOT NULL, [is_superuser] bit NOT NULL, [username] nvarchar(30) NOT NULL UNIQUE, [first_name] nvarchar(30) NOT NULL, [last_name] nvarchar(30) NOT NULL, [email] nvarchar(75) NOT NULL, [is_staff] bit NOT NULL, [is_active] bit NOT NULL, [date_joined] datetimeoffset NOT NULL);
+GO
+CREATE TABLE [auth_user_groups] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1), [user_id] int NOT NULL, [group_id] int NOT NULL);
+GO
+CREATE TABLE [auth_user_user_permissions] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1), [user_id] int NOT NULL, [permission_id] int NOT NULL);
+GO
+ALTER TABLE [auth_permission] ADD CONSTRAINT [auth_permission_content_type_id_2f476e4b_fk_django_content_type_id] FOREIGN KEY ([content_type_id]) REFERENCES [django_content_type] ([id]);
+GO
+CREATE UNIQUE INDEX [auth_permission_content_type_id_codename_01ab375a_uniq] ON [auth_permission] ([content_type_id], [codename]) WHERE [content_type_id] IS NOT NULL AND [codename] IS NOT NULL;
+GO
+CREATE INDEX [auth_permission_content_type_id_2f476e4b] ON [auth_permission] ([content_type_id]);
+GO
+ALTER TABLE [auth_group_permissions] ADD CONSTRAINT [auth_group_permissions_group_id_b120cbf9_fk_auth_group_id] FOREIGN KEY ([group_id]) REFERENCES [auth_group] ([id]);
+GO
+ALTER TABLE [auth_group_permissions] ADD CONSTRAINT [auth_group_permissions_permission_id_84c5c92e_fk_auth_permission_id] FOREIGN KEY ([permission_id]) REFERENCES [auth_permission] ([id]);
+GO
+CREATE UNIQUE INDEX [auth_group_permissions_group_id_permission_id_0cd325b0_uniq] ON [auth_group_permissions] ([group_id], [permission_id]) WHERE [group_id] IS NOT NULL AND [permission_id] IS NOT NULL;
+GO
+CREATE INDEX [auth_group_permissions_group_id_b120cbf9] ON [auth_group_permissions] ([group_id]);
+GO
+CREATE INDEX [auth_group_permissions_permission_id_84c5c92e] ON [auth_group_permissions] ([permission_id]);
+GO
+ALTER TABLE [auth_user_groups] ADD CONSTRAINT [auth_user_groups_user_id_6a12ed8b_fk_auth_user_id] FOREIGN KEY ([user_id]) REFERENCES [auth_user] ([id]);
+GO
+ALTER TABLE [auth_user_groups] ADD CONSTRAINT [auth_user_groups_group_id_97559544_fk_auth_group_id] FOREIGN KEY ([group_id]) REFERENCES [auth_group] ([id]);
+GO
+CREATE UNIQUE INDEX [auth_user_groups_user_id_group_id_94350c0c_uniq] ON [auth_user_groups] ([user_id], [group_id]) WHERE [user_id] IS NOT NULL AND [group_id] IS NOT NULL;
+GO
+CREATE INDEX [auth_user_groups_user_id_6a12ed8b] ON [auth_user_groups] ([user_id]);
+GO
+CREATE INDEX [auth_user_groups_group_id_97559544] ON [auth_user_groups] ([group_id]);
+GO
+ALTER TABLE [auth_user_user_permissions] ADD CONSTRAINT [auth_user_user_permissions_user_id_a95ead1b_fk_auth_user_id] FOREIGN KEY ([user_id]) REFERENCES [auth_user] ([id]);
+GO
+ALTER TABLE [auth_user_user_permissions] ADD CONSTRAINT [auth_user_user_permissions_permission_id_1fbb5f2c_fk_auth_permission_id] FOREIGN KEY ([permission_id]) REFERENCES [auth_permission] ([id]);
+GO
+CREATE UNIQUE INDEX [auth_user_user_permissions_user_id_permission_id_14a6b632_uniq] ON [auth_user_user_permissions] ([user_id], [permission_id]) WHERE [user_id] IS NOT NULL AND [permission_id] IS NOT NULL;
+GO
+CREATE INDEX [auth_user_user_permissions_user_id_a95ead1b] ON [auth_user_user_permissions] ([user_id]);
+GO
+CREATE INDEX [auth_user_user_permissions_permission_id_1fbb5f2c] ON [auth_user_user_permissions] ([permission_id]);
+GO
+COMMIT;
+GO
+
+-- -----------------------------------------------------------------------------
+-- Migration admin.0001_initial
+-- -----------------------------------------------------------------------------
+BEGIN TRANSACTION;
+GO
+--
+-- Create model LogEntry
+--
+CREATE TABLE [django_admin_log] ([id] int NOT NULL PRIMARY KEY IDENTITY (1, 1), [action_time] datetimeoffset NOT NULL, [object_id] nvarchar(max) NULL, [object_repr] nvarchar(200) NOT NULL, [action_flag] smallint NOT NULL CONSTRAINT django_admin_log_action_flag_a8637d59_check CHECK ([action_flag] >= 0), [change_message] nvarchar(max) NOT NULL, [content_type_id] int NULL, [user_id] int NOT NULL);
+GO
+ALTER TABLE [django_admin_log] ADD CONSTRAINT [django_admin_log_content_type_id_c4bce8eb_fk_django_content_type_id] FOREIGN KEY ([content_type_id]) REFERENCES [django_content_type] ([id]);
+GO
+ALTER TABLE [django_admin_log] ADD CONSTRAINT [django_admin_log_user_id_c564eba6_fk_auth_user_id] FOREIGN KEY ([user_id]) REFERENCES [auth_user] ([id]);
+GO
+CREATE INDEX [django_admin_log_content_type_id_c4bce8eb] ON [django_admin_log] ([content_type_id]);
+GO
+CREATE INDEX [django_admin_log_user_id_c564eba6] ON [django_admin_log] ([user_id]);
+GO
+COMMIT;
+GO
+
+-- -----------------------------------------------------------------------------
+-- Migration admin.0002_logentry_remove_auto_add
+-- -----------------------------------------------------------------------------
+BEGIN TRANSACTION;
+GO
+--
+-- Alter field action_time on logentry
+--
+-- (no-op)
+COMMIT;
+GO
+
+-- -----------------------------------------------------------------------------
+-- Migration admin.0003_logentry_add_action_flag_choices
+-- -----------------------------------------------------------------------------
+BEGIN TRANSACTION;
+GO
+--
+-- Alter field action_flag on logentry
+--
+-- (no-op)
+COMMIT;
+GO
+
+-- -----------------------------------------------------------------------------
+-- Migration contenttypes.0002_remove_content_type_name
+-- -----------------------------------------------------------------------------
+BEGIN TRANSACTION;
+GO
+--
+-- Change Meta options on contenttype
+--
+-- (no-op)
+--
+-- Alter field name on contenttype
+--
+ALTER TABLE [django_content_type] ALTER COLUMN [name] nvarchar(100) NULL;
+GO
+--
+-- Raw Python operation
+--
+-- THIS OPERATION CANNOT BE WRITTEN AS SQL
+--
+-- Remove field name from contenttype
+--
+ALTER TABLE [django_content_type] DROP COLUMN [name];
+GO
+COMMIT;
+GO
+
+-- -----------------------------------------------------------------------------
+-- Migration auth.0002_alter_permission_name_max_length
+-- -----------------------------------------------------------------------------
+BEGIN TRANSACTION;
+GO
+--
+-- Alter field name on permission
+--
+ALTER TABLE [auth_permission] ALTER COLUMN [name] nvarchar(255) NOT NULL;
+GO
+COMMIT;
+GO
+
+-- -----------------------------------------------------------------------------
+-- Migration auth.0003_alter_user_email_max_length
+-- -----------------------------------------------------------------------------
+BEGIN TRANSACTION;
+GO
+--
+-- Alter field email on user
+--
+ALTER TABLE [auth_user] ALTER COLUMN [email] nvarchar(254) NOT NULL;
+GO
+COMMIT;
+GO
+
+-- -----------------------------------------------------------------------------
+-- Migration auth.0004_alter_user_username_opts
+-- -----------------------------------------------------------------------------
+BEGIN TRANSACTION;
+GO
+--
+-- Alter field username on user
+--
+-- (no-op)
+COMMIT;
+GO
+
+-- -----------------------------------------------------------------------------
+-- Migration auth.0005_alter_user_last_login_null
+-- -----------------------------------------------------------------------------
+BEGIN TRANSACTION;
+GO
+--
+-- Alter field last_login on user
+--
+ALTER TABLE [auth_user] ALTER COLUMN [last_login] datetimeoffset NULL;
+GO
+COMMIT;
+GO
+
+-- -----------------------------------------------------------------------------
+-- Migration auth.0006_require_contenttypes_0002
+-- -----------------------------------------------------------------------------
+BEGIN TRANSACTION;
+GO
+COMMIT;
+GO
+
+-- -----------------------------------------------------------------------------
+-- Migration auth.0007_alter_validators_add_error_messages
+-- -----------------------------------------------------------------------------
+BEGIN TRANSACTION;
+GO
+--
+-- Alter field username on user
+--
+-- (no-op)
+COMMIT;
+GO
+
+-- -----------------------------------------------------------------------------
+-- Migration auth.0008_alter_user_username_max_length
+-- -----------------------------------------------------------------------------
+BEGIN TRANSACTION;
+GO
+--
+-- Alter field username on user
+--
+-- The constraint below was named by SQL Server; look its name up.
+DECLARE @name1 sysname, @sql nvarchar(max);
+SELECT @name1 = kc.[name] FROM sys.key_constraints AS kc WHERE kc.[parent_object_id] = OBJECT_ID(N'[auth_user]') AND kc.[type] = 'UQ' AND (SELECT STRING_AGG(c.[name], N',') WITHIN GROUP (ORDER BY ic.[key_ordinal]) FROM sys.index_columns AS ic INNER JOIN sys.columns AS c ON c.[object_id] = ic.[object_id] AND c.[column_id] = ic.[column_id] WHERE ic.[object_id] = kc.[parent_object_id] AND ic.[index_id] = kc.[unique_index_id]) = N'username';
+IF @name1 IS NULL THROW 50000, N'UNIQUE constraint on (username) on [auth_user] not found', 1;
+SET @sql = REPLACE(N'ALTER TABLE [auth_user] DROP CONSTRAINT [__mssql_sysname_7__];', N'[__mssql_sysname_7__]', QUOTENAME(@name1));
+EXEC sp_executesql @sql;
+GO
+ALTER TABLE [auth_user] ALTER COLUMN [username] nvarchar(150) NOT NULL;
+GO
+ALTER TABLE [auth_user] ADD CONSTRAINT [auth_user_username_6821ab7c_uniq] UNIQUE ([username]);
+GO
+COMMIT;
+GO
+
+-- -----------------------------------------------------------------------------
+-- Migration auth.0009_alter_user_last_name_max_length
+-- -----------------------------------------------------------------------------
+BEGIN TRANSACTION;
+GO
+--
+-- Alter field last_name on user
+--
+ALTER TABLE [auth_user] ALTER COLUMN [last_name] nvarchar(150) NOT NULL;
+GO
+COMMIT;
+GO
+
+-- -----------------------------------------------------------------------------
+-- Migration auth.0010_alter_group_name_max_length
+-- -----------------------------------------------------------------------------
+BEGIN TRANSACTION;
+GO
+--
+-- Alter field name on group
+--
+-- The constraint below was named by SQL Server; look its name up.
+DECLARE @name1 sysname, @sql nvarchar(max);
+SELECT @name1 = kc.[name] FROM sys.key_constraints AS kc WHERE kc.[parent_object_id] = OBJECT_ID(N'[auth_group]') AND kc.[type] = 'UQ' AND (SELECT STRING_AGG(c.[name], N',') WITHIN GROUP (ORDER BY ic.[key_ordinal]) FROM sys.index_columns AS ic INNER JOIN sys.columns AS c ON c.[object_id] = ic.[object_id] AND c.[column_id] = ic.[column_id] WHERE ic.[object_id] = kc.[parent_object_id] AND ic.[index_id] = kc.[unique_index_id]) = N'name';
+IF @name1 IS NULL THROW 50000, N'UNIQUE constraint on (name) on [auth_group] not found', 1;
+SET @sql = REPLACE(N'ALTER TABLE [auth_group] DROP CONSTRAINT [__mssql_sysname_4__];', N'[__mssql_sysname_4__]', QUOTENAME(@name1));
+EXEC sp_executesql @sql;
+GO
+ALTER TABLE [auth_group] ALTER COLUMN [name] nvarchar(150) NOT NULL;
+GO
+ALTER TABLE [auth_group] ADD CONSTRAINT [auth_group_name_a6ea08ec_uniq] UNIQUE ([name]);
+GO
+COMMIT;
+GO
+
+-- -----------------------------------------------------------------------------
+-- Migration auth.0011_update_proxy_permissions
+-- -----------------------------------------------------------------------------
+BEGIN TRANSACTION;
+GO
+--
+-- Raw Python operation
+--
+-- THIS OPERATION CANNOT BE WRITTEN AS SQL
+COMMIT;
+GO
+
+-- -----------------------------------------------------------------------------
+-- Migration auth.0012_alter_user_first_name_max_length
+-- -----------------------------------------------------------------------------
+BEGIN TRANSACTION;
+GO
+--
+-- Alter field first_name on user
+--
+ALTER TABLE [auth_user] ALTER COLUMN [first_name] nvarchar(150) NOT NULL;
+GO
+COMMIT;
+GO
+
+-- -----------------------------------------------------------------------------
+-- Migration django_rq.0001_initial
+-- -----------------------------------------------------------------------------
+BEGIN TRANSACTION;
+GO
+--
+-- Create model Queue
+--
+-- (no-op)
+COMMIT;
+GO
+
+-- -----------------------------------------------------------------------------
+-- Migration django_rq.0002_delete_queue_create_dashboard
+-- -----------------------------------------------------------------------------
+BEGIN TRANSACTION;
+GO
+--
+-- Rename model Queue to Dashboard
+--
+-- (no-op)
+--
+-- Change Meta options on Dashboard
+--
+-- (no-op)
+COMMIT;
+GO
+
+-- -----------------------------------------------------------------------------
+-- Migration django_rq.0003_alter_dashboard_permission_names
+-- -----------------------------------------------------------------------------
+BEGIN TRANSACTION;
+GO
+--
+-- Change Meta options on dashboard
+--
+-- (no-op)
+--
+-- Raw Python operation
+--
+-- THIS OPERATION CANNOT BE WRITTEN AS SQL
+COMMIT;
+GO
+
+-- -----------------------------------------------------------------------------
+-- Migration projects.0001_initial
+-- -----------------------------------------------------------------------------
+BEGIN TRANSACTION;
+GO
+--
+-- Create model Organization
+--
+CREATE TABLE [projects_organization] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1), [name] nvarchar(120) NOT NULL, [slug] nvarchar(60) NOT NULL UNIQUE, [created_at] datetimeoffset NOT NULL, [created_by_id] int NULL);
+GO
+--
+-- Create model Invitation
+--
+CREATE TABLE [projects_invitation] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1), [role] nvarchar(10) NOT NULL, [email] nvarchar(254) NOT NULL, [key_hash] nvarchar(64) NOT NULL UNIQUE, [created_at] datetimeoffset NOT NULL, [expires_at] datetimeoffset NOT NULL, [accepted_at] datetimeoffset NULL, [revoked_at] datetimeoffset NULL, [accepted_by_id] int NULL, [created_by_id] int NULL, [organization_id] bigint NOT NULL);
+GO
+--
+-- Create model ApiToken
+--
+CREATE TABLE [projects_apitoken] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1), [name] nvarchar(80) NOT NULL, [prefix] nvarchar(16) NOT NULL, [token_hash] nvarchar(64) NOT NULL UNIQUE, [created_at] datetimeoffset NOT NULL, [last_used_at] datetimeoffset NULL, [expires_at] datetimeoffset NULL, [revoked_at] datetimeoffset NULL, [user_id] int NOT NULL, [organization_id] bigint NOT NULL);
+GO
+--
+-- Create model Project
+--
+CREATE TABLE [projects_project] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1), [name] nvarchar(120) NOT NULL, [slug] nvarchar(60) NOT NULL, [description] nvarchar(max) NOT NULL, [created_at] datetimeoffset NOT NULL, [archived_at] datetimeoffset NULL, [stats] nvarchar(max) NOT NULL CONSTRAINT projects_project_stats_1999fd52_check CHECK ((ISJSON ("stats") = 1)), [stats_updated_at] datetimeoffset NULL, [created_by_id] int NULL, [organization_id] bigint NOT NULL);
+GO
+--
+-- Create model Job
+--
+CREATE TABLE [projects_job] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1), [kind] nvarchar(80) NOT NULL, [queue] nvarchar(20) NOT NULL, [params] nvarchar(max) NOT NULL CONSTRAINT projects_job_params_6f00593c_check CHECK ((ISJSON ("params") = 1)), [status] nvarchar(10) NOT NULL, [progress] double precision NOT NULL, [message] nvarchar(300) NOT NULL, [log] nvarchar(max) NOT NULL, [error] nvarchar(max) NOT NULL, [result] nvarchar(max) NOT NULL CONSTRAINT projects_job_result_f54717e7_check CHECK ((ISJSON ("result") = 1)), [artifacts] nvarchar(max) NOT NULL CONSTRAINT projects_job_artifacts_50118496_check CHECK ((ISJSON ("artifacts") = 1)), [rq_id] char(32) NOT NULL UNIQUE, [worker] nvarchar(120) NOT NULL, [created_at] datetimeoffset NOT NULL, [started_at] datetimeoffset NULL, [finished_at] datetimeoffset NULL, [heartbeat_at] datetimeoffset NULL, [created_by_id] int NULL, [retry_of_id] bigint NULL, [organization_id] bigint NOT NULL, [project_id] bigint NULL);
+GO
+--
+-- Create model Membership
+--
+CREATE TABLE [projects_membership] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1), [role] nvarchar(10) NOT NULL, [created_at] datetimeoffset NOT NULL, [user_id] int NOT NULL, [organization_id] bigint NOT NULL, CONSTRAINT [uniq_membership] UNIQUE ([organization_id], [user_id]));
+GO
+--
+-- Create constraint uniq_project_slug on model project
+--
+ALTER TABLE [projects_project] ADD CONSTRAINT [uniq_project_slug] UNIQUE ([organization_id], [slug]);
+GO
+--
+-- Create index job_org_recent on field(s) organization, -created_at of model job
+--
+CREATE INDEX [job_org_recent] ON [projects_job] ([organization_id], [created_at] DESC);
+GO
+--
+-- Create index job_status_heartbeat on field(s) status, heartbeat_at of model job
+--
+CREATE INDEX [job_status_heartbeat] ON [projects_job] ([status], [heartbeat_at]);
+GO
+ALTER TABLE [projects_organization] ADD CONSTRAINT [projects_organization_created_by_id_cc1264ce_fk_auth_user_id] FOREIGN KEY ([created_by_id]) REFERENCES [auth_user] ([id]);
+GO
+CREATE INDEX [projects_organization_created_by_id_cc1264ce] ON [projects_organization] ([created_by_id]);
+GO
+ALTER TABLE [projects_invitation] ADD CONSTRAINT [projects_invitation_accepted_by_id_c0262014_fk_auth_user_id] FOREIGN KEY ([accepted_by_id]) REFERENCES [auth_user] ([id]);
+GO
+ALTER TABLE [projects_invitation] ADD CONSTRAINT [projects_invitation_created_by_id_346d4c93_fk_auth_user_id] FOREIGN KEY ([created_by_id]) REFERENCES [auth_user] ([id]);
+GO
+ALTER TABLE [projects_invitation] ADD CONSTRAINT [projects_invitation_organization_id_93192c13_fk_projects_organization_id] FOREIGN KEY ([organization_id]) REFERENCES [projects_organization] ([id]);
+GO
+CREATE INDEX [projects_invitation_accepted_by_id_c0262014] ON [projects_invitation] ([accepted_by_id]);
+GO
+CREATE INDEX [projects_invitation_created_by_id_346d4c93] ON [projects_invitation] ([created_by_id]);
+GO
+CREATE INDEX [projects_invitation_organization_id_93192c13] ON [projects_invitation] ([organization_id]);
+GO
+ALTER TABLE [projects_apitoken] ADD CONSTRAINT [projects_apitoken_user_id_a07e154c_fk_auth_user_id] FOREIGN KEY ([user_id]) REFERENCES [auth_user] ([id]);
+GO
+ALTER TABLE [projects_apitoken] ADD CONSTRAINT [projects_apitoken_organization_id_f683d3a2_fk_projects_organization_id] FOREIGN KEY ([organization_id]) REFERENCES [projects_organization] ([id]);
+GO
+CREATE INDEX [projects_apitoken_user_id_a07e154c] ON [projects_apitoken] ([user_id]);
+GO
+CREATE INDEX [projects_apitoken_organization_id_f683d3a2] ON [projects_apitoken] ([organization_id]);
+GO
+ALTER TABLE [projects_project] ADD CONSTRAINT [projects_project_created_by_id_c49d7b6d_fk_auth_user_id] FOREIGN KEY ([created_by_id]) REFERENCES [auth_user] ([id]);
+GO
+ALTER TABLE [projects_project] ADD CONSTRAINT [projects_project_organization_id_c93e5ca2_fk_projects_organization_id] FOREIGN KEY ([organization_id]) REFERENCES [projects_organization] ([id]);
+GO
+CREATE INDEX [projects_project_slug_2d50067a] ON [projects_project] ([slug]);
+GO
+CREATE INDEX [projects_project_created_by_id_c49d7b6d] ON [projects_project] ([created_by_id]);
+GO
+CREATE INDEX [projects_project_organization_id_c93e5ca2] ON [projects_project] ([organization_id]);
+GO
+ALTER TABLE [projects_job] ADD CONSTRAINT [projects_job_created_by_id_8f2f4cda_fk_auth_user_id] FOREIGN KEY ([created_by_id]) REFERENCES [auth_user] ([id]);
+GO
+ALTER TABLE [projects_job] ADD CONSTRAINT [projects_job_retry_of_id_02bc8acc_fk_projects_job_id] FOREIGN KEY ([retry_of_id]) REFERENCES [projects_job] ([id]);
+GO
+ALTER TABLE [projects_job] ADD CONSTRAINT [projects_job_organization_id_56ebb956_fk_projects_organization_id] FOREIGN KEY ([organization_id]) REFERENCES [projects_organization] ([id]);
+GO
+ALTER TABLE [projects_job] ADD CONSTRAINT [projects_job_project_id_f3780fa1_fk_projects_project_id] FOREIGN KEY ([project_id]) REFERENCES [projects_project] ([id]);
+GO
+CREATE INDEX [projects_job_created_by_id_8f2f4cda] ON [projects_job] ([created_by_id]);
+GO
+CREATE INDEX [projects_job_retry_of_id_02bc8acc] ON [projects_job] ([retry_of_id]);
+GO
+CREATE INDEX [projects_job_organization_id_56ebb956] ON [projects_job] ([organization_id]);
+GO
+CREATE INDEX [projects_job_project_id_f3780fa1] ON [projects_job] ([project_id]);
+GO
+ALTER TABLE [projects_membership] ADD CONSTRAINT [projects_membership_user_id_13374535_fk_auth_user_id] FOREIGN KEY ([user_id]) REFERENCES [auth_user] ([id]);
+GO
+ALTER TABLE [projects_membership] ADD CONSTRAINT [projects_membership_organization_id_11097183_fk_projects_organization_id] FOREIGN KEY ([organization_id]) REFERENCES [projects_organization] ([id]);
+GO
+CREATE INDEX [projects_membership_user_id_13374535] ON [projects_membership] ([user_id]);
+GO
+CREATE INDEX [projects_membership_organization_id_11097183] ON [projects_membership] ([organization_id]);
+GO
+COMMIT;
+GO
+
+-- -----------------------------------------------------------------------------
+-- Migration sessions.0001_initial
+-- -----------------------------------------------------------------------------
+BEGIN TRANSACTION;
+GO
+--
+-- Create model Session
+--
+CREATE TABLE [django_session] ([session_key] nvarchar(40) NOT NULL PRIMARY KEY, [session_data] nvarchar(max) NOT NULL, [expire_date] datetimeoffset NOT NULL);
+GO
+CREATE INDEX [django_session_expire_date_a5c62663] ON [django_session] ([expire_date]);
+GO
+COMMIT;
+GO

@@ -1,0 +1,261 @@
+"""Fixtures of the browser tests: a real ASGI server (daphne), headless Chromium, pages that
+fail the test on any JavaScript error.
+
+The server is a separate process against the test database, so the tests use
+``transactional_db`` (what a test writes must be committed for the server to see it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, database_url_of_test_db, make_user
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]
+SCREENSHOTS = ROOT / "var" / "e2e"
+#: Playwright's sync API keeps its event loop "running" in this thread (it lives in a
+#: greenlet), and Django refuses ORM calls from a thread with a running loop. The loop is
+#: suspended while test code runs, so the ORM calls are safe; the flag says so to Django,
+#: for the browser tests only, and is kept out of the server and worker processes.
+ASYNC_UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"
+
+
+def password_of(username: str) -> str:
+    """The password `tests.conftest.make_user` gives a user."""
+    return "pw-" + username + "-123!"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _child_env(**extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key != ASYNC_UNSAFE}
+    env.update(extra)
+    return env
+
+
+def _tail(path: Path, chars: int = 6000) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError as error:
+        return f"(cannot read {path}: {error})"
+
+
+@pytest.fixture(autouse=True)
+def _orm_beside_playwright(monkeypatch):
+    monkeypatch.setenv(ASYNC_UNSAFE, "true")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Attach the server's and the workers' logs to a failed (or erroring) browser test."""
+    report = yield
+    if report.failed:
+        for title, path in getattr(item, "_e2e_logs", {}).items():
+            report.sections.append((title, _tail(path)))
+    return report
+
+
+def _remember_log(request, title: str, path: Path) -> None:
+    logs = getattr(request.node, "_e2e_logs", None)
+    if logs is None:
+        logs = request.node._e2e_logs = {}
+    logs[title] = path
+
+
+# --- The server -----------------------------------------------------------------------------
+
+
+class AsgiServer:
+    """`python -m daphne` serving hartonomous_web.asgi (HTTP and websockets) on a free port."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = Path(os.environ["DATA_DIR"]) / f"daphne-{time.time_ns()}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "wb")
+        env = _child_env(DATABASE_URL=database_url_of_test_db(), PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "hartonomous_web.asgi:application"],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def wait_until_healthy(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daphne exited with {self.proc.returncode}:\n{_tail(self.log_path)}")
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError as error:
+                last_error = error
+            time.sleep(0.1)
+        raise RuntimeError(f"daphne did not answer /healthz within {timeout:.0f} s ({last_error}):\n{_tail(self.log_path)}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        self._log.close()
+
+
+@pytest.fixture
+def asgi_server(transactional_db, request):
+    server = AsgiServer()
+    _remember_log(request, "daphne log (tail)", server.log_path)
+    try:
+        server.wait_until_healthy()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def start_worker(start_worker, request):
+    """The real RQ worker of tests/conftest.py, without the flag above, its log kept for reports."""
+
+    def start():
+        saved = os.environ.pop(ASYNC_UNSAFE, None)
+        try:
+            worker = start_worker()
+        finally:
+            if saved is not None:
+                os.environ[ASYNC_UNSAFE] = saved
+        _remember_log(request, f"worker log {worker.proc.pid} (tail)", worker.log_path)
+        return worker
+
+    return start
+
+
+# --- The browser ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="package")
+def browser():
+    """Headless Chromium for all browser tests of this package.
+
+    Package scope, not session: while Playwright runs, its event loop counts as running in
+    this thread, which would make Django refuse ORM calls in the tests run after these.
+    """
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"The browser tests need Chromium at {CHROMIUM}. Run `make test` (it installs the Debian "
+            "packages in scripts/apt-test-packages.txt), or `apt-get install chromium` as root.",
+            pytrace=False,
+        )
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=10_000)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+class PageProblems:
+    """JavaScript errors (console errors, uncaught exceptions) and server errors seen by pages."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def watch(self, page, label: str) -> None:
+        def on_console(message):
+            if message.type == "error":
+                location = message.location or {}
+                self.items.append(f"[{label}] console error: {message.text} ({location.get('url', '?')}:{location.get('lineNumber', '?')})")
+
+        def on_response(response):
+            if response.status >= 500:
+                self.items.append(f"[{label}] HTTP {response.status} from {response.request.method} {response.url}")
+
+        page.on("console", on_console)
+        page.on("pageerror", lambda error: self.items.append(f"[{label}] uncaught exception: {error}"))
+        page.on("response", on_response)
+
+
+@pytest.fixture
+def new_page(browser, asgi_server, request):
+    """`new_page()`: a page in a fresh browser context (its own cookies: another person).
+
+    At teardown the test fails if any page had a JavaScript error or a 5xx response.
+    """
+    problems = PageProblems()
+    contexts = []
+
+    def make(label: str | None = None):
+        context = browser.new_context(base_url=asgi_server.url, viewport={"width": 1280, "height": 800})
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        page = context.new_page()
+        problems.watch(page, label or f"context {len(contexts)}")
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+    if problems.items:
+        pytest.fail("JavaScript errors in the browser:\n" + "\n".join(problems.items), pytrace=False)
+
+
+@pytest.fixture
+def page(new_page):
+    return new_page("page")
+
+
+# --- Helpers --------------------------------------------------------------------------------
+
+
+def log_in(page, username: str, password: str | None = None) -> None:
+    """Log in through the login form."""
+    from playwright.sync_api import expect
+
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password", exact=True).fill(password or password_of(username))
+    page.get_by_role("button", name="Log in").click()
+    expect(page).not_to_have_url(re.compile(r"/accounts/login/"))
+
+
+def sign_up(page, username: str, password: str) -> None:
+    """Fill in and send the sign-up form (the page must show it)."""
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_label("Password confirmation").fill(password)
+    page.get_by_role("button", name="Sign up").click()
+
+
+def screenshot(page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / name
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+__all__ = ["log_in", "make_user", "password_of", "screenshot", "sign_up"]
