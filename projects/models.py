@@ -293,6 +293,7 @@ class Job(TenantModel):
         """What the browser receives when this job changes (see static/js/live.js)."""
         return {
             "id": self.pk,
+            "project": self.project.slug if self.project_id else None,
             "kind": self.kind,
             "title": self.title,
             "status": self.status,

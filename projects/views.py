@@ -200,11 +200,11 @@ class JobDetailView(OrgPageView):
         context["job"] = self.get_scoped(Job, pk=kwargs["job_id"])
         return context
 
+    #: Fragments live.js fetches: the panel (polling fallback) and a list row (new jobs).
+    FRAGMENTS = {"panel": "projects/_job_panel.html", "row": "projects/_job_row.html"}
+
     def get_template_names(self):
-        # htmx polling fallback asks for the job's panel only.
-        if self.request.GET.get("fragment") == "panel":
-            return ["projects/_job_panel.html"]
-        return [self.template_name]
+        return [self.FRAGMENTS.get(self.request.GET.get("fragment"), self.template_name)]
 
 
 class JobActionView(OrgView):

@@ -14,7 +14,22 @@
     });
   }
 
-  function applyJob(job) {
+  // A job this page does not show yet: add its row to live job tables that want it.
+  function insertRow(job, org) {
+    document.querySelectorAll("table[data-live-jobs]").forEach(function (table) {
+      var onlyProject = table.dataset.liveJobsProject;
+      if (onlyProject && onlyProject !== job.project) return;
+      var body = table.tBodies[0];
+      if (!body || !window.htmx) return;
+      window.htmx.ajax("GET", "/o/" + org + "/jobs/" + job.id + "/?fragment=row", { target: body, swap: "afterbegin" });
+    });
+  }
+
+  function applyJob(job, org) {
+    if (!document.querySelector('[data-job-id="' + job.id + '"]')) {
+      insertRow(job, org);
+      return;
+    }
     document.querySelectorAll('[data-job-id="' + job.id + '"]').forEach(function (root) {
       root.dataset.status = job.status;
       root.querySelectorAll(".progress").forEach(function (bar) {
@@ -70,7 +85,7 @@
     };
     socket.onmessage = function (message) {
       var data = JSON.parse(message.data);
-      if (data.type === "job") applyJob(data.job);
+      if (data.type === "job") applyJob(data.job, org);
     };
     socket.onclose = function () {
       document.body.dataset.live = "polling";
@@ -82,7 +97,7 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     var main = document.querySelector("main[data-live-org]");
-    if (main && document.querySelector("[data-job-id]")) connect(main.dataset.liveOrg, 0);
+    if (main && document.querySelector("[data-job-id], table[data-live-jobs]")) connect(main.dataset.liveOrg, 0);
     var switcher = document.querySelector("[data-org-switch]");
     if (switcher) switcher.addEventListener("change", function () { window.location.href = switcher.value; });
   });

@@ -13,10 +13,10 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from projects import actions
-from projects.models import Job, JobStatus, Membership, Organization, Project, Role
+from projects.models import Job, JobStatus, Membership, Role
 from tests.e2e.conftest import log_in, screenshot, sign_up
 
-pytestmark = [pytest.mark.e2e, pytest.mark.worker]
+pytestmark = pytest.mark.e2e
 
 JOB_TIMEOUT = 30_000  # ms: worker start (Django set-up) plus the job itself
 
@@ -39,6 +39,7 @@ def wait_for_live_socket(page: Page) -> None:
     expect(page.locator("body")).to_have_attribute("data-live", "ws")
 
 
+@pytest.mark.worker
 def test_signup_to_finished_job(page: Page, start_worker):
     # Anonymous visitors land on the login page, and find the way to sign up there.
     page.goto("/")
@@ -119,6 +120,7 @@ def test_signup_to_finished_job(page: Page, start_worker):
     screenshot(page, "dashboard.png")
 
 
+@pytest.mark.worker
 def test_job_list_updates_live(page: Page, actors, start_worker):
     job = actions.do_enqueue_job(actors.org, "tests.slow_count", user=actors.member, params={"steps": 6, "delay": 0.4})
     log_in(page, "bob")
@@ -196,7 +198,7 @@ def test_invitation_link(new_page, actors, asgi_server):
     expect(dora.get_by_role("heading", name="New project")).to_be_visible()
 
     # The link works once.
-    dora.goto(member_link)
+    assert dora.goto(member_link).status == 410
     expect(dora.get_by_role("alert")).to_contain_text("This invitation has already been used.")
 
     # A viewer reads but sees no write buttons.
@@ -226,6 +228,7 @@ def test_invitation_link(new_page, actors, asgi_server):
     assert Membership.objects.filter(organization=actors.org, user__username="victor", role=Role.VIEWER).exists()
 
 
+@pytest.mark.worker
 def test_job_panel_falls_back_to_polling_without_websocket(page: Page, actors, start_worker):
     """With the websocket refused, the job page still reaches Succeeded, by htmx polling."""
     # Every socket to /ws/ is answered by Playwright and closed at once, as a proxy that

@@ -103,6 +103,8 @@ def test_job_pages_render_for_each_state(actors, client):
         fragment = client.get(f"/o/{actors.org.slug}/jobs/{job.pk}/?fragment=panel").content.decode()
         assert fragment.lstrip().startswith("<section") and "<html" not in fragment
         assert ("data-poll-url" in fragment) == (status in ("queued", "running"))
+        row = client.get(f"/o/{actors.org.slug}/jobs/{job.pk}/?fragment=row").content.decode()
+        assert row.lstrip().startswith(f'<tr data-job-id="{job.pk}"')
     assert client.get(f"/o/{actors.org.slug}/jobs/?status=failed").context["jobs"].count() == 1
 
 
