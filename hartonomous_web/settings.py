@@ -183,6 +183,11 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = DEBUG
+#: Largest file one upload may carry (bytes); bigger files are imported on the server.
+UPLOAD_MAX_BYTES = int(env("UPLOAD_MAX_BYTES", str(200 * 1024**3)))
+#: Chunk size the browser uploader uses, and the largest chunk the server accepts.
+UPLOAD_CHUNK_BYTES = int(env("UPLOAD_CHUNK_BYTES", str(8 * 1024**2)))
+UPLOAD_MAX_CHUNK_BYTES = 64 * 1024**2
 
 # --- Auth ----------------------------------------------------------------------------
 LOGIN_URL = "login"

@@ -15,6 +15,7 @@ from django.utils.text import slugify
 from projects.jobs_base import publish_job_event, registry
 from projects.models import (
     ApiToken,
+    Upload,
     Invitation,
     Job,
     JobStatus,
@@ -325,3 +326,29 @@ def do_retry_job(job: Job, user) -> Job:
     if not job.can_retry:
         raise ActionError(f"Only failed or cancelled jobs can be retried; this one is {job.status}.", code="conflict")
     return do_enqueue_job(job.organization, job.kind, user=user, project=job.project, params=job.params, retry_of=job)
+
+
+# --- Uploads -------------------------------------------------------------------------------
+
+def do_start_upload(project: Project, user, *, filename: str, size: int, relative_path: str = "", expected_sha256: str = "") -> Upload:
+    """Open a resumable upload into a project."""
+    from django.conf import settings
+
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    if not name or name in (".", ".."):
+        raise ActionError("The file needs a name.", field="filename")
+    if size <= 0:
+        raise ActionError(f"{name} is empty: there is nothing to upload.", field="size")
+    if size > settings.UPLOAD_MAX_BYTES:
+        raise ActionError(
+            f"{name} is {size} bytes, more than this platform accepts ({settings.UPLOAD_MAX_BYTES} bytes; "
+            "UPLOAD_MAX_BYTES). Import it on the server with `manage.py import_model` instead.", field="size")
+    if project.is_archived:
+        raise ActionError(f"Project {project} is archived; unarchive it to upload.", field="project")
+    relative = relative_path.replace("\\", "/").strip("/")
+    if ".." in relative.split("/"):
+        raise ActionError("The relative path may not contain “..”.", field="relative_path")
+    return Upload.objects.create(
+        organization=project.organization, project=project, filename=name, relative_path=relative, size=size,
+        expected_sha256=expected_sha256.lower(), created_by=user,
+    )

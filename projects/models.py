@@ -306,3 +306,61 @@ class Job(TenantModel):
             "can_cancel": self.can_cancel,
             "can_retry": self.can_retry,
         }
+
+
+class Blob(models.Model):
+    """A file stored once, named by the SHA-256 of its bytes (content addressing).
+
+    Blobs are shared: two uploads of the same bytes, in any organisation, are one blob.
+    Nobody reaches a blob directly; tenants reach it through their own rows that
+    reference it (models, datasets, artifacts), so scoping stays with those rows.
+    """
+
+    sha256 = models.CharField(max_length=64, primary_key=True)
+    size = models.BigIntegerField()
+    #: Name in Django's default storage (blobs/ab/cd/<sha256>).
+    storage_name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.sha256[:12]}… ({self.size} bytes)"
+
+    @staticmethod
+    def name_for(sha256: str) -> str:
+        return f"blobs/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+
+class UploadStatus(models.TextChoices):
+    RECEIVING = "receiving", "Receiving"
+    COMPLETE = "complete", "Complete"
+    ABORTED = "aborted", "Aborted"
+
+
+class Upload(TenantModel):
+    """A resumable, chunked upload into a project; becomes a Blob when complete.
+
+    Chunks are appended to a part file under ``DATA_DIR/uploads``; ``received`` is the
+    length of what is on disk, so a dropped connection resumes from there.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="uploads")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="uploads")
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    filename = models.CharField(max_length=255)
+    #: Relative path inside a folder upload (e.g. "shards/model-00001-of-00002.safetensors").
+    relative_path = models.CharField(max_length=500, blank=True)
+    size = models.BigIntegerField()
+    received = models.BigIntegerField(default=0)
+    #: SHA-256 the client says the whole file has (optional); checked on completion.
+    expected_sha256 = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=10, choices=UploadStatus.choices, default=UploadStatus.RECEIVING)
+    blob = models.ForeignKey(Blob, null=True, blank=True, on_delete=models.PROTECT, related_name="uploads")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.filename} ({self.received}/{self.size})"

@@ -491,6 +491,40 @@ COMMIT;
 GO
 
 -- -----------------------------------------------------------------------------
+-- Migration projects.0002_blobs_and_uploads
+-- -----------------------------------------------------------------------------
+BEGIN TRANSACTION;
+GO
+--
+-- Create model Blob
+--
+CREATE TABLE [projects_blob] ([sha256] nvarchar(64) NOT NULL PRIMARY KEY, [size] bigint NOT NULL, [storage_name] nvarchar(200) NOT NULL, [created_at] datetimeoffset NOT NULL);
+GO
+--
+-- Create model Upload
+--
+CREATE TABLE [projects_upload] ([id] char(32) NOT NULL PRIMARY KEY, [filename] nvarchar(255) NOT NULL, [relative_path] nvarchar(500) NOT NULL, [size] bigint NOT NULL, [received] bigint NOT NULL, [expected_sha256] nvarchar(64) NOT NULL, [status] nvarchar(10) NOT NULL, [created_at] datetimeoffset NOT NULL, [updated_at] datetimeoffset NOT NULL, [blob_id] nvarchar(64) NULL, [created_by_id] int NULL, [organization_id] bigint NOT NULL, [project_id] bigint NOT NULL);
+GO
+ALTER TABLE [projects_upload] ADD CONSTRAINT [projects_upload_blob_id_34901acf_fk_projects_blob_sha256] FOREIGN KEY ([blob_id]) REFERENCES [projects_blob] ([sha256]);
+GO
+ALTER TABLE [projects_upload] ADD CONSTRAINT [projects_upload_created_by_id_075618ad_fk_auth_user_id] FOREIGN KEY ([created_by_id]) REFERENCES [auth_user] ([id]);
+GO
+ALTER TABLE [projects_upload] ADD CONSTRAINT [projects_upload_organization_id_ed3e57a8_fk_projects_organization_id] FOREIGN KEY ([organization_id]) REFERENCES [projects_organization] ([id]);
+GO
+ALTER TABLE [projects_upload] ADD CONSTRAINT [projects_upload_project_id_43ff4ce6_fk_projects_project_id] FOREIGN KEY ([project_id]) REFERENCES [projects_project] ([id]);
+GO
+CREATE INDEX [projects_upload_blob_id_34901acf] ON [projects_upload] ([blob_id]);
+GO
+CREATE INDEX [projects_upload_created_by_id_075618ad] ON [projects_upload] ([created_by_id]);
+GO
+CREATE INDEX [projects_upload_organization_id_ed3e57a8] ON [projects_upload] ([organization_id]);
+GO
+CREATE INDEX [projects_upload_project_id_43ff4ce6] ON [projects_upload] ([project_id]);
+GO
+COMMIT;
+GO
+
+-- -----------------------------------------------------------------------------
 -- Migration sessions.0001_initial
 -- -----------------------------------------------------------------------------
 BEGIN TRANSACTION;

@@ -27,6 +27,12 @@ def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def isolated_media(settings, tmp_path):
+    """Each test stores its blobs in a media directory of its own."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
 @dataclass
 class Actors:
     """Alice's organisation with one user per role, and Charlie's organisation next door.
@@ -132,7 +138,10 @@ class WorkerProcess:
     """`python manage.py rqworker` in its own process group, against the test database."""
 
     def __init__(self, queues=("default", "cpu", "gpu")):
-        env = {**os.environ, "DATABASE_URL": database_url_of_test_db(), "PYTHONUNBUFFERED": "1"}
+        from django.conf import settings
+
+        env = {**os.environ, "DATABASE_URL": database_url_of_test_db(), "PYTHONUNBUFFERED": "1",
+               "MEDIA_ROOT": str(settings.MEDIA_ROOT)}
         self.log_path = Path(os.environ["DATA_DIR"]) / f"worker-{time.time_ns()}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log = open(self.log_path, "wb")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
-from projects.models import ApiToken, Invitation, Job, Membership, Organization, Project, Role
+from projects.models import ApiToken, Invitation, Job, Membership, Organization, Project, Role, Upload
 
 
 class UserSerializer(serializers.ModelSerializer):
@@ -117,3 +117,22 @@ class JobCreateSerializer(serializers.Serializer):
 
 class RoleChoiceSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=Role.choices)
+
+
+class UploadSerializer(serializers.ModelSerializer):
+    project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    offset = serializers.IntegerField(source="received", read_only=True, help_text="Bytes received so far: send the next chunk from here.")
+    blob_sha256 = serializers.CharField(source="blob_id", read_only=True, allow_null=True)
+
+    class Meta:
+        model = Upload
+        fields = ["id", "project", "filename", "relative_path", "size", "offset", "expected_sha256", "status", "blob_sha256", "created_at"]
+        read_only_fields = ["id", "project", "offset", "status", "blob_sha256", "created_at"]
+
+
+class UploadCreateSerializer(serializers.Serializer):
+    project = serializers.SlugField()
+    filename = serializers.CharField(max_length=255)
+    relative_path = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    size = serializers.IntegerField(min_value=1)
+    expected_sha256 = serializers.RegexField(r"^[0-9a-fA-F]{64}$", required=False, allow_blank=True, default="")

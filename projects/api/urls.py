@@ -12,6 +12,7 @@ router.register(rf"{ORG}/members", views.MemberViewSet, basename="api-member")
 router.register(rf"{ORG}/invitations", views.InvitationViewSet, basename="api-invitation")
 router.register(rf"{ORG}/tokens", views.ApiTokenViewSet, basename="api-token")
 router.register(rf"{ORG}/jobs", views.JobViewSet, basename="api-job")
+router.register(rf"{ORG}/uploads", views.UploadViewSet, basename="api-upload")
 
 urlpatterns = [
     path("me/", views.MeView.as_view(), name="api-me"),

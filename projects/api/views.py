@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import re
+
+from django.conf import settings as django_settings
 from django.http import Http404
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from projects import actions
+from projects import actions, blobs
 from projects.api import serializers as s
 from projects.api.base import OrgScopedMixin, OrgScopedViewSet
 from projects.jobs_base import reap_stale_jobs, registry
-from projects.models import ApiToken, Invitation, Job, JobStatus, Membership, Organization, Project, Role
+from projects.models import ApiToken, Invitation, Job, Membership, Organization, Project, Role, Upload, UploadStatus
 
 
 class MeView(APIView):
@@ -256,3 +260,83 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedView
     def retry(self, request, **kwargs):
         job = actions.do_retry_job(self.get_object(), request.user)
         return Response(s.JobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+class RawBodyParser(BaseParser):
+    """Hands the request body to the view as a stream (chunks are never read whole)."""
+
+    media_type = "application/octet-stream"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return stream
+
+
+CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+
+
+class UploadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, OrgScopedViewSet):
+    """Resumable, chunked uploads.
+
+    1. `POST` `{project, filename, size[, expected_sha256]}` opens an upload.
+    2. `PUT` the bytes in chunks with `Content-Type: application/octet-stream` and
+       `Content-Range: bytes START-END/SIZE` (optionally `X-Chunk-SHA256`); each answer
+       gives the next `offset`. After a dropped connection, `GET` tells where to resume.
+    3. `POST .../complete/` checks the size and SHA-256 and stores the file as a blob.
+    `DELETE` aborts and discards what arrived.
+    """
+
+    model = Upload
+    serializer_class = s.UploadSerializer
+    parser_classes = [JSONParser, RawBodyParser]
+
+    def get_queryset(self):
+        return super().get_queryset().select_related("project")
+
+    @extend_schema(request=s.UploadCreateSerializer, responses={201: s.UploadSerializer})
+    def create(self, request, *args, **kwargs):
+        data = s.UploadCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = Project.objects.for_org(self.org).filter(slug=data.validated_data.pop("project")).first()
+        if project is None:
+            raise actions.ActionError("No such project in this organisation.", field="project", code="not_found")
+        upload = actions.do_start_upload(project, request.user, **data.validated_data)
+        return Response(s.UploadSerializer(upload).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request={"application/octet-stream": bytes}, responses=s.UploadSerializer)
+    def update(self, request, *args, **kwargs):
+        upload = self.get_object()
+        match = CONTENT_RANGE.match(request.headers.get("Content-Range", ""))
+        if not match:
+            raise actions.ActionError("Send each chunk with `Content-Range: bytes START-END/SIZE`.", field="Content-Range")
+        start, end, total = (int(g) for g in match.groups())
+        length = end - start + 1
+        if total != upload.size or end < start:
+            raise actions.ActionError(f"The Content-Range does not fit this upload of {upload.size} bytes.", field="Content-Range")
+        if length > django_settings.UPLOAD_MAX_CHUNK_BYTES:
+            raise actions.ActionError(f"Chunks may be at most {django_settings.UPLOAD_MAX_CHUNK_BYTES} bytes.", field="Content-Range")
+        if int(request.headers.get("Content-Length") or 0) != length:
+            raise actions.ActionError("Content-Length must equal the length given by Content-Range.", field="Content-Length")
+        try:
+            blobs.receive_chunk(upload, start, request.stream, length, request.headers.get("X-Chunk-SHA256"))
+        except blobs.ChunkOffsetError as exc:
+            return Response(
+                {"error": {"status": 409, "code": "offset_mismatch", "message": str(exc), "fields": {}, "offset": exc.expected}},
+                status=status.HTTP_409_CONFLICT,
+            )
+        except blobs.BlobError as exc:
+            raise actions.ActionError(str(exc), code="conflict")
+        return Response(s.UploadSerializer(upload).data)
+
+    @extend_schema(request=None, responses=s.UploadSerializer)
+    @action(detail=True, methods=["post"])
+    def complete(self, request, **kwargs):
+        upload = self.get_object()
+        try:
+            blobs.complete_upload(upload)
+        except blobs.BlobError as exc:
+            raise actions.ActionError(str(exc), code="conflict")
+        return Response(s.UploadSerializer(upload).data)
+
+    def perform_destroy(self, instance):
+        if instance.status == UploadStatus.RECEIVING:
+            blobs.abort_upload(instance)

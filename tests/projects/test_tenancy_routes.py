@@ -74,6 +74,7 @@ class Objects:
         self.member = Membership.objects.for_org(org).get(user=user)
         self.invitation, self.key = actions.do_create_invitation(self.member, Role.MEMBER)
         self.token, self.secret = actions.do_create_token(org, user, "walker")
+        self.upload = actions.do_start_upload(project, user, filename="walker.gguf", size=10)
 
     def kwargs(self, name: str, params) -> list[dict]:
         values = {
@@ -84,6 +85,7 @@ class Objects:
         pk_by_route = {
             "api-project": self.project.slug, "api-job": self.job.pk, "api-member": self.member.pk,
             "api-invitation": self.invitation.pk, "api-token": self.token.pk, "api-org": self.org.slug,
+            "api-upload": self.upload.pk,
         }
         base = {}
         for param in params:

@@ -1,0 +1,227 @@
+"""Content-addressed blob storage and resumable uploads.
+
+Everything large goes through here: it is written by streaming (bounded memory), named
+by its SHA-256, stored once through Django's storage API, and read back as a local path
+for the engines (which memory-map files).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from projects.models import Blob, Upload, UploadStatus
+
+#: How much is read or written at a time: large enough for throughput, small for memory.
+IO_CHUNK = 4 * 1024 * 1024
+
+
+class BlobError(ValueError):
+    """A file that cannot become a blob, with a message for the person who sent it."""
+
+
+def uploads_dir() -> Path:
+    path = settings.DATA_DIR / "uploads"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def part_path(upload: Upload) -> Path:
+    return uploads_dir() / f"{upload.pk}.part"
+
+
+def sha256_of(path: Path, progress: Callable[[int, int], None] | None = None) -> str:
+    """SHA-256 of a file, read in bounded chunks."""
+    digest = hashlib.sha256()
+    total = path.stat().st_size
+    done = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(IO_CHUNK):
+            digest.update(chunk)
+            done += len(chunk)
+            if progress:
+                progress(done, total)
+    return digest.hexdigest()
+
+
+def store_path(path: Path, *, sha256: str | None = None, move: bool = False) -> Blob:
+    """Store a local file as a blob (deduplicated). With ``move`` the file is consumed.
+
+    On the local file system the file is renamed into place (no copy) when it can be.
+    """
+    path = Path(path)
+    sha256 = sha256 or sha256_of(path)
+    size = path.stat().st_size
+    name = Blob.name_for(sha256)
+    existing = Blob.objects.filter(sha256=sha256).first()
+    if existing is None or not default_storage.exists(existing.storage_name):
+        local_root = getattr(default_storage, "location", None)
+        if move and local_root is not None:
+            target = Path(default_storage.path(name))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(path, target)  # atomic: a blob file is complete or absent
+            except OSError:  # another file system: copy to a temporary name, then rename
+                temporary = target.with_suffix(".incoming")
+                shutil.copyfile(path, temporary)
+                os.replace(temporary, target)
+        else:
+            with open(path, "rb") as handle:
+                if default_storage.exists(name):
+                    default_storage.delete(name)
+                default_storage.save(name, File(handle, name=name))
+    if move and path.exists():
+        path.unlink()
+    try:
+        with transaction.atomic():
+            blob, _ = Blob.objects.get_or_create(sha256=sha256, defaults={"size": size, "storage_name": name})
+    except IntegrityError:  # stored concurrently by someone else: same bytes, same row
+        blob = Blob.objects.get(sha256=sha256)
+    return blob
+
+
+def store_stream(stream: BinaryIO, *, max_bytes: int | None = None) -> Blob:
+    """Store whatever a stream yields as a blob (spooled to a temporary file while hashing)."""
+    uploads = uploads_dir()
+    temporary = uploads / f"stream-{os.getpid()}-{timezone.now().timestamp()}.tmp"
+    digest = hashlib.sha256()
+    written = 0
+    try:
+        with open(temporary, "wb") as out:
+            while chunk := stream.read(IO_CHUNK):
+                written += len(chunk)
+                if max_bytes is not None and written > max_bytes:
+                    raise BlobError(f"The file is larger than the limit of {max_bytes} bytes.")
+                digest.update(chunk)
+                out.write(chunk)
+        return store_path(temporary, sha256=digest.hexdigest(), move=True)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def local_path(blob: Blob) -> Path:
+    """A path on this machine holding the blob's bytes (engines memory-map files).
+
+    Local storage: the stored file itself. Remote storage (S3 and the like): a copy in
+    ``DATA_DIR/blob-cache``, downloaded once by streaming.
+    """
+    try:
+        return Path(default_storage.path(blob.storage_name))
+    except NotImplementedError:
+        cache = settings.DATA_DIR / "blob-cache" / blob.sha256
+        if not cache.exists():
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            partial = cache.with_suffix(".partial")
+            with default_storage.open(blob.storage_name, "rb") as source, open(partial, "wb") as out:
+                shutil.copyfileobj(source, out, IO_CHUNK)
+            os.replace(partial, cache)
+        return cache
+
+
+def referenced(blob: Blob) -> list[str]:
+    """What still uses a blob: a description of each kind of referencing row."""
+    uses = []
+    for relation in Blob._meta.related_objects:
+        count = relation.related_model._default_manager.filter(**{relation.field.name: blob}).count()
+        if count:
+            uses.append(f"{count} {relation.related_model._meta.verbose_name_plural}")
+    return uses
+
+
+def collect_garbage() -> tuple[int, int]:
+    """Delete blobs nothing references. Returns (blobs deleted, bytes freed)."""
+    deleted = freed = 0
+    for blob in Blob.objects.all().iterator():
+        if referenced(blob):
+            continue
+        with transaction.atomic():
+            # Re-check under the row lock: an upload may have just referenced it.
+            locked = Blob.objects.select_for_update().filter(pk=blob.pk).first()
+            if locked is None or referenced(locked):
+                continue
+            default_storage.delete(locked.storage_name)
+            locked.delete()
+        deleted += 1
+        freed += blob.size
+    return deleted, freed
+
+
+# --- Resumable uploads -------------------------------------------------------------------
+
+
+def receive_chunk(upload: Upload, start: int, stream: BinaryIO, length: int, chunk_sha256: str | None = None) -> int:
+    """Append ``length`` bytes at ``start`` to the upload's part file. Returns the new offset.
+
+    ``start`` must equal what is on disk: a client that lost track asks for the offset
+    and resumes from there. The part file is the truth, not the row. With
+    ``chunk_sha256`` the chunk is checked, and dropped if it arrived damaged.
+    """
+    if upload.status != UploadStatus.RECEIVING:
+        raise BlobError(f"This upload is {upload.status}; start a new one.")
+    path = part_path(upload)
+    on_disk = path.stat().st_size if path.exists() else 0
+    if start != on_disk:
+        raise ChunkOffsetError(on_disk)
+    if start + length > upload.size:
+        raise BlobError(f"The chunk ends at byte {start + length}, past the declared size of {upload.size} bytes.")
+    remaining = length
+    digest = hashlib.sha256()
+    with open(path, "ab") as out:
+        while remaining:
+            chunk = stream.read(min(IO_CHUNK, remaining))
+            if not chunk:
+                break  # the connection dropped mid-chunk: keep what arrived, the client resumes
+            digest.update(chunk)
+            out.write(chunk)
+            remaining -= len(chunk)
+    if chunk_sha256 and not remaining and digest.hexdigest() != chunk_sha256.lower():
+        os.truncate(path, start)
+        raise BlobError(f"The chunk at byte {start} arrived damaged (SHA-256 mismatch); send it again.")
+    received = path.stat().st_size
+    Upload.objects.filter(pk=upload.pk).update(received=received, updated_at=timezone.now())
+    upload.received = received
+    return received
+
+
+class ChunkOffsetError(BlobError):
+    def __init__(self, expected: int) -> None:
+        super().__init__(f"Expected the chunk to start at byte {expected}; resume from there.")
+        self.expected = expected
+
+
+def complete_upload(upload: Upload) -> Blob:
+    """Check the finished part file (size, SHA-256) and turn it into a blob."""
+    if upload.status == UploadStatus.COMPLETE and upload.blob_id:
+        return upload.blob
+    if upload.status != UploadStatus.RECEIVING:
+        raise BlobError(f"This upload is {upload.status}; start a new one.")
+    path = part_path(upload)
+    on_disk = path.stat().st_size if path.exists() else 0
+    if on_disk != upload.size:
+        raise BlobError(f"The upload is incomplete: {on_disk} of {upload.size} bytes arrived. Send the rest, then complete it.")
+    sha256 = sha256_of(path)
+    if upload.expected_sha256 and upload.expected_sha256.lower() != sha256:
+        path.unlink(missing_ok=True)
+        Upload.objects.filter(pk=upload.pk).update(status=UploadStatus.ABORTED, received=0, updated_at=timezone.now())
+        raise BlobError(
+            f"The file arrived corrupted: its SHA-256 is {sha256}, the client said {upload.expected_sha256}. "
+            "Nothing was kept; upload it again."
+        )
+    blob = store_path(path, sha256=sha256, move=True)
+    Upload.objects.filter(pk=upload.pk).update(status=UploadStatus.COMPLETE, blob=blob, updated_at=timezone.now())
+    upload.status, upload.blob = UploadStatus.COMPLETE, blob
+    return blob
+
+
+def abort_upload(upload: Upload) -> None:
+    part_path(upload).unlink(missing_ok=True)
+    Upload.objects.filter(pk=upload.pk).update(status=UploadStatus.ABORTED, updated_at=timezone.now())

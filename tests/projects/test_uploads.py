@@ -1,0 +1,149 @@
+"""Chunked, resumable uploads into content-addressed blobs."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+
+from django.core.files.storage import default_storage
+
+from projects import blobs
+from projects.models import Blob, Upload, UploadStatus
+
+CHUNK = 1000
+
+
+def payload(size: int, seed: int = 1) -> bytes:
+    return (hashlib.sha256(str(seed).encode()).digest() * (size // 32 + 1))[:size]
+
+
+def put_chunk(api, url, data: bytes, start: int, total: int, **headers):
+    return api.generic(
+        "PUT", url, data, content_type="application/octet-stream",
+        HTTP_CONTENT_RANGE=f"bytes {start}-{start + len(data) - 1}/{total}", **headers,
+    )
+
+
+def upload_via_api(api, org, project, data: bytes, name="model.gguf", **extra) -> dict:
+    base = f"/api/v1/orgs/{org.slug}/uploads/"
+    created = api.post(base, {"project": project.slug, "filename": name, "size": len(data), **extra}, format="json")
+    assert created.status_code == 201, created.content
+    url = f"{base}{created.json()['id']}/"
+    for start in range(0, len(data), CHUNK):
+        response = put_chunk(api, url, data[start:start + CHUNK], start, len(data))
+        assert response.status_code == 200, response.content
+        assert response.json()["offset"] == min(start + CHUNK, len(data))
+    return api.post(f"{url}complete/").json()
+
+
+def test_chunked_upload_becomes_a_blob_with_matching_hash(actors, api_as):
+    data = payload(3500)
+    body = upload_via_api(api_as(actors.member), actors.org, actors.project, data,
+                          expected_sha256=hashlib.sha256(data).hexdigest())
+    assert body["status"] == "complete"
+    assert body["blob_sha256"] == hashlib.sha256(data).hexdigest()
+    blob = Blob.objects.get(pk=body["blob_sha256"])
+    assert blob.size == 3500
+    assert blobs.local_path(blob).read_bytes() == data
+    assert not blobs.part_path(Upload.objects.get(pk=body["id"])).exists()
+
+
+def test_interrupted_upload_resumes_from_what_arrived(actors, api_as):
+    data = payload(2500, seed=2)
+    api = api_as(actors.member)
+    base = f"/api/v1/orgs/{actors.org.slug}/uploads/"
+    upload_id = api.post(base, {"project": actors.project.slug, "filename": "big.gguf", "size": len(data)}, format="json").json()["id"]
+    url = f"{base}{upload_id}/"
+    assert put_chunk(api, url, data[:1000], 0, len(data)).status_code == 200
+    # The connection drops 300 bytes into the second chunk: only those arrive.
+    upload = Upload.objects.get(pk=upload_id)
+    offset = blobs.receive_chunk(upload, 1000, io.BytesIO(data[1000:1300]), 1000)
+    assert offset == 1300
+    # The client lost track and re-sends the second chunk from its start: refused, told where to resume.
+    response = put_chunk(api, url, data[1000:2000], 1000, len(data))
+    assert response.status_code == 409 and response.json()["error"]["offset"] == 1300
+    assert api.get(url).json()["offset"] == 1300
+    assert put_chunk(api, url, data[1300:2500], 1300, len(data)).status_code == 200
+    body = api.post(f"{url}complete/").json()
+    assert body["blob_sha256"] == hashlib.sha256(data).hexdigest()
+    assert blobs.local_path(Blob.objects.get(pk=body["blob_sha256"])).read_bytes() == data
+
+
+def test_same_file_twice_is_one_blob(actors, api_as):
+    data = payload(1500, seed=3)
+    first = upload_via_api(api_as(actors.member), actors.org, actors.project, data)
+    second = upload_via_api(api_as(actors.outsider), actors.other_org, actors.other_project, data)
+    assert first["blob_sha256"] == second["blob_sha256"]
+    assert Blob.objects.count() == 1
+    stored = list(Path(default_storage.path("blobs")).rglob("*"))
+    assert len([p for p in stored if p.is_file()]) == 1
+
+
+def test_incomplete_upload_cannot_complete(actors, api_as):
+    api = api_as(actors.member)
+    base = f"/api/v1/orgs/{actors.org.slug}/uploads/"
+    upload_id = api.post(base, {"project": actors.project.slug, "filename": "x.gguf", "size": 2000}, format="json").json()["id"]
+    put_chunk(api, f"{base}{upload_id}/", payload(1000), 0, 2000)
+    response = api.post(f"{base}{upload_id}/complete/")
+    assert response.status_code == 409 and "1000 of 2000 bytes arrived" in response.json()["error"]["message"]
+    assert not Blob.objects.exists()
+
+
+def test_wrong_whole_file_hash_keeps_nothing(actors, api_as):
+    data = payload(1200, seed=4)
+    api = api_as(actors.member)
+    base = f"/api/v1/orgs/{actors.org.slug}/uploads/"
+    created = api.post(base, {"project": actors.project.slug, "filename": "x.gguf", "size": len(data), "expected_sha256": "0" * 64}, format="json").json()
+    url = f"{base}{created['id']}/"
+    put_chunk(api, url, data[:1000], 0, len(data))
+    put_chunk(api, url, data[1000:], 1000, len(data))
+    response = api.post(f"{url}complete/")
+    assert response.status_code == 409 and "arrived corrupted" in response.json()["error"]["message"]
+    assert not Blob.objects.exists()
+    upload = Upload.objects.get(pk=created["id"])
+    assert upload.status == UploadStatus.ABORTED and not blobs.part_path(upload).exists()
+
+
+def test_damaged_chunk_is_dropped(actors, api_as):
+    data = payload(1500, seed=5)
+    api = api_as(actors.member)
+    base = f"/api/v1/orgs/{actors.org.slug}/uploads/"
+    url = base + api.post(base, {"project": actors.project.slug, "filename": "x.gguf", "size": len(data)}, format="json").json()["id"] + "/"
+    good = hashlib.sha256(data[:1000]).hexdigest()
+    response = put_chunk(api, url, data[:1000], 0, len(data), HTTP_X_CHUNK_SHA256="f" * 64)
+    assert response.status_code == 409 and "damaged" in response.json()["error"]["message"]
+    assert api.get(url).json()["offset"] == 0
+    assert put_chunk(api, url, data[:1000], 0, len(data), HTTP_X_CHUNK_SHA256=good).status_code == 200
+
+
+def test_bad_upload_requests(actors, api_as, settings):
+    api = api_as(actors.member)
+    base = f"/api/v1/orgs/{actors.org.slug}/uploads/"
+    response = api.post(base, {"project": actors.project.slug, "filename": "empty.gguf", "size": 0}, format="json")
+    assert response.status_code == 400
+    settings.UPLOAD_MAX_BYTES = 10_000
+    response = api.post(base, {"project": actors.project.slug, "filename": "huge.gguf", "size": 10_001}, format="json")
+    assert response.status_code == 400 and "import_model" in response.json()["error"]["message"]
+    response = api.post(base, {"project": actors.other_project.slug, "filename": "x", "size": 10}, format="json")
+    assert response.status_code == 404
+    url = base + api.post(base, {"project": actors.project.slug, "filename": "x.gguf", "size": 100}, format="json").json()["id"] + "/"
+    assert api.generic("PUT", url, b"x" * 10, content_type="application/octet-stream").status_code == 400  # no Content-Range
+    assert put_chunk(api, url, b"x" * 10, 95, 100).status_code == 409  # past the end -> offset mismatch first
+    assert put_chunk(api, url, b"x" * 10, 0, 999).status_code == 400  # wrong total
+    assert not Upload.objects.filter(organization=actors.other_org).exists()
+
+
+def test_garbage_collection_deletes_only_unreferenced_blobs(actors, api_as, tmp_path):
+    kept = upload_via_api(api_as(actors.member), actors.org, actors.project, payload(1100, seed=6))["blob_sha256"]
+    loose = tmp_path / "loose.bin"
+    loose.write_bytes(payload(900, seed=7))
+    orphan = blobs.store_path(loose)
+    orphan_file = blobs.local_path(orphan)
+    assert orphan_file.exists()
+    assert blobs.collect_garbage() == (1, 900)
+    assert not orphan_file.exists() and not Blob.objects.filter(pk=orphan.pk).exists()
+    assert Blob.objects.filter(pk=kept).exists()
+    assert loose.exists()  # store_path without move= leaves the source alone
+    os.remove(loose)
