@@ -102,7 +102,11 @@ TEMPLATES = [
 # DATABASE_URL: sqlite:///path, postgres://user@host/db, or
 # mssql://user:pass@host:1433/db?driver=ODBC+Driver+18+for+SQL+Server (see sql/README.md).
 DATABASE_URL = env("DATABASE_URL", f"sqlite:///{DATA_DIR / 'hartonomous.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+# CONN_MAX_AGE stays 0: under ASGI every request runs in its own thread, so a persistent
+# connection is never reused, only left open until garbage collection (Django's docs: "When
+# using ASGI, persistent connections should be disabled"); 20 concurrent clients exhausted
+# PostgreSQL's 100 connections in bench/web_latency.py.
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     Path(_db["NAME"]).parent.mkdir(parents=True, exist_ok=True)

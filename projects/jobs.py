@@ -6,12 +6,12 @@ from django.db.models import Count
 from django.utils import timezone
 
 from projects.jobs_base import JobContext, JobKind, register
-from projects.models import Job, Membership, Project
+from projects.models import Job, JobStatus, Membership, Project
 
 
 @register
 class RecountProjectStats(JobKind):
-    """Recompute a project's figures (jobs by status and kind, members) and store them on it.
+    """Recompute a project's figures (its other jobs by status and kind, members) and store them.
 
     Small, but it exercises the whole path: enqueue on commit, worker, progress, result.
     """
@@ -23,15 +23,12 @@ class RecountProjectStats(JobKind):
 
     def run(self, job: Job, ctx: JobContext) -> dict:
         project = Project.objects.for_org(job.organization).get(pk=job.project_id)
+        others = Job.objects.for_org(job.organization).filter(project=project).exclude(pk=job.pk)
         steps = [
-            ("jobs by status", lambda: dict(
-                Job.objects.for_org(job.organization).filter(project=project)
-                .values_list("status").annotate(n=Count("id")).order_by()
-            )),
-            ("jobs by kind", lambda: dict(
-                Job.objects.for_org(job.organization).filter(project=project)
-                .values_list("kind").annotate(n=Count("id")).order_by()
-            )),
+            ("jobs by status", lambda: {
+                status: 0 for status in JobStatus.values
+            } | dict(others.values_list("status").annotate(n=Count("id")).order_by())),
+            ("jobs by kind", lambda: dict(others.values_list("kind").annotate(n=Count("id")).order_by())),
             ("members", lambda: Membership.objects.for_org(job.organization).count()),
         ]
         stats: dict = {}

@@ -14,23 +14,47 @@
     });
   }
 
+  // Jobs whose row is being fetched: id -> the latest event seen meanwhile. Events come
+  // in bursts (queued, running, 33 %, …); without this each would fetch a row of its own.
+  var pendingRows = {};
+
   // A job this page does not show yet: add its row to live job tables that want it.
   function insertRow(job, org) {
+    if (pendingRows[job.id]) { pendingRows[job.id] = job; return; }
+    if (!window.htmx) return;
+    var fetches = [];
     document.querySelectorAll("table[data-live-jobs]").forEach(function (table) {
       var onlyProject = table.dataset.liveJobsProject;
       if (onlyProject && onlyProject !== job.project) return;
       var body = table.tBodies[0];
-      if (!body || !window.htmx) return;
-      window.htmx.ajax("GET", "/o/" + org + "/jobs/" + job.id + "/?fragment=row", { target: body, swap: "afterbegin" });
+      if (!body) return;
+      fetches.push(window.htmx.ajax("GET", "/o/" + org + "/jobs/" + job.id + "/?fragment=row", { target: body, swap: "afterbegin" }));
     });
+    if (!fetches.length) return;
+    pendingRows[job.id] = job;
+    var done = function () {
+      var latest = pendingRows[job.id];
+      delete pendingRows[job.id];
+      updateJob(latest);  // what arrived while the row was on its way
+    };
+    Promise.all(fetches).then(done, done);
   }
+
+  var FINISHED = ["succeeded", "failed", "cancelled"];
 
   function applyJob(job, org) {
     if (!document.querySelector('[data-job-id="' + job.id + '"]')) {
       insertRow(job, org);
       return;
     }
+    updateJob(job);
+  }
+
+  function updateJob(job) {
     document.querySelectorAll('[data-job-id="' + job.id + '"]').forEach(function (root) {
+      // A finished job never runs again (a retry is a new job): an event that says
+      // otherwise is older than what the element shows.
+      if (FINISHED.indexOf(root.dataset.status) >= 0 && !job.finished) return;
       root.dataset.status = job.status;
       root.querySelectorAll(".progress").forEach(function (bar) {
         bar.setAttribute("aria-valuenow", String(job.percent));
@@ -47,7 +71,14 @@
       root.querySelectorAll("[data-show-when]").forEach(function (el) {
         el.hidden = !job[el.dataset.showWhen];
       });
-      if (job.finished) root.removeAttribute("data-poll-url");
+      if (job.finished) {
+        root.removeAttribute("data-poll-url");
+        // A job page's panel also shows timings, log, result and artifacts: fetch it once
+        // more now that they are final.
+        if (root.dataset.panelUrl && window.htmx) {
+          window.htmx.ajax("GET", root.dataset.panelUrl, { target: root, swap: "outerHTML" });
+        }
+      }
     });
   }
 

@@ -15,11 +15,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, database_url_of_test_db, make_user
+from tests.conftest import ROOT, database_url_of_test_db
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -279,6 +280,24 @@ def sign_up(page, username: str, password: str) -> None:
     page.get_by_role("button", name="Sign up").click()
 
 
+def in_thread(function, *args, **kwargs):
+    """Call ``function`` in a thread of its own, outside Playwright's event loop.
+
+    For code that talks to the channel layer (enqueueing a job publishes an event):
+    `async_to_sync` refuses to run in a thread whose event loop is running.
+    """
+    from django.db import connections
+
+    def call():
+        try:
+            return function(*args, **kwargs)
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(call).result()
+
+
 def screenshot(page, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / name
@@ -286,4 +305,4 @@ def screenshot(page, name: str) -> Path:
     return path
 
 
-__all__ = ["log_in", "make_user", "password_of", "screenshot", "sign_up"]
+__all__ = ["in_thread", "log_in", "password_of", "screenshot", "sign_up"]

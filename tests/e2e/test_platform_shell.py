@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect
 
 from projects import actions
 from projects.models import Job, JobStatus, Membership, Role
-from tests.e2e.conftest import log_in, screenshot, sign_up
+from tests.e2e.conftest import in_thread, log_in, screenshot, sign_up
 
 pytestmark = pytest.mark.e2e
 
@@ -97,6 +97,11 @@ def test_signup_to_finished_job(page: Page, start_worker):
     expect(panel.get_by_role("button", name="Cancel")).to_be_hidden()
     expect(panel.get_by_role("button", name="Retry")).to_be_hidden()
     assert_not_reloaded(page)
+    # The fill really spans the track once its CSS transition (0.3 s) is over.
+    page.wait_for_function(
+        """() => { const fill = document.querySelector('.job-panel .progress .bar');
+                  return fill.getBoundingClientRect().width >= fill.parentElement.getBoundingClientRect().width - 0.5; }"""
+    )
     screenshot(page, "job-finished.png")
 
     # The project now shows its statistics.
@@ -105,24 +110,28 @@ def test_signup_to_finished_job(page: Page, start_worker):
     facts = page.locator("dl.facts")
     expect(facts.locator("dt", has_text="Members")).to_be_visible()
     expect(facts.locator("dt:has-text('Members') + dd")).to_have_text("1")
-    expect(facts.locator("dt:has-text('status') + dd")).to_contain_text("running: 1")
+    # The first count: no other jobs in the project yet (a recount does not count itself).
+    expect(facts.locator("dt:has-text('status') + dd")).to_contain_text("Succeeded: 0")
+    expect(facts.locator("dt:has-text('kind') + dd")).to_have_text("none")
     expect(page.get_by_text("Not counted yet.")).to_have_count(0)
     job_row = page.get_by_role("row").filter(has_text="Recount project statistics")
     expect(job_row.locator("[data-field=status_label]")).to_have_text("Succeeded")
+    screenshot(page, "project.png")
 
     # The dashboard sums it up.
     sections(page).get_by_role("link", name="Dashboard").click()
     expect(page.get_by_role("heading", name="Alice Labs", level=1)).to_be_visible()
-    expect(page.get_by_role("link", name="1 projects")).to_be_visible()
+    expect(page.get_by_role("link", name="1 project", exact=True)).to_be_visible()
     expect(page.get_by_role("link", name="0 jobs queued or running")).to_be_visible()
-    expect(page.get_by_role("link", name="1 members")).to_be_visible()
+    expect(page.get_by_role("link", name="1 member", exact=True)).to_be_visible()
     expect(page.get_by_role("link", name="Cardiology")).to_be_visible()
     screenshot(page, "dashboard.png")
 
 
 @pytest.mark.worker
 def test_job_list_updates_live(page: Page, actors, start_worker):
-    job = actions.do_enqueue_job(actors.org, "tests.slow_count", user=actors.member, params={"steps": 6, "delay": 0.4})
+    job = in_thread(actions.do_enqueue_job, actors.org, "tests.slow_count", user=actors.member,
+                    params={"steps": 6, "delay": 0.4})
     log_in(page, "bob")
     page.goto(f"/o/{actors.org.slug}/jobs/")
     row = page.locator(f'tr[data-job-id="{job.pk}"]')
@@ -164,6 +173,7 @@ def test_invitation_link(new_page, actors, asgi_server):
     assert member_link.startswith(asgi_server.url + f"/join/{actors.org.slug}/")
     viewer_link = _invite(owner, actors.org.slug, "Viewer")
     expect(owner.get_by_role("heading", name="Pending invitations")).to_be_visible()
+    screenshot(owner, "settings-invitation.png")
 
     # Someone without an account opens the member link: log in first, or sign up.
     dora = new_page("dora")
@@ -171,24 +181,20 @@ def test_invitation_link(new_page, actors, asgi_server):
     expect(dora).to_have_url(re.compile(r"/accounts/login/\?next=/join/"))
     dora.get_by_role("link", name="Create an account").click()
     sign_up(dora, "dora", "correct-horse-battery-42")
-    # Sign-up does not carry the invitation along (no `next`): she has her own
-    # organisation first, then opens the link again.
-    expect(dora.get_by_role("heading", name="New organisation")).to_be_visible()
-    dora.get_by_label("Name").fill("Dora Studio")
-    dora.get_by_role("button", name="Create organisation").click()
-    expect(dora.get_by_role("heading", name="Dora Studio", level=1)).to_be_visible()
-
-    dora.goto(member_link)
+    # Sign-up carries the invitation along: she is back on the invitation page.
     expect(dora.get_by_text("You are invited to join Alice Labs as member.")).to_be_visible()
     dora.get_by_role("button", name="Join Alice Labs").click()
     expect(dora.get_by_role("heading", name="Alice Labs", level=1)).to_be_visible()
     expect(dora.get_by_role("status")).to_contain_text("You joined Alice Labs as member.")
-    switcher = dora.get_by_role("combobox", name="Organisation")
-    expect(switcher).to_have_value(f"/o/{actors.org.slug}/")
-    expect(switcher.locator("option")).to_have_text(["Alice Labs", "Dora Studio", "+ New organisation…"])
-    # The switcher takes her between her organisations.
-    switcher.select_option(label="Dora Studio")
+    # She also makes an organisation of her own ...
+    dora.goto("/orgs/new/")
+    dora.get_by_label("Name").fill("Dora Studio")
+    dora.get_by_role("button", name="Create organisation").click()
     expect(dora.get_by_role("heading", name="Dora Studio", level=1)).to_be_visible()
+    switcher = dora.get_by_role("combobox", name="Organisation")
+    expect(switcher).to_have_value("/o/dora-studio/")
+    expect(switcher.locator("option")).to_have_text(["Alice Labs", "Dora Studio", "+ New organisation…"])
+    # ... and the switcher takes her between her organisations.
     switcher.select_option(label="Alice Labs")
     expect(dora.get_by_role("heading", name="Alice Labs", level=1)).to_be_visible()
     # A member may write: start jobs, create projects.
@@ -234,7 +240,9 @@ def test_job_panel_falls_back_to_polling_without_websocket(page: Page, actors, s
     # Every socket to /ws/ is answered by Playwright and closed at once, as a proxy that
     # does not pass websockets would; live.js then polls the panel every 2 s.
     page.route_web_socket(re.compile(r"/ws/"), lambda socket: socket.close(code=1011, reason="blocked by the test"))
-    job = actions.do_enqueue_job(actors.org, "projects.recount_stats", user=actors.member, project=actors.project)
+    job = in_thread(actions.do_enqueue_job, actors.org, "projects.recount_stats", user=actors.member, project=actors.project)
+    panel_requests = []
+    page.on("request", lambda request: "fragment=panel" in request.url and panel_requests.append(request.url))
     log_in(page, "bob")
     page.goto(f"/o/{actors.org.slug}/jobs/{job.pk}/")
     panel = page.locator(".job-panel")
@@ -247,6 +255,37 @@ def test_job_panel_falls_back_to_polling_without_websocket(page: Page, actors, s
     expect(panel.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100")
     expect(panel.locator("[data-field=percent]")).to_have_text("100")
     assert_not_reloaded(page)
+    assert panel_requests, "the panel was never fetched again"
     # Finished: the panel stops asking.
     expect(panel).not_to_have_attribute("data-poll-url", re.compile(".*"))
     assert Job.objects.get(pk=job.pk).status == JobStatus.SUCCEEDED
+
+
+@pytest.mark.worker
+def test_job_started_by_someone_else_appears_live(new_page, actors, start_worker):
+    """Alice watches the Jobs page; Bob starts a job elsewhere; its row appears, once, and finishes."""
+    start_worker()
+    alice = new_page("alice")
+    log_in(alice, "alice")
+    alice.goto(f"/o/{actors.org.slug}/jobs/")
+    expect(alice.get_by_text("No jobs yet.")).to_be_visible()
+    mark_page(alice)
+    wait_for_live_socket(alice)
+
+    bob = new_page("bob")
+    log_in(bob, "bob")
+    bob.goto(f"/o/{actors.org.slug}/projects/{actors.project.slug}/")
+    bob.get_by_role("button", name="Recount statistics").click()
+    expect(bob.locator(".job-panel [data-field=status_label]")).to_have_text("Succeeded", timeout=JOB_TIMEOUT)
+    job = Job.objects.get(organization=actors.org)
+
+    rows = alice.locator("tr[data-job-id]")
+    expect(rows).to_have_count(1)
+    row = alice.locator(f'tr[data-job-id="{job.pk}"]')
+    expect(row.get_by_role("link")).to_have_text(re.compile(rf"#{job.pk} Recount project statistics"))
+    expect(row.locator("[data-field=status_label]")).to_have_text("Succeeded")
+    expect(row.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100")
+    expect(alice.get_by_text("No jobs yet.")).to_be_hidden()
+    alice.wait_for_timeout(500)  # a late duplicate would arrive now
+    expect(rows).to_have_count(1)
+    assert_not_reloaded(alice)

@@ -155,3 +155,13 @@ def test_api_schema_and_docs(client, db, path):
             assert route in body
     else:
         assert b"swagger-ui" in response.content and b"cdn." not in response.content
+
+
+def test_signup_returns_to_the_page_that_asked_for_it(client, db):
+    response = client.post("/accounts/signup/?next=/join/x/y/", {
+        "username": "newbie", "password1": "a-Long-passw0rd!", "password2": "a-Long-passw0rd!", "next": "/join/x/y/"})
+    assert response.status_code == 302 and response.url == "/join/x/y/"
+    client.logout()
+    response = client.post("/accounts/signup/", {
+        "username": "evil", "password1": "a-Long-passw0rd!", "password2": "a-Long-passw0rd!", "next": "https://evil.example/"})
+    assert response.url == "/"  # never off-site

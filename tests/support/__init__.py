@@ -1,0 +1,1 @@
+"""Builders of tiny real models (GGUF files, Hugging Face folders) shared by tests."""
