@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from projects.jobs_base import publish_job_event, registry
+from projects.jobs_base import notify_end_without_success, publish_job_event, registry
 from projects.models import (
     ApiToken,
     Upload,
@@ -283,6 +283,7 @@ def _enqueue(job: Job) -> None:
             error=f"Could not reach the job queue ({type(exc).__name__}: {exc}). Check that Redis is running, then retry.",
         )
         job.refresh_from_db()
+        notify_end_without_success(job)
     publish_job_event(job)
 
 
@@ -299,6 +300,7 @@ def do_cancel_job(job: Job) -> Job:
         raise ActionError(f"This job has just {job.status}; there is nothing to cancel.", code="conflict")
     _stop_rq_job(job, was_running)
     publish_job_event(job)
+    notify_end_without_success(job)
     return job
 
 

@@ -127,6 +127,24 @@ def local_path(blob: Blob) -> Path:
         return cache
 
 
+def materialize_folder(files: list[tuple[str, Blob]], folder: Path) -> Path:
+    """Lay out blobs as a folder of named files (symbolic links), for engines that need one.
+
+    Hugging Face checkpoints are folders (config.json, shards, index); the blobs are stored by
+    hash, so this gives them their names back without copying any bytes.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    for relative, blob in files:
+        target = folder / relative
+        if folder.resolve() not in target.resolve().parents:
+            raise BlobError(f"The path {relative!r} points outside the model's folder.")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink() or target.exists():
+            target.unlink()
+        target.symlink_to(local_path(blob))
+    return folder
+
+
 def referenced(blob: Blob) -> list[str]:
     """What still uses a blob: a description of each kind of referencing row."""
     uses = []
@@ -137,10 +155,11 @@ def referenced(blob: Blob) -> list[str]:
     return uses
 
 
-def collect_garbage() -> tuple[int, int]:
-    """Delete blobs nothing references. Returns (blobs deleted, bytes freed)."""
+def collect_garbage(only: list[str] | None = None) -> tuple[int, int]:
+    """Delete blobs nothing references (or only those of ``only``, SHA-256s). Returns (blobs, bytes)."""
     deleted = freed = 0
-    for blob in Blob.objects.all().iterator():
+    candidates = Blob.objects.all() if only is None else Blob.objects.filter(pk__in=only)
+    for blob in candidates.iterator():
         if referenced(blob):
             continue
         with transaction.atomic():

@@ -2,11 +2,67 @@
 
 from __future__ import annotations
 
+from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
 from projects.jobs_base import JobContext, JobKind, register
-from projects.models import Job, JobStatus, Membership, Project
+from projects.models import Job, JobStatus, LanguageModel, Membership, ModelStatus, Project, TensorRecord
+
+
+@register
+class InventoryModel(JobKind):
+    """Read every tensor of a model, hash it, and record one row per tensor."""
+
+    name = "projects.inventory_model"
+    title = "Inventory model tensors"
+    queue = "cpu"
+
+    @classmethod
+    def clean_params(cls, params: dict) -> dict:
+        return {"model": int(params["model"])}
+
+    def run(self, job: Job, ctx: JobContext) -> dict:
+        from projects.actions_models import model_path
+        from projects.engine.model_formats import inspect_model
+
+        model = LanguageModel.objects.for_org(job.organization).get(pk=job.params["model"])
+        ctx.progress(0.0, f"Reading the headers of {model.name}", force=True)
+        path = model_path(model)
+
+        def hashed(done: int, total: int) -> None:
+            ctx.progress(0.95 * done / max(total, 1), f"Hashing tensors: {done / 2**20:,.0f} of {total / 2**20:,.0f} MiB")
+
+        info = inspect_model(path, with_hashes=True, progress=hashed)
+        files = {f.path: f for f in model.files.all()}
+        single = next(iter(files.values())) if model.format == "gguf" and len(files) == 1 else None
+        ctx.progress(0.96, f"Recording {len(info.tensors)} tensors", force=True)
+        with transaction.atomic():
+            TensorRecord.objects.filter(model=model).delete()  # a retry starts clean
+            TensorRecord.objects.bulk_create(
+                [
+                    TensorRecord(
+                        model=model, file=single or files[t.file], name=t.name, layer=t.layer, component=t.component,
+                        shape=list(t.shape), dtype=t.dtype, n_params=t.n_params, offset=t.offset, n_bytes=t.n_bytes,
+                        sha256=t.sha256 or "",
+                    )
+                    for t in info.tensors
+                ],
+                batch_size=500,
+            )
+            ctx.check_cancelled()
+            LanguageModel.objects.filter(pk=model.pk).update(status=ModelStatus.READY, error="")
+        ctx.log(f"{len(info.tensors)} tensors, {info.n_params:,} parameters, {info.n_bytes:,} bytes of weights")
+        ctx.progress(1.0, f"{model.name} is ready", force=True)
+        ctx.add_artifact(model.name, f"/o/{job.organization.slug}/models/{model.pk}/")
+        return {"model": model.pk, "tensors": len(info.tensors), "parameters": info.n_params}
+
+    @classmethod
+    def on_end_without_success(cls, job, status, error) -> None:
+        reason = error or f"The inventory job was {status}."
+        LanguageModel.objects.filter(pk=job.params.get("model"), status=ModelStatus.IMPORTING).update(
+            status=ModelStatus.FAILED, error=f"{reason} (job #{job.pk}; retry it from the job page)"
+        )
 
 
 @register

@@ -57,6 +57,14 @@ class JobKind:
     def run(self, job, ctx: "JobContext") -> dict[str, Any] | None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    @classmethod
+    def on_end_without_success(cls, job, status: str, error: str) -> None:
+        """Called once when a job of this kind fails, is cancelled or is declared dead.
+
+        Kinds that keep state elsewhere (a model row "importing") put it right here, so
+        nothing is left half-done or presented as complete.
+        """
+
 
 registry: dict[str, type[JobKind]] = {}
 
@@ -196,6 +204,8 @@ def execute(job_id: int) -> None:
         result = kind_cls().run(job, ctx) or {}
     except JobCancelled:
         logger.info("job %s stopped: it was cancelled or declared dead", job.pk)
+        job.refresh_from_db()
+        notify_end_without_success(job)
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on the row
         logger.exception("job %s failed", job.pk)
         tail = (job.log + traceback.format_exc())[-Job.LOG_TAIL_CHARS :]
@@ -215,6 +225,21 @@ def _finish(job, status: str, **fields: Any) -> None:
     if Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(**fields):
         job.refresh_from_db()
         publish_job_event(job)
+    else:
+        job.refresh_from_db()
+    if job.status != JobStatus.SUCCEEDED:
+        notify_end_without_success(job)
+
+
+def notify_end_without_success(job) -> None:
+    """Let the job's kind tidy up after a failure, cancel or death (best effort, logged)."""
+    kind = registry.get(job.kind)
+    if kind is None:
+        return
+    try:
+        kind.on_end_without_success(job, job.status, job.error or job.message)
+    except Exception:  # noqa: BLE001 - tidying must not hide the job's own outcome
+        logger.exception("clean-up after job %s (%s) failed", job.pk, job.status)
 
 
 _last_reap = 0.0
@@ -248,4 +273,5 @@ def reap_stale_jobs(force: bool = False) -> int:
             job.refresh_from_db()
             logger.warning("job %s declared failed: %s", job.pk, error)
             publish_job_event(job)
+            notify_end_without_success(job)
     return reaped

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from projects import views
+from projects import views, views_models
 
 # Mounted under /o/<org_slug>/ by hartonomous_web/urls.py.
 org_urlpatterns = [
@@ -18,7 +18,10 @@ org_urlpatterns = [
     path("settings/delete/", views.OrgDeleteView.as_view(), name="org-delete"),
     path("settings/tokens/", views.TokenListView.as_view(), name="tokens"),
     path("settings/tokens/<int:token_id>/revoke/", views.TokenRevokeView.as_view(), name="token-revoke"),
-    path("models/", views.SectionView.as_view(section="Models", explanation="Teacher models uploaded to this organisation's projects will be listed here."), name="model-list"),
+    path("models/", views_models.ModelListView.as_view(), name="model-list"),
+    path("models/<int:model_id>/", views_models.ModelDetailView.as_view(), name="model-detail"),
+    path("models/<int:model_id>/delete/", views_models.ModelDeleteView.as_view(), name="model-delete"),
+    path("models/<int:model_id>/compare/", views_models.ModelCompareView.as_view(), name="model-compare"),
     path("datasets/", views.SectionView.as_view(section="Datasets", explanation="Domain, control and prompt-pair datasets will be listed here."), name="dataset-list"),
 ]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.generic.base import ContextMixin, TemplateResponseMixin, View
@@ -53,9 +54,11 @@ class OrgView(LoginRequiredMixin, TemplateResponseMixin, ContextMixin, View):
             raise PermissionDenied(f"This needs the {needed} role; you are {self.membership.role}.")
         return super().dispatch(request, *args, **kwargs)
 
-    def scoped(self, model):
-        """``model``'s rows in this organisation."""
-        return model.objects.for_org(self.org)
+    def scoped(self, model_or_queryset):
+        """The rows of a model (or of a tenant queryset of it) in this organisation."""
+        if isinstance(model_or_queryset, QuerySet):
+            return model_or_queryset.for_org(self.org)
+        return model_or_queryset.objects.for_org(self.org)
 
     def get_scoped(self, model, **lookups):
         return get_object_or_404(self.scoped(model), **lookups)

@@ -525,6 +525,73 @@ COMMIT;
 GO
 
 -- -----------------------------------------------------------------------------
+-- Migration projects.0003_language_models
+-- -----------------------------------------------------------------------------
+BEGIN TRANSACTION;
+GO
+--
+-- Create model LanguageModel
+--
+CREATE TABLE [projects_languagemodel] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1), [name] nvarchar(200) NOT NULL, [role] nvarchar(10) NOT NULL, [format] nvarchar(12) NOT NULL, [status] nvarchar(10) NOT NULL, [error] nvarchar(max) NOT NULL, [architecture] nvarchar(60) NOT NULL, [parameter_count] bigint NOT NULL, [size_bytes] bigint NOT NULL, [file_type] nvarchar(40) NOT NULL, [metadata] nvarchar(max) NOT NULL CONSTRAINT projects_languagemodel_metadata_14b0ebea_check CHECK ((ISJSON ("metadata") = 1)), [capabilities] nvarchar(max) NOT NULL CONSTRAINT projects_languagemodel_capabilities_c22a4600_check CHECK ((ISJSON ("capabilities") = 1)), [warnings] nvarchar(max) NOT NULL CONSTRAINT projects_languagemodel_warnings_77b2b79d_check CHECK ((ISJSON ("warnings") = 1)), [created_at] datetimeoffset NOT NULL, [created_by_id] int NULL, [derived_from_id] bigint NULL, [organization_id] bigint NOT NULL, [project_id] bigint NOT NULL);
+GO
+--
+-- Create model ModelFile
+--
+CREATE TABLE [projects_modelfile] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1), [path] nvarchar(500) NOT NULL, [blob_id] nvarchar(64) NOT NULL, [model_id] bigint NOT NULL);
+GO
+--
+-- Create model TensorRecord
+--
+CREATE TABLE [projects_tensorrecord] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1), [name] nvarchar(200) NOT NULL, [layer] int NULL, [component] nvarchar(20) NOT NULL, [shape] nvarchar(max) NOT NULL CONSTRAINT projects_tensorrecord_shape_de83a4a5_check CHECK ((ISJSON ("shape") = 1)), [dtype] nvarchar(20) NOT NULL, [n_params] bigint NOT NULL, [offset] bigint NOT NULL, [n_bytes] bigint NOT NULL, [sha256] nvarchar(64) NOT NULL, [file_id] bigint NOT NULL, [model_id] bigint NOT NULL);
+GO
+--
+-- Create constraint uniq_model_file_path on model modelfile
+--
+ALTER TABLE [projects_modelfile] ADD CONSTRAINT [uniq_model_file_path] UNIQUE ([model_id], [path]);
+GO
+--
+-- Create index tensor_model_layer_comp on field(s) model, layer, component of model tensorrecord
+--
+CREATE INDEX [tensor_model_layer_comp] ON [projects_tensorrecord] ([model_id], [layer], [component]);
+GO
+ALTER TABLE [projects_languagemodel] ADD CONSTRAINT [projects_languagemodel_created_by_id_746c6f1e_fk_auth_user_id] FOREIGN KEY ([created_by_id]) REFERENCES [auth_user] ([id]);
+GO
+ALTER TABLE [projects_languagemodel] ADD CONSTRAINT [projects_languagemodel_derived_from_id_b9498b2e_fk_projects_languagemodel_id] FOREIGN KEY ([derived_from_id]) REFERENCES [projects_languagemodel] ([id]);
+GO
+ALTER TABLE [projects_languagemodel] ADD CONSTRAINT [projects_languagemodel_organization_id_c31f44d0_fk_projects_organization_id] FOREIGN KEY ([organization_id]) REFERENCES [projects_organization] ([id]);
+GO
+ALTER TABLE [projects_languagemodel] ADD CONSTRAINT [projects_languagemodel_project_id_32266579_fk_projects_project_id] FOREIGN KEY ([project_id]) REFERENCES [projects_project] ([id]);
+GO
+CREATE INDEX [projects_languagemodel_created_by_id_746c6f1e] ON [projects_languagemodel] ([created_by_id]);
+GO
+CREATE INDEX [projects_languagemodel_derived_from_id_b9498b2e] ON [projects_languagemodel] ([derived_from_id]);
+GO
+CREATE INDEX [projects_languagemodel_organization_id_c31f44d0] ON [projects_languagemodel] ([organization_id]);
+GO
+CREATE INDEX [projects_languagemodel_project_id_32266579] ON [projects_languagemodel] ([project_id]);
+GO
+ALTER TABLE [projects_modelfile] ADD CONSTRAINT [projects_modelfile_blob_id_6b9f2cfd_fk_projects_blob_sha256] FOREIGN KEY ([blob_id]) REFERENCES [projects_blob] ([sha256]);
+GO
+ALTER TABLE [projects_modelfile] ADD CONSTRAINT [projects_modelfile_model_id_950adf3c_fk_projects_languagemodel_id] FOREIGN KEY ([model_id]) REFERENCES [projects_languagemodel] ([id]);
+GO
+CREATE INDEX [projects_modelfile_blob_id_6b9f2cfd] ON [projects_modelfile] ([blob_id]);
+GO
+CREATE INDEX [projects_modelfile_model_id_950adf3c] ON [projects_modelfile] ([model_id]);
+GO
+ALTER TABLE [projects_tensorrecord] ADD CONSTRAINT [projects_tensorrecord_file_id_101088e4_fk_projects_modelfile_id] FOREIGN KEY ([file_id]) REFERENCES [projects_modelfile] ([id]);
+GO
+ALTER TABLE [projects_tensorrecord] ADD CONSTRAINT [projects_tensorrecord_model_id_6a089ba4_fk_projects_languagemodel_id] FOREIGN KEY ([model_id]) REFERENCES [projects_languagemodel] ([id]);
+GO
+CREATE INDEX [projects_tensorrecord_sha256_2587ee8d] ON [projects_tensorrecord] ([sha256]);
+GO
+CREATE INDEX [projects_tensorrecord_file_id_101088e4] ON [projects_tensorrecord] ([file_id]);
+GO
+CREATE INDEX [projects_tensorrecord_model_id_6a089ba4] ON [projects_tensorrecord] ([model_id]);
+GO
+COMMIT;
+GO
+
+-- -----------------------------------------------------------------------------
 -- Migration sessions.0001_initial
 -- -----------------------------------------------------------------------------
 BEGIN TRANSACTION;

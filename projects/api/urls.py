@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from projects.api import views
+from projects.api import language_models, views
 
 ORG = r"orgs/(?P<org_slug>[-a-zA-Z0-9_]+)"
 
@@ -13,6 +13,7 @@ router.register(rf"{ORG}/invitations", views.InvitationViewSet, basename="api-in
 router.register(rf"{ORG}/tokens", views.ApiTokenViewSet, basename="api-token")
 router.register(rf"{ORG}/jobs", views.JobViewSet, basename="api-job")
 router.register(rf"{ORG}/uploads", views.UploadViewSet, basename="api-upload")
+router.register(rf"{ORG}/models", language_models.LanguageModelViewSet, basename="api-model")
 
 urlpatterns = [
     path("me/", views.MeView.as_view(), name="api-me"),

@@ -33,7 +33,7 @@ import struct
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Literal
+from typing import Any, BinaryIO, Callable, Iterable, Literal, Sequence
 
 import numpy as np
 from gguf import GGML_QUANT_SIZES, MODEL_ARCH_NAMES, GGMLQuantizationType, GGUFValueType, LlamaFileType
@@ -1293,15 +1293,24 @@ def compare_models(a: ModelInfo, b: ModelInfo) -> ModelComparison:
     for side, info in (("A", a), ("B", b)):
         if not info.hashed:
             raise ValueError(f"model {side} ({Path(info.path).name}) has no tensor hashes: inspect it with with_hashes=True or call hash_tensors first")
-    available = Counter(t.sha256 for t in b.tensors)
+    return compare_tensors(a.tensors, b.tensors)
+
+
+def compare_tensors(a: Sequence[TensorRecord], b: Sequence[TensorRecord]) -> ModelComparison:
+    """Compare two hashed tensor inventories (as stored rows or fresh from :func:`inspect_model`)."""
+    available = Counter(t.sha256 for t in b)
     shared = []
-    for tensor in a.tensors:
+    for tensor in a:
         if available[tensor.sha256] > 0:
             available[tensor.sha256] -= 1
             shared.append(tensor)
 
-    def signatures(info: ModelInfo) -> dict[int, tuple[tuple[str, str], ...]]:
-        return {layer: tuple(sorted((t.component, t.sha256 or "") for t in tensors)) for layer, tensors in info.layers().items()}
+    def signatures(tensors: Sequence[TensorRecord]) -> dict[int, tuple[tuple[str, str], ...]]:
+        layers: dict[int, list[TensorRecord]] = defaultdict(list)
+        for t in tensors:
+            if t.layer is not None:
+                layers[t.layer].append(t)
+        return {layer: tuple(sorted((t.component, t.sha256 or "") for t in ts)) for layer, ts in layers.items()}
 
     sig_a, sig_b = signatures(a), signatures(b)
     layers_of_b: dict[tuple[tuple[str, str], ...], list[int]] = defaultdict(list)
@@ -1311,15 +1320,17 @@ def compare_models(a: ModelInfo, b: ModelInfo) -> ModelComparison:
 
     components: dict[str, dict[str, int]] = {}
     for component in COMPONENTS:
-        in_a = sum(t.n_params for t in a.tensors if t.component == component)
-        in_b = sum(t.n_params for t in b.tensors if t.component == component)
+        in_a = sum(t.n_params for t in a if t.component == component)
+        in_b = sum(t.n_params for t in b if t.component == component)
         if in_a or in_b:
             components[component] = {"a": in_a, "b": in_b, "difference": in_a - in_b}
 
+    params_a, params_b = sum(t.n_params for t in a), sum(t.n_params for t in b)
+    bytes_a, bytes_b = sum(t.n_bytes for t in a), sum(t.n_bytes for t in b)
     return ModelComparison(
-        params_a=a.n_params, params_b=b.n_params, bytes_a=a.n_bytes, bytes_b=b.n_bytes,
-        param_ratio=a.n_params / b.n_params if b.n_params else None,
-        byte_ratio=a.n_bytes / b.n_bytes if b.n_bytes else None,
+        params_a=params_a, params_b=params_b, bytes_a=bytes_a, bytes_b=bytes_b,
+        param_ratio=params_a / params_b if params_b else None,
+        byte_ratio=bytes_a / bytes_b if bytes_b else None,
         shared_tensors=len(shared), shared_params=sum(t.n_params for t in shared), shared_bytes=sum(t.n_bytes for t in shared),
         layers_a=len(sig_a), layers_b=len(sig_b), shared_layer_pairs=pairs, components=components,
     )

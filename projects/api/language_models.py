@@ -1,0 +1,145 @@
+"""REST API of models: create from uploads, inspect, list tensors, compare, download files."""
+
+from __future__ import annotations
+
+from django.http import FileResponse, Http404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, serializers, status
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from projects import actions_models, blobs
+from projects.actions import ActionError
+from projects.api.base import OrgScopedViewSet
+from projects.models import LanguageModel, ModelFile, Project, TensorRecord, Upload
+
+
+class ModelFileSerializer(serializers.ModelSerializer):
+    size = serializers.IntegerField(source="blob.size")
+    sha256 = serializers.CharField(source="blob_id")
+
+    class Meta:
+        model = ModelFile
+        fields = ["path", "size", "sha256"]
+
+
+class LanguageModelSerializer(serializers.ModelSerializer):
+    project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    files = ModelFileSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = LanguageModel
+        fields = [
+            "id", "project", "name", "role", "format", "status", "error", "architecture", "parameter_count",
+            "size_bytes", "file_type", "metadata", "capabilities", "warnings", "derived_from", "files", "created_at",
+        ]
+        read_only_fields = fields
+
+
+class LanguageModelCreateSerializer(serializers.Serializer):
+    project = serializers.SlugField()
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    uploads = serializers.ListField(child=serializers.UUIDField(), min_length=1,
+                                    help_text="Ids of completed uploads: one GGUF file, or the files of a Hugging Face folder.")
+
+
+class TensorSerializer(serializers.ModelSerializer):
+    file = serializers.CharField(source="file.path")
+
+    class Meta:
+        model = TensorRecord
+        fields = ["name", "file", "layer", "component", "shape", "dtype", "n_params", "offset", "n_bytes", "sha256"]
+
+
+def engine_tensors(model: LanguageModel):
+    """The model's tensor rows as the engine's records (for comparison)."""
+    from projects.engine.model_formats import TensorRecord as EngineTensor
+
+    return [
+        EngineTensor(name=t.name, file=t.file.path, layer=t.layer, component=t.component, shape=tuple(t.shape),
+                     dtype=t.dtype, n_params=t.n_params, offset=t.offset, n_bytes=t.n_bytes, sha256=t.sha256 or None)
+        for t in model.tensors.select_related("file")
+    ]
+
+
+class LanguageModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, OrgScopedViewSet):
+    """Models in the organisation's projects. Filter with `?project=<slug>`, `?status=`, `?role=`."""
+
+    model = LanguageModel
+    serializer_class = LanguageModelSerializer
+
+    def get_queryset(self):
+        queryset = super().get_queryset().select_related("project").prefetch_related("files__blob")
+        for param in ("status", "role", "format"):
+            if self.request.query_params.get(param):
+                queryset = queryset.filter(**{param: self.request.query_params[param]})
+        if self.request.query_params.get("project"):
+            queryset = queryset.filter(project__slug=self.request.query_params["project"])
+        return queryset
+
+    @extend_schema(request=LanguageModelCreateSerializer, responses={201: LanguageModelSerializer})
+    def create(self, request, *args, **kwargs):
+        data = LanguageModelCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = Project.objects.for_org(self.org).filter(slug=data.validated_data["project"]).first()
+        if project is None:
+            raise ActionError("No such project in this organisation.", field="project", code="not_found")
+        ids = data.validated_data["uploads"]
+        uploads = list(Upload.objects.for_org(self.org).filter(pk__in=ids).select_related("blob"))
+        if len(uploads) != len(set(ids)):
+            raise ActionError("Some uploads do not exist in this organisation.", field="uploads", code="not_found")
+        model = actions_models.do_create_model_from_uploads(project, request.user, name=data.validated_data["name"], uploads=uploads)
+        return Response(LanguageModelSerializer(model).data, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance):
+        actions_models.do_delete_model(instance)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("layer", int), OpenApiParameter("component", str)],
+        responses=TensorSerializer(many=True),
+    )
+    @action(detail=True, methods=["get"])
+    def tensors(self, request, **kwargs):
+        model = self.get_object()
+        tensors = model.tensors.select_related("file")
+        if request.query_params.get("layer") not in (None, ""):
+            try:
+                tensors = tensors.filter(layer=int(request.query_params["layer"]))
+            except ValueError:
+                raise ActionError("`layer` must be a whole number.", field="layer")
+        if request.query_params.get("component"):
+            tensors = tensors.filter(component=request.query_params["component"])
+        page = self.paginate_queryset(tensors)
+        return self.get_paginated_response(TensorSerializer(page, many=True).data)
+
+    @extend_schema(parameters=[OpenApiParameter("with", int, required=True, description="The other model's id.")], responses=dict)
+    @action(detail=True, methods=["get"])
+    def compare(self, request, **kwargs):
+        model = self.get_object()
+        other_id = request.query_params.get("with", "")
+        if not other_id.isdigit():
+            raise ActionError("Name the model to compare with: `?with=<id>`.", field="with")
+        other = self.get_queryset().filter(pk=int(other_id)).first()
+        if other is None:
+            raise ActionError(f"There is no model {other_id} in this organisation.", field="with", code="not_found")
+        return Response(comparison_of(model, other))
+
+    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    @action(detail=True, methods=["get"], url_path=r"files/(?P<path>.+)")
+    def download(self, request, path: str, **kwargs):
+        model = self.get_object()
+        file = model.files.select_related("blob").filter(path=path).first()
+        if file is None:
+            raise Http404
+        return FileResponse(open(blobs.local_path(file.blob), "rb"), as_attachment=True, filename=path.rsplit("/", 1)[-1])
+
+
+def comparison_of(a: LanguageModel, b: LanguageModel) -> dict:
+    """The engine's comparison of two models' stored inventories, with their names."""
+    from projects.engine.model_formats import compare_tensors
+
+    for model in (a, b):
+        if model.status != "ready":
+            raise ActionError(f"{model} is not ready ({model.status}); compare it once its inventory has finished.", code="conflict")
+    result = compare_tensors(engine_tensors(a), engine_tensors(b)).as_dict()
+    return {"a": {"id": a.pk, "name": a.name}, "b": {"id": b.pk, "name": b.name}, **result}
