@@ -233,6 +233,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a field called "role"; name each choice set after its meaning.
+    "ENUM_NAME_OVERRIDES": {
+        "MemberRoleEnum": "projects.models.Role",
+        "ModelRoleEnum": "projects.models.ModelRole",
+    },
     # Serve Swagger UI from the installed sidecar package, not from a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -267,3 +272,12 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Datasets (projects.engine.datasets.DatasetLimits) -----------------------------------
+#: Most bytes of text one dataset may hold: a zip's inflated size, a plain file's size.
+DATASET_MAX_UNCOMPRESSED_BYTES = int(env("DATASET_MAX_UNCOMPRESSED_BYTES", str(20 * 1024**3)))
+#: Most entries (files and folders) a zip may have.
+DATASET_MAX_FILES = int(env("DATASET_MAX_FILES", "100000"))
+#: Longest document in characters; a longer line (paragraph, file) is refused with its line number.
+DATASET_MAX_DOCUMENT_CHARS = int(env("DATASET_MAX_DOCUMENT_CHARS", "1000000"))
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["DatasetRoleEnum"] = "projects.models_datasets.DatasetRole"
