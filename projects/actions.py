@@ -244,9 +244,13 @@ def do_revoke_token(token: ApiToken) -> None:
 
 def do_enqueue_job(
     org: Organization, kind: str, *, user=None, project: Project | None = None, params: dict[str, Any] | None = None,
-    retry_of: Job | None = None,
+    retry_of: Job | None = None, enqueue: bool = True,
 ) -> Job:
-    """Create a job row and enqueue it once the surrounding transaction commits."""
+    """Create a job row and enqueue it once the surrounding transaction commits.
+
+    ``enqueue=False`` leaves it queued for the caller to run in its own process
+    (`jobs_base.execute`), as command-line imports do.
+    """
     kind_cls = registry.get(kind)
     if kind_cls is None:
         raise ActionError(f"Unknown job kind “{kind}”; known kinds: {', '.join(sorted(registry))}.", field="kind")
@@ -264,7 +268,8 @@ def do_enqueue_job(
         organization=org, project=project, kind=kind, queue=kind_cls.queue, params=params, created_by=user,
         retry_of=retry_of, message="Waiting for a worker",
     )
-    transaction.on_commit(lambda: _enqueue(job))
+    if enqueue:
+        transaction.on_commit(lambda: _enqueue(job))
     return job
 
 

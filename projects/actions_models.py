@@ -8,17 +8,20 @@ byte to hash it, runs as a job (`projects.inventory_model`).
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import ProtectedError
+from tqdm import tqdm
 
 from projects import blobs
 from projects.actions import ActionError, do_enqueue_job
 from projects.engine.model_formats import ModelFormatError, ModelInfo, inspect_model
-from projects.models import Blob, LanguageModel, ModelFile, ModelRole, ModelStatus, Project, Upload, UploadStatus
+from projects.jobs_base import execute
+from projects.models import Blob, Job, LanguageModel, ModelFile, ModelRole, ModelStatus, Project, Upload, UploadStatus
 
 
 def model_folder(model: LanguageModel) -> Path:
@@ -65,7 +68,7 @@ def _header_fields(info: ModelInfo) -> dict:
 
 def do_create_model(
     project: Project, user, *, name: str, files: list[tuple[str, Blob]], role: str = ModelRole.TEACHER,
-    derived_from: LanguageModel | None = None,
+    derived_from: LanguageModel | None = None, enqueue: bool = True,
 ) -> LanguageModel:
     """Check the files' headers and create the model; its tensor inventory runs as a job.
 
@@ -87,7 +90,8 @@ def do_create_model(
         )
         kept = _kept_files(info, files)
         ModelFile.objects.bulk_create([ModelFile(model=model, path=path, blob=blob) for path, blob in kept])
-        do_enqueue_job(project.organization, "projects.inventory_model", user=user, project=project, params={"model": model.pk})
+        do_enqueue_job(project.organization, "projects.inventory_model", user=user, project=project,
+                       params={"model": model.pk}, enqueue=enqueue)
     return model
 
 
@@ -139,3 +143,41 @@ def do_delete_model(model: LanguageModel) -> None:
             "depend on it. Delete those first.", code="conflict")
     shutil.rmtree(settings.DATA_DIR / "model-folders" / str(model_id), ignore_errors=True)
     blobs.collect_garbage(only=shas)
+
+
+#: Files of a Hugging Face folder worth keeping (weights, index, config, tokenizer, templates).
+FOLDER_SUFFIXES = {".safetensors", ".json", ".model", ".txt", ".jinja", ".gguf"}
+
+
+def do_import_model_files(path: Path, project: Project, user, *, name: str = "", stdout=None, inline_inventory: bool = True) -> LanguageModel:
+    """Import files already on this machine: store them as blobs, then :func:`do_create_model`.
+
+    Used by `manage.py import_model` and the demo bootstrap. With ``inline_inventory`` the
+    inventory job runs in this process (progress on ``stdout``) instead of on a worker.
+    """
+    path = path.expanduser().resolve()
+    if not path.exists():
+        raise ActionError(f"{path} does not exist.", field="path")
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in FOLDER_SUFFIXES)
+        if not files:
+            raise ActionError(f"{path} holds no model files (.gguf, .safetensors, config.json).", field="path")
+    else:
+        files = [path]
+    stored = []
+    for file in files:
+        relative = file.relative_to(path).as_posix() if path.is_dir() else file.name
+        with tqdm(total=file.stat().st_size, unit="B", unit_scale=True, desc=f"hashing {relative}", file=stdout or sys.stderr,
+                  disable=stdout is None) as bar:
+            sha = blobs.sha256_of(file, progress=lambda done, total: bar.update(done - bar.n))
+        stored.append((relative, blobs.store_path(file, sha256=sha)))
+    try:
+        model = do_create_model(project, user, name=name or path.stem, files=stored, enqueue=not inline_inventory)
+    except ActionError:
+        blobs.collect_garbage(only=[blob.sha256 for _, blob in stored])
+        raise
+    if inline_inventory:
+        # What a worker would run, here; its progress lines go to the log (the terminal).
+        execute(Job.objects.get(kind="projects.inventory_model", params__model=model.pk).pk)
+        model.refresh_from_db()
+    return model

@@ -98,3 +98,6 @@ class RecountProjectStats(JobKind):
         ctx.progress(1.0, "Statistics updated", force=True)
         ctx.add_artifact("Project", f"/o/{job.organization.slug}/projects/{project.slug}/")
         return stats
+
+
+import projects.jobs_datasets  # noqa: E402,F401  (dataset job kinds register on import)

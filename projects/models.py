@@ -464,3 +464,6 @@ class Upload(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.filename} ({self.received}/{self.size})"
+
+
+from projects.models_datasets import *  # noqa: E402,F401,F403

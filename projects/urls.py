@@ -1,6 +1,6 @@
 from django.urls import path
 
-from projects import views, views_models
+from projects import views, views_datasets, views_models
 
 # Mounted under /o/<org_slug>/ by hartonomous_web/urls.py.
 org_urlpatterns = [
@@ -22,7 +22,7 @@ org_urlpatterns = [
     path("models/<int:model_id>/", views_models.ModelDetailView.as_view(), name="model-detail"),
     path("models/<int:model_id>/delete/", views_models.ModelDeleteView.as_view(), name="model-delete"),
     path("models/<int:model_id>/compare/", views_models.ModelCompareView.as_view(), name="model-compare"),
-    path("datasets/", views.SectionView.as_view(section="Datasets", explanation="Domain, control and prompt-pair datasets will be listed here."), name="dataset-list"),
+    *views_datasets.org_urlpatterns,
 ]
 
 urlpatterns = [

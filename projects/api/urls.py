@@ -20,3 +20,10 @@ urlpatterns = [
     path("invitations/accept/", views.AcceptInvitationView.as_view(), name="api-invitation-accept"),
     *router.urls,
 ]
+
+# Datasets (projects/api/datasets.py): a router of their own, appended.
+from projects.api import datasets as dataset_api  # noqa: E402
+
+dataset_router = SimpleRouter()
+dataset_router.register(rf"{ORG}/datasets", dataset_api.DatasetViewSet, basename="api-dataset")
+urlpatterns += dataset_router.urls

