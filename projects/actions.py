@@ -359,3 +359,22 @@ def do_start_upload(project: Project, user, *, filename: str, size: int, relativ
         organization=project.organization, project=project, filename=name, relative_path=relative, size=size,
         expected_sha256=expected_sha256.lower(), created_by=user,
     )
+
+
+# --- Deleting rows that own blobs -----------------------------------------------------------
+
+def do_delete_owning_blobs(obj, blob_shas: list[str]) -> None:
+    """Delete a row unless something depends on it (PROTECT), then free its unreferenced blobs."""
+    from django.db.models import ProtectedError
+
+    from projects import blobs
+
+    try:
+        with transaction.atomic():
+            obj.delete()
+    except ProtectedError as exc:
+        users = sorted({f"{o._meta.verbose_name} “{o}”" for o in exc.protected_objects})
+        raise ActionError(
+            f"{obj} cannot be deleted: {', '.join(users[:5])}{' and more' if len(users) > 5 else ''} "
+            "depend on it. Delete those first.", code="conflict")
+    blobs.collect_garbage(only=[sha for sha in blob_shas if sha])

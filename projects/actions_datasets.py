@@ -20,10 +20,9 @@ from typing import BinaryIO, Literal
 from django.apps import apps
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import ProtectedError
 
 from projects import blobs
-from projects.actions import ActionError, do_cancel_job, do_enqueue_job, do_start_upload
+from projects.actions import ActionError, do_cancel_job, do_delete_owning_blobs, do_enqueue_job, do_start_upload
 from projects.engine import datasets as engine
 from projects.models import (
     Blob,
@@ -358,16 +357,7 @@ def do_delete_dataset(dataset: Dataset) -> None:
             do_cancel_job(job)
         except ActionError:
             pass  # it just finished
-    shas = [sha for sha in (dataset.source_blob_id, dataset.documents_blob_id) if sha]
-    try:
-        with transaction.atomic():
-            dataset.delete()
-    except ProtectedError as exc:
-        users = sorted({f"{obj._meta.verbose_name} “{obj}”" for obj in exc.protected_objects})
-        raise ActionError(
-            f"{dataset} cannot be deleted: {', '.join(users[:5])}{' and more' if len(users) > 5 else ''} "
-            "depend on it. Delete those first.", code="conflict")
-    blobs.collect_garbage(only=shas)
+    do_delete_owning_blobs(dataset, [dataset.source_blob_id, dataset.documents_blob_id])
 
 
 # --- Demo data ----------------------------------------------------------------------------------

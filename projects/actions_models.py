@@ -14,11 +14,10 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import ProtectedError
 from tqdm import tqdm
 
 from projects import blobs
-from projects.actions import ActionError, do_enqueue_job
+from projects.actions import ActionError, do_delete_owning_blobs, do_enqueue_job
 from projects.engine.model_formats import ModelFormatError, ModelInfo, inspect_model
 from projects.jobs_base import execute
 from projects.models import Blob, Job, LanguageModel, ModelFile, ModelRole, ModelStatus, Project, Upload, UploadStatus
@@ -131,18 +130,9 @@ def _consume(uploads: list[Upload], shas: list[str]) -> None:
 
 def do_delete_model(model: LanguageModel) -> None:
     """Delete a model unless something depends on it; then free its unreferenced blobs."""
-    shas = list(model.files.values_list("blob_id", flat=True))
     model_id = model.pk
-    try:
-        with transaction.atomic():
-            model.delete()
-    except ProtectedError as exc:
-        users = sorted({f"{obj._meta.verbose_name} “{obj}”" for obj in exc.protected_objects})
-        raise ActionError(
-            f"{model} cannot be deleted: {', '.join(users[:5])}{' and more' if len(users) > 5 else ''} "
-            "depend on it. Delete those first.", code="conflict")
+    do_delete_owning_blobs(model, list(model.files.values_list("blob_id", flat=True)))
     shutil.rmtree(settings.DATA_DIR / "model-folders" / str(model_id), ignore_errors=True)
-    blobs.collect_garbage(only=shas)
 
 
 #: Files of a Hugging Face folder worth keeping (weights, index, config, tokenizer, templates).

@@ -83,7 +83,7 @@ class OrganizationViewSet(
         if getattr(self, "swagger_fake_view", False) or not self.request.user.is_authenticated:
             return context
         context["roles"] = dict(
-            Membership.objects.filter(organization__in=self.get_queryset(), user=self.request.user).values_list("organization_id", "role")
+            Membership.objects.for_user(self.request.user).filter(user=self.request.user).values_list("organization_id", "role")
         )
         return context
 
