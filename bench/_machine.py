@@ -74,6 +74,26 @@ def redis_server_version(binary: str = "redis-server") -> str | None:
     return match.group(1) if match else out.strip() or None
 
 
+def calibrate(rounds: int = 5) -> float:
+    """Milliseconds for a fixed pure-Python workload (best of ``rounds``).
+
+    On a shared or virtual machine the speed of a core changes from hour to hour; compare
+    runs only when this figure is close.
+    """
+    import time
+
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        total = 0
+        table = {}
+        for i in range(200_000):
+            total += i * i % 7
+            table[i & 1023] = str(i)
+        best = min(best, time.perf_counter() - start)
+    return round(best * 1000, 2)
+
+
 def describe() -> dict:
     return {
         "date_utc": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),

@@ -13,11 +13,14 @@ What it does, per database (SQLite and/or PostgreSQL):
    benchmarked request in-process (``CaptureQueriesContext``);
 4. starts the real server the way ``scripts/run.sh`` does
    (``python -m daphne -b 127.0.0.1 -p PORT hartonomous_web.asgi:application``) but with
-   production settings (DEBUG=0, SECRET_KEY, SECURE_SSL_REDIRECT=0, ALLOWED_HOSTS), and
-   optionally N daphne processes sharing the port (``SO_REUSEPORT``);
+   production settings (DEBUG=0, SECRET_KEY, SECURE_SSL_REDIRECT=0, ALLOWED_HOSTS), then
+   the alternatives asked for with ``--servers`` (N daphne processes sharing the port with
+   ``SO_REUSEPORT``; ``uvicorn --workers N`` if uvicorn can be imported);
 5. drives it with ``--clients`` closed-loop clients (threads, one keep-alive
    ``http.client`` connection each, no think time): a warm-up, then ``--requests``
    timed requests per endpoint; every response must be 200 with the expected content.
+   CPU use during each timed run is read from /proc (server, load generator, database,
+   Redis, everything else, VM steal), because the load generator shares the machine.
 
     GET /o/<org>/                      session cookie (a different member per client)
     GET /api/v1/orgs/<org>/projects/   Authorization: Bearer <token> (ditto)
@@ -26,12 +29,13 @@ JSON on stdout; one file per database in bench/results/ (web_latency_<db>.json).
 Progress goes to stderr. Stdlib only (plus the project's own venv for the server).
 
     .venv/bin/python bench/web_latency.py [--db sqlite|postgres|both] [--requests 2000]
-        [--clients 20] [--projects 1000] [--procs 1,2]
+        [--clients 20] [--projects 1000] [--servers daphne:1,daphne:2[,uvicorn:2]]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import http.client
 import json
 import os
@@ -55,6 +59,8 @@ ORG_SLUG = "bench"
 PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 PG_BENCH_DB = "hartonomous_bench"
 GOAL_P99_MS = 150.0
+#: A timed run during which other processes used more than this many cores is marked disturbed.
+DISTURBED_CORES = 0.25
 
 
 def log(*parts) -> None:
@@ -109,7 +115,7 @@ def _seed(projects: int, clients: int) -> dict:
                 started_at=now if status != JobStatus.QUEUED else None,
                 # Heartbeat in the future: the reaper (which still runs its query once a second
                 # per process) must not turn these into failures half-way through a run.
-                heartbeat_at=now + timezone.timedelta(days=1) if status == JobStatus.RUNNING else None,
+                heartbeat_at=now + datetime.timedelta(days=1) if status == JobStatus.RUNNING else None,
                 finished_at=now if status in Job.FINISHED else None,
             )
         tokens = [actions.do_create_token(org, user, "bench")[1] for user in users]
@@ -127,6 +133,15 @@ def _seed(projects: int, clients: int) -> dict:
         "session_cookie": settings.SESSION_COOKIE_NAME, "projects": Project.objects.for_org(org).count(),
         "jobs": Job.objects.for_org(org).count(), "members": Membership.objects.for_org(org).count(),
         "seconds": round(time.perf_counter() - started, 2),
+        "django_settings": {
+            "DATABASE_ENGINE": settings.DATABASES["default"]["ENGINE"],
+            "CONN_MAX_AGE": settings.DATABASES["default"]["CONN_MAX_AGE"],
+            "DATABASE_OPTIONS": settings.DATABASES["default"].get("OPTIONS", {}),
+            "SESSION_ENGINE": settings.SESSION_ENGINE, "CACHE_BACKEND": settings.CACHES["default"]["BACKEND"],
+            "MIDDLEWARE": settings.MIDDLEWARE, "STATICFILES_STORAGE": settings.STORAGES["staticfiles"]["BACKEND"],
+            "API_THROTTLE_RATES": settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
+            "API_PAGE_SIZE": settings.REST_FRAMEWORK["PAGE_SIZE"],
+        },
     }
 
 
@@ -250,22 +265,53 @@ def django_helper(env: dict, command: str, payload: dict) -> dict:
 
 
 class Server:
-    """``procs`` daphne processes on one port. 1 = exactly the command of scripts/run.sh."""
+    """``procs`` processes of ``kind`` (daphne or uvicorn) serving one port.
 
-    def __init__(self, env: dict, procs: int, logdir: Path):
-        self.env, self.procs, self.logdir = env, procs, logdir
+    daphne:1 is exactly the command of scripts/run.sh. daphne:N (N > 1) starts N daphne
+    processes, each on its own listening socket bound to the same port with SO_REUSEPORT
+    (the kernel spreads new connections over them by a hash of the address pair).
+    uvicorn:N is ``uvicorn --workers N`` (one socket shared by the workers); uvicorn is not
+    a project dependency: install it anywhere and pass ``--extra-path`` (see README).
+    """
+
+    def __init__(self, env: dict, kind: str, procs: int, logdir: Path, extra_path: str | None = None):
+        self.env, self.kind, self.procs, self.logdir, self.extra_path = env, kind, procs, logdir, extra_path
         self.port = free_port()
         self.processes: list[subprocess.Popen] = []
 
-    def command(self, bind: list[str]) -> list[str]:
-        return [sys.executable, "-m", "daphne", *bind, "hartonomous_web.asgi:application"]
+    @property
+    def name(self) -> str:
+        return f"{self.kind}:{self.procs}"
+
+    @property
+    def label(self) -> str:
+        if self.kind == "daphne" and self.procs == 1:
+            return "default: 1 daphne process (the command of scripts/run.sh and docker/Dockerfile)"
+        if self.kind == "daphne":
+            return f"alternative: {self.procs} daphne processes on one port (SO_REUSEPORT)"
+        return f"alternative: uvicorn --workers {self.procs} (not a project dependency)"
+
+    def command(self, display: bool = False) -> list[str]:
+        python = "python" if display else sys.executable
+        if self.kind == "daphne":
+            bind = ["-b", "127.0.0.1", "-p", "PORT" if display else str(self.port)] if self.procs == 1 else ["--fd", "FD"]
+            return [python, "-m", "daphne", *bind, "hartonomous_web.asgi:application"]
+        if self.extra_path and not display:
+            # Appended after site-packages so nothing installed beside uvicorn shadows the venv.
+            launcher = f"import sys; sys.path.append({self.extra_path!r}); from uvicorn.main import main; sys.exit(main())"
+            head = [python, "-c", launcher]
+        else:
+            head = [python, "-m", "uvicorn"]
+        return [*head, "--host", "127.0.0.1", "--port", "PORT" if display else str(self.port),
+                "--workers", str(self.procs), "hartonomous_web.asgi:application"]
+
+    def version(self) -> str | None:
+        code = "import sys; sys.path.append(sys.argv[1]); import importlib.metadata as m; print(m.version(sys.argv[2]))"
+        result = subprocess.run([sys.executable, "-c", code, self.extra_path or "", self.kind], capture_output=True, text=True)
+        return result.stdout.strip() or None
 
     def start(self) -> None:
-        if self.procs == 1:
-            self._spawn(self.command(["-b", "127.0.0.1", "-p", str(self.port)]), 0)
-        else:
-            # One listening socket per process, all bound to the port with SO_REUSEPORT: the
-            # kernel spreads new connections over them (hash of the 4-tuple).
+        if self.kind == "daphne" and self.procs > 1:
             for i in range(self.procs):
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -274,13 +320,17 @@ class Server:
                 sock.listen(1024)
                 sock.setblocking(False)
                 try:
-                    self._spawn(self.command(["--fd", str(sock.fileno())]), i, pass_fds=(sock.fileno(),))
+                    cmd = self.command()
+                    cmd[cmd.index("FD")] = str(sock.fileno())
+                    self._spawn(cmd, i, pass_fds=(sock.fileno(),))
                 finally:
                     sock.close()  # a copy left open here would get connections nobody accepts
-        wait_for(self.healthy, f"daphne on port {self.port}", 90)
+        else:
+            self._spawn(self.command(), 0)
+        wait_for(self.healthy, f"{self.name} on port {self.port}", 90)
 
     def _spawn(self, cmd: list[str], index: int, pass_fds=()) -> None:
-        out = open(self.logdir / f"daphne-{self.procs}p-{index}.log", "ab")
+        out = open(self.logdir / f"{self.kind}-{self.procs}-{index}.log", "ab")
         self.processes.append(subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
                                                pass_fds=pass_fds, start_new_session=True))
         out.close()
@@ -288,7 +338,7 @@ class Server:
     def healthy(self) -> bool:
         for proc in self.processes:
             if proc.poll() is not None:
-                raise RuntimeError(f"daphne exited with {proc.returncode}; see {self.logdir}")
+                raise RuntimeError(f"{self.name} exited with {proc.returncode}; see the logs in {self.logdir}")
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
         try:
             conn.request("GET", "/healthz")
@@ -296,8 +346,11 @@ class Server:
         finally:
             conn.close()
 
+    def pids(self) -> list[int]:
+        return [pid for proc in self.processes for pid in proc_tree(proc.pid)]
+
     def connections_per_process(self) -> list[int]:
-        """Established client connections each process holds (Linux /proc; [] elsewhere)."""
+        """Established client connections held by each server process that holds any (Linux)."""
         inodes = set()
         try:
             for table in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -307,11 +360,11 @@ class Server:
                         if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == self.port:
                             inodes.add(fields[9])
             counts = []
-            for proc in self.processes:
-                fd_dir = f"/proc/{proc.pid}/fd"
+            for pid in self.pids():
+                fd_dir = f"/proc/{pid}/fd"
                 links = {os.readlink(f"{fd_dir}/{fd}") for fd in os.listdir(fd_dir)}
                 counts.append(sum(f"socket:[{inode}]" in links for inode in inodes))
-            return counts
+            return sorted((c for c in counts if c), reverse=True)
         except OSError:
             return []
 
@@ -319,6 +372,82 @@ class Server:
         for proc in self.processes:
             stop(proc)
         self.processes = []
+
+
+# --- CPU accounting (Linux /proc): who used the two cores during a timed run ----------------------
+
+
+def proc_tree(pid: int) -> list[int]:
+    pids, i = [pid], 0
+    while i < len(pids):
+        try:
+            for task in os.listdir(f"/proc/{pids[i]}/task"):
+                with open(f"/proc/{pids[i]}/task/{task}/children") as handle:
+                    pids += [int(x) for x in handle.read().split()]
+        except OSError:
+            pass
+        i += 1
+    return pids
+
+
+def cpu_seconds(pids, children: bool = False) -> float:
+    """utime + stime of these processes; with ``children``, plus that of their reaped children."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                rest = handle.read().rsplit(")", 1)[1].split()
+            total += int(rest[11]) + int(rest[12])  # utime, stime
+            if children:
+                total += int(rest[13]) + int(rest[14])  # cutime, cstime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine since boot."""
+    try:
+        with open("/proc/stat") as handle:
+            values = [int(x) for x in handle.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = values
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / tick, steal / tick
+
+
+class Meter:
+    """CPU used during a timed run, in cores (CPU seconds per wall second)."""
+
+    def __init__(self, server: "Server", redis_pid: int | None, db_pids=lambda: []):
+        self.server, self.redis_pid, self.db_pids = server, redis_pid, db_pids
+
+    def _sample(self) -> dict:
+        busy, steal = machine_cpu()
+        own = os.times()
+        return {"t": time.perf_counter(), "server": cpu_seconds(self.server.pids()), "loadgen": own.user + own.system,
+                "redis": cpu_seconds([self.redis_pid]) if self.redis_pid else 0.0,
+                "db": sum(cpu_seconds(proc_tree(pid), children=True) for pid in self.pids_db),
+                "busy": busy, "steal": steal}
+
+    def begin(self) -> None:
+        self.pids_db = self.db_pids()
+        self.first = self._sample()
+
+    def end(self) -> dict:
+        last = self._sample()
+        wall = last["t"] - self.first["t"]
+        used = {k: (last[k] - self.first[k]) / wall for k in ("server", "loadgen", "redis", "db", "busy", "steal")}
+        ours = used["server"] + used["loadgen"] + used["redis"] + used["db"]
+        return {
+            "server_cores": round(used["server"], 2), "load_generator_cores": round(used["loadgen"], 2),
+            "redis_cores": round(used["redis"], 2), "database_server_cores": round(used["db"], 2),
+            "machine_busy_cores": round(used["busy"], 2),
+            "other_processes_cores": round(max(0.0, used["busy"] - ours), 2),
+            "steal_cores": round(used["steal"], 2),
+            "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+        }
 
 
 # --- Load generator ---------------------------------------------------------------------------
@@ -345,7 +474,7 @@ def summarise(latencies: list[float], seconds: float, errors: int, sample_errors
 
 
 def load(port: int, path: str, client_headers: list[dict], requests: int, warmup: int, check,
-         on_warm=None) -> dict:
+         on_warm=None, meter: Meter | None = None) -> dict:
     """Closed loop: len(client_headers) threads, each with its own keep-alive connection.
 
     Every thread first sends its share of ``warmup`` requests (not timed), all meet at a
@@ -353,9 +482,16 @@ def load(port: int, path: str, client_headers: list[dict], requests: int, warmup
     been sent; each request is timed from just before sending to the last body byte.
     """
     clients = len(client_headers)
-    barrier = threading.Barrier(clients + 1)
     lock = threading.Lock()
-    state = {"next": 0, "errors": 0, "samples": [], "end": 0.0}
+    state = {"next": 0, "errors": 0, "samples": [], "end": 0.0, "start": 0.0, "spread": None}
+
+    def before_timed() -> None:  # runs once, when every client is warm, before any timed request
+        state["spread"] = on_warm() if on_warm else None
+        if meter:
+            meter.begin()
+        state["start"] = time.perf_counter()
+
+    barrier = threading.Barrier(clients + 1, action=before_timed)
     per_thread: list[list[float]] = [[] for _ in range(clients)]
 
     def one(conn_box: list, client: dict) -> tuple[float, str | None]:
@@ -407,11 +543,13 @@ def load(port: int, path: str, client_headers: list[dict], requests: int, warmup
     for thread in threads:
         thread.start()
     barrier.wait()  # everyone is warm and connected
-    spread = on_warm() if on_warm else None
-    start = time.perf_counter()
     for thread in threads:
         thread.join()
-    result = summarise([x for xs in per_thread for x in xs], state["end"] - start, state["errors"], state["samples"])
+    cpu = meter.end() if meter else None
+    spread = state["spread"]
+    result = summarise([x for xs in per_thread for x in xs], state["end"] - state["start"], state["errors"], state["samples"])
+    if cpu:
+        result["cpu"] = cpu
     result["warmup_problems"] = [s for s in state["samples"] if s.startswith("warm-up")]
     if spread is not None:
         result["connections_per_process"] = spread
@@ -421,7 +559,7 @@ def load(port: int, path: str, client_headers: list[dict], requests: int, warmup
 # --- One database ----------------------------------------------------------------------------
 
 
-def bench_database(db: str, args, workdir: Path, redis_url: str) -> dict:
+def bench_database(db: str, args, workdir: Path, redis_url: str, redis_pid: int) -> dict:
     data_dir = workdir / db
     data_dir.mkdir()
     if db == "sqlite":
@@ -462,7 +600,7 @@ def bench_database(db: str, args, workdir: Path, redis_url: str) -> dict:
             f"{q['in_process_ms_mean']} ms in-process")
 
     org = seed["org"]
-    expected_projects = f"<strong>{seed['projects']}</strong> projects".encode()
+    expected_projects = f"<strong>{seed['projects']}</strong> project".encode()
     api_prefix = f'{{"count":{seed["projects"]},'.encode()
     page_size = min(50, seed["projects"])
 
@@ -489,32 +627,46 @@ def bench_database(db: str, args, workdir: Path, redis_url: str) -> dict:
             for t, u in zip(seed["tokens"], seed["usernames"])], check_api),
     }
 
+    def db_pids() -> list[int]:
+        """PostgreSQL's postmaster: its CPU plus its reaped children's covers every backend."""
+        if db != "postgres":
+            return []  # SQLite runs inside the server processes
+        data_dir = pg_admin("SHOW data_directory", fetch=True)
+        try:
+            with open(Path(data_dir) / "postmaster.pid") as handle:
+                return [int(handle.readline())]
+        except (OSError, ValueError):
+            return []  # a server elsewhere: its CPU is not seen here
+
     configs = []
-    for procs in args.procs:
-        label = "default: 1 daphne process (as scripts/run.sh)" if procs == 1 else \
-            f"alternative: {procs} daphne processes on one port (SO_REUSEPORT)"
-        server = Server(env, procs, workdir)
-        log(f"{db}: starting {label}")
+    for kind, procs in args.servers:
+        server = Server(env, kind, procs, workdir, args.extra_path)
+        log(f"{db}: starting {server.name} ({server.label})")
         server.start()
         try:
-            config = {"procs": procs, "label": label,
-                      "command": " ".join(server.command(["-b", "127.0.0.1", "-p", "PORT"] if procs == 1 else ["--fd", "FD"])).replace(sys.executable, "python"),
-                      "endpoints": {}}
-            for name, (path, headers, check) in endpoints.items():
+            config = {"server": server.name, "label": server.label, "processes_serving": procs, "version": server.version(),
+                      "command": " ".join(server.command(display=True)), "endpoints": {}}
+            for name, (path, clients, check) in endpoints.items():
                 entry = {"path": path}
-                if procs == 1 and args.baseline_requests:
-                    entry["one_client"] = load(server.port, path, headers[:1], args.baseline_requests,
-                                               min(args.warmup, 20), check)
-                    log(f"{db} {procs}p {name} 1 client: p50 {entry['one_client']['p50_ms']} ms, "
-                        f"p99 {entry['one_client']['p99_ms']} ms")
-                run = load(server.port, path, headers, args.requests, args.warmup, check,
-                           on_warm=server.connections_per_process if procs > 1 else None)
+                if kind == "daphne" and procs == 1 and args.baseline_requests:
+                    one = load(server.port, path, clients[:1], args.baseline_requests, min(args.warmup, 20), check,
+                               meter=Meter(server, redis_pid, db_pids))
+                    entry["one_client"] = one
+                    log(f"{db} {server.name} {name} 1 client: p50 {one['p50_ms']} ms, p99 {one['p99_ms']} ms, "
+                        f"{one['throughput_rps']} req/s, errors {one['errors']}")
+                run = load(server.port, path, clients, args.requests, args.warmup, check,
+                           on_warm=server.connections_per_process, meter=Meter(server, redis_pid, db_pids))
+                run["clients"] = len(clients)
                 run["meets_goal"] = run["errors"] == 0 and run["p99_ms"] <= GOAL_P99_MS
-                entry[f"{args.clients}_clients"] = run
+                run["disturbed"] = run.get("cpu", {}).get("other_processes_cores", 0) > DISTURBED_CORES
+                entry["concurrent"] = run
                 config["endpoints"][name] = entry
-                log(f"{db} {procs}p {name} {args.clients} clients: p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms, "
-                    f"{run['throughput_rps']} req/s, errors {run['errors']}"
-                    + (f", connections/process {run.get('connections_per_process')}" if procs > 1 else ""))
+                cpu = run.get("cpu", {})
+                log(f"{db} {server.name} {name} {len(clients)} clients: p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms, "
+                    f"{run['throughput_rps']} req/s, errors {run['errors']}, connections/process "
+                    f"{run.get('connections_per_process')}, cores: server {cpu.get('server_cores')} "
+                    f"loadgen {cpu.get('load_generator_cores')} db {cpu.get('database_server_cores')} "
+                    f"other {cpu.get('other_processes_cores')} steal {cpu.get('steal_cores')}")
             configs.append(config)
         finally:
             server.stop()
@@ -522,11 +674,28 @@ def bench_database(db: str, args, workdir: Path, redis_url: str) -> dict:
     return {
         "database": db,
         "database_server": f"PostgreSQL {server_version}" if server_version else f"SQLite {_machine.sqlite3.sqlite_version} (file, WAL)",
-        "settings": settings_used,
+        "settings": settings_used | {"django": seed["django_settings"]},
         "seed": {k: seed[k] for k in ("org", "projects", "members", "jobs")} | {"side_organisations": 2},
         "queries_per_request": queries,
         "servers": configs,
     }
+
+
+def summary_rows(results: list[dict]) -> list[dict]:
+    rows = []
+    for result in results:
+        for config in result["servers"]:
+            for endpoint, entry in config["endpoints"].items():
+                run = entry["concurrent"]
+                cpu = run.get("cpu", {})
+                rows.append({"db": result["database"], "server": config["server"], "endpoint": endpoint,
+                             "clients": run["clients"], "p50_ms": run["p50_ms"], "p99_ms": run["p99_ms"],
+                             "rps": run["throughput_rps"], "errors": run["errors"], "meets_goal": run["meets_goal"],
+                             "one_client_p50_ms": entry.get("one_client", {}).get("p50_ms"),
+                             "connections_per_process": run.get("connections_per_process"),
+                             "server_cores": cpu.get("server_cores"), "db_cores": cpu.get("database_server_cores"),
+                             "other_cores": cpu.get("other_processes_cores"), "disturbed": run.get("disturbed")})
+    return rows
 
 
 def main() -> int:
@@ -544,13 +713,22 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=20, help="concurrent clients (default 20)")
     parser.add_argument("--projects", type=int, default=1000, help="projects in the organisation (default 1000)")
     parser.add_argument("--warmup", type=int, default=200, help="untimed requests per endpoint first (default 200)")
-    parser.add_argument("--procs", default="1,2",
-                        help="daphne process counts to measure, comma separated (default 1,2; 1 = scripts/run.sh)")
+    parser.add_argument("--servers", default="daphne:1,daphne:2",
+                        help="server configurations KIND:PROCESSES, comma separated; KIND daphne or uvicorn "
+                             "(default daphne:1,daphne:2; daphne:1 is scripts/run.sh)")
+    parser.add_argument("--extra-path", help="directory appended to the server's sys.path (for a uvicorn "
+                                             "installed outside the venv with pip --target)")
     parser.add_argument("--baseline-requests", type=int, default=200,
                         help="single-client requests per endpoint on the default server (0 = skip)")
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results/")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (server logs) and the database")
     args = parser.parse_args()
-    args.procs = [int(p) for p in args.procs.split(",") if p.strip()]
+    try:
+        args.servers = [(k.strip(), int(n)) for k, n in (spec.split(":") for spec in args.servers.split(",") if spec.strip())]
+    except ValueError:
+        parser.error("--servers: use KIND:PROCESSES, e.g. daphne:1,daphne:2,uvicorn:2")
+    if any(kind not in ("daphne", "uvicorn") or n < 1 for kind, n in args.servers):
+        parser.error("--servers: KIND is daphne or uvicorn, PROCESSES >= 1")
     if args.clients < 2 or args.projects < 1 or args.requests < 1:
         parser.error("need --clients >= 2, --projects >= 1, --requests >= 1")
 
@@ -562,17 +740,23 @@ def main() -> int:
     try:
         redis_proc, redis_url = start_redis(workdir)
         for db in databases:
-            started = time.perf_counter()
-            result = bench_database(db, args, workdir, redis_url)
+            started, load_at_start, calibration = time.perf_counter(), os.getloadavg()[0], _machine.calibrate()
+            result = bench_database(db, args, workdir, redis_url, redis_proc.pid)
             result["machine"] = machine | {"database_server": result["database_server"]}
             result["run"] = {
                 "clients": args.clients, "requests_per_endpoint": args.requests, "warmup_per_endpoint": args.warmup,
                 "single_client_requests": args.baseline_requests, "projects": args.projects,
+                "servers": [f"{k}:{n}" for k, n in args.servers],
                 "load_generator": "closed loop, no think time: one thread + one keep-alive http.client "
                                   "connection per client, in the same machine as the server",
+                "load_average_1min_at_start": round(load_at_start, 2),
+                "cpu_calibration_ms": {"start": calibration, "end": _machine.calibrate(),
+                                       "what": "bench/_machine.py calibrate(): a fixed pure-Python loop, best of 5; "
+                                               "compare runs only when close"},
                 "latency": "time.perf_counter from sending the request to the last body byte",
                 "percentiles": "nearest rank", "goal_p99_ms": GOAL_P99_MS,
-                "server_logging": "daphne defaults (access log to a file), LOG_LEVEL=INFO",
+                "disturbed_when_other_processes_cores_above": DISTURBED_CORES,
+                "server_logging": "server defaults (access log on, to a file), LOG_LEVEL=INFO",
                 "throttling": "REST_FRAMEWORK defaults (user 3000/minute, cache in the private Redis); "
                               "each client is a different member, so no client is throttled",
                 "seconds": round(time.perf_counter() - started, 1),
@@ -585,16 +769,23 @@ def main() -> int:
                 log(f"wrote {target.relative_to(ROOT)}")
     finally:
         stop(redis_proc)
-        if "postgres" in databases:
+        if args.keep:
+            log(f"kept {workdir} (server logs, SQLite file) and the {PG_BENCH_DB} database")
+        elif "postgres" in databases:
             try:
                 pg_admin(f'DROP DATABASE IF EXISTS "{PG_BENCH_DB}" WITH (FORCE)')
             except Exception as exc:  # noqa: BLE001
                 log(f"could not drop {PG_BENCH_DB}: {exc}")
-        shutil.rmtree(workdir, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
 
-    print(json.dumps({"results": results}, indent=2))
-    failed = any(run["errors"] for r in results for c in r["servers"] for e in c["endpoints"].values()
-                 for k, run in e.items() if k != "path")
+    rows = summary_rows(results)
+    for row in rows:
+        log(f"{row['db']:8} {row['server']:10} {row['endpoint']:12} p50 {row['p50_ms']:8.1f} ms  p99 {row['p99_ms']:8.1f} ms"
+            f"  {row['rps']:6.1f} req/s  errors {row['errors']}  goal {'met' if row['meets_goal'] else 'MISSED'}"
+            + ("  (disturbed: other processes used %.2f cores)" % row["other_cores"] if row["disturbed"] else ""))
+    print(json.dumps({"summary": rows, "results": results}, indent=2))
+    failed = any(row["errors"] for row in rows)
     return 1 if failed else 0
 
 

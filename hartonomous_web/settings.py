@@ -237,6 +237,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "MemberRoleEnum": "projects.models.Role",
         "ModelRoleEnum": "projects.models.ModelRole",
+        "ModelFormatEnum": "projects.models.ModelFormat",
+        "DatasetRoleEnum": "projects.models_datasets.DatasetRole",
+        "DatasetFormatEnum": "projects.models_datasets.DatasetFormat",
     },
     # Serve Swagger UI from the installed sidecar package, not from a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -280,4 +283,3 @@ DATASET_MAX_UNCOMPRESSED_BYTES = int(env("DATASET_MAX_UNCOMPRESSED_BYTES", str(2
 DATASET_MAX_FILES = int(env("DATASET_MAX_FILES", "100000"))
 #: Longest document in characters; a longer line (paragraph, file) is refused with its line number.
 DATASET_MAX_DOCUMENT_CHARS = int(env("DATASET_MAX_DOCUMENT_CHARS", "1000000"))
-SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["DatasetRoleEnum"] = "projects.models_datasets.DatasetRole"
