@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -177,6 +179,46 @@ def collect_garbage(only: list[str] | None = None) -> tuple[int, int]:
 # --- Resumable uploads -------------------------------------------------------------------
 
 
+# The SHA-256 of each part file, kept up to date as its chunks arrive in this process, so that
+# completing an upload need not read the whole file again. Only a shortcut: it is used when the
+# part file is exactly as this process left it (same size, modification time and inode);
+# otherwise (chunks went to another server process, the server restarted, ...) the file is
+# hashed again at completion.
+_running: OrderedDict[str, tuple[int, int, int, "hashlib._Hash"]] = OrderedDict()
+_running_lock = threading.Lock()
+_RUNNING_MAX = 256
+
+
+def _running_take(upload: Upload, start: int):
+    """The running hash of the part file's first ``start`` bytes, or None (taken out: one request at a time)."""
+    with _running_lock:
+        entry = _running.pop(str(upload.pk), None)
+    if start == 0:
+        return hashlib.sha256()
+    return entry[3] if entry is not None and entry[0] == start else None
+
+
+def _running_put(upload: Upload, path: Path, size: int, digest) -> None:
+    stat = path.stat()
+    if stat.st_size != size:  # someone else wrote meanwhile: no shortcut for this upload
+        return
+    with _running_lock:
+        _running[str(upload.pk)] = (size, stat.st_mtime_ns, stat.st_ino, digest)
+        while len(_running) > _RUNNING_MAX:
+            _running.popitem(last=False)
+
+
+def _running_digest(upload: Upload, path: Path) -> str | None:
+    with _running_lock:
+        entry = _running.pop(str(upload.pk), None)
+    if entry is None:
+        return None
+    stat = path.stat()
+    if (entry[0], entry[1], entry[2]) != (stat.st_size, stat.st_mtime_ns, stat.st_ino):
+        return None
+    return entry[3].hexdigest()
+
+
 def receive_chunk(upload: Upload, start: int, stream: BinaryIO, length: int, chunk_sha256: str | None = None) -> int:
     """Append ``length`` bytes at ``start`` to the upload's part file. Returns the new offset.
 
@@ -193,18 +235,27 @@ def receive_chunk(upload: Upload, start: int, stream: BinaryIO, length: int, chu
     if start + length > upload.size:
         raise BlobError(f"The chunk ends at byte {start + length}, past the declared size of {upload.size} bytes.")
     remaining = length
-    digest = hashlib.sha256()
+    digest = hashlib.sha256() if chunk_sha256 else None
+    running = _running_take(upload, start)
+    before = running.copy() if running is not None and chunk_sha256 else None
     with open(path, "ab") as out:
         while remaining:
             chunk = stream.read(min(IO_CHUNK, remaining))
             if not chunk:
                 break  # the connection dropped mid-chunk: keep what arrived, the client resumes
-            digest.update(chunk)
+            if digest is not None:
+                digest.update(chunk)
+            if running is not None:
+                running.update(chunk)
             out.write(chunk)
             remaining -= len(chunk)
-    if chunk_sha256 and not remaining and digest.hexdigest() != chunk_sha256.lower():
+    if digest is not None and not remaining and digest.hexdigest() != chunk_sha256.lower():
         os.truncate(path, start)
+        if before is not None:
+            _running_put(upload, path, start, before)
         raise BlobError(f"The chunk at byte {start} arrived damaged (SHA-256 mismatch); send it again.")
+    if running is not None:
+        _running_put(upload, path, start + length - remaining, running)
     received = path.stat().st_size
     Upload.objects.filter(pk=upload.pk).update(received=received, updated_at=timezone.now())
     upload.received = received
@@ -227,7 +278,7 @@ def complete_upload(upload: Upload) -> Blob:
     on_disk = path.stat().st_size if path.exists() else 0
     if on_disk != upload.size:
         raise BlobError(f"The upload is incomplete: {on_disk} of {upload.size} bytes arrived. Send the rest, then complete it.")
-    sha256 = sha256_of(path)
+    sha256 = _running_digest(upload, path) or sha256_of(path)
     if upload.expected_sha256 and upload.expected_sha256.lower() != sha256:
         path.unlink(missing_ok=True)
         Upload.objects.filter(pk=upload.pk).update(status=UploadStatus.ABORTED, received=0, updated_at=timezone.now())
@@ -242,5 +293,7 @@ def complete_upload(upload: Upload) -> Blob:
 
 
 def abort_upload(upload: Upload) -> None:
+    with _running_lock:
+        _running.pop(str(upload.pk), None)
     part_path(upload).unlink(missing_ok=True)
     Upload.objects.filter(pk=upload.pk).update(status=UploadStatus.ABORTED, updated_at=timezone.now())

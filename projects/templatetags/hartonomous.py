@@ -11,7 +11,7 @@ def label(key: str) -> str:
     kind = registry.get(key)
     if kind is not None:
         return kind.title
-    text = str(key).replace("_", " ")
+    text = str(key).replace("_", " ").replace(" kv", " (key/value)")
     return text[:1].upper() + text[1:]
 
 

@@ -102,7 +102,11 @@ class AsgiServer:
         self.log_path = Path(os.environ["DATA_DIR"]) / f"daphne-{time.time_ns()}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")
-        env = _child_env(DATABASE_URL=database_url_of_test_db(), PYTHONUNBUFFERED="1")
+        from django.conf import settings
+
+        # The test's media directory (tests/conftest.py: isolated_media), as the worker gets it:
+        # blobs the server stores must be where the worker and the test look for them.
+        env = _child_env(DATABASE_URL=database_url_of_test_db(), PYTHONUNBUFFERED="1", MEDIA_ROOT=str(settings.MEDIA_ROOT))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "hartonomous_web.asgi:application"],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -202,6 +206,13 @@ class PageProblems:
         self.console: list[tuple[str, str, str]] = []  # (label, text, url)
         self.other: list[str] = []
         self.documents_with_4xx: set[str] = set()
+        self.failures_expected: list[str] = []
+
+    def excuse_failed_load(self, url: str) -> None:
+        """A request to ``url`` fails on purpose (aborted by the test's route, or answered
+        with the 4xx the test is about): excuse the one "Failed to load resource" line
+        Chromium logs for it (it logs one for every failed fetch, handled or not)."""
+        self.failures_expected.append(url)
 
     def watch(self, page, label: str) -> None:
         def on_console(message):
@@ -224,6 +235,9 @@ class PageProblems:
         for label, text, url in self.console:
             if text.startswith("Failed to load resource") and url in self.documents_with_4xx:
                 continue
+            if text.startswith("Failed to load resource") and url in self.failures_expected:
+                self.failures_expected.remove(url)
+                continue
             found.append(f"[{label}] console error: {text} ({url or '?'})")
         return found
 
@@ -233,6 +247,7 @@ def new_page(browser, asgi_server, request):
     """`new_page()`: a page in a fresh browser context (its own cookies: another person).
 
     At teardown the test fails if any page had a JavaScript error or a 5xx response.
+    ``new_page.problems`` is the record (for ``excuse_failed_load``).
     """
     problems = PageProblems()
     contexts = []
@@ -245,6 +260,7 @@ def new_page(browser, asgi_server, request):
         problems.watch(page, label or f"context {len(contexts)}")
         return page
 
+    make.problems = problems
     yield make
     for context in contexts:
         context.close()
