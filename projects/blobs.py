@@ -137,8 +137,9 @@ def materialize_folder(files: list[tuple[str, Blob]], folder: Path) -> Path:
     """
     folder.mkdir(parents=True, exist_ok=True)
     for relative, blob in files:
-        target = folder / relative
-        if folder.resolve() not in target.resolve().parents:
+        # Checked on the names alone: resolving would follow the links already laid out.
+        target = Path(os.path.normpath(folder.absolute() / relative))
+        if folder.absolute() not in target.parents:
             raise BlobError(f"The path {relative!r} points outside the model's folder.")
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.is_symlink() or target.exists():

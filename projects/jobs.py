@@ -101,3 +101,4 @@ class RecountProjectStats(JobKind):
 
 
 import projects.jobs_datasets  # noqa: E402,F401  (dataset job kinds register on import)
+import projects.jobs_conversion  # noqa: E402,F401  (conversion job kinds register on import)

@@ -22,6 +22,7 @@ org_urlpatterns = [
     path("models/<int:model_id>/", views_models.ModelDetailView.as_view(), name="model-detail"),
     path("models/<int:model_id>/delete/", views_models.ModelDeleteView.as_view(), name="model-delete"),
     path("models/<int:model_id>/compare/", views_models.ModelCompareView.as_view(), name="model-compare"),
+    path("models/<int:model_id>/convert/", views_models.ModelConvertView.as_view(), name="model-convert"),
     *views_datasets.org_urlpatterns,
 ]
 

