@@ -147,3 +147,17 @@ def test_garbage_collection_deletes_only_unreferenced_blobs(actors, api_as, tmp_
     assert Blob.objects.filter(pk=kept).exists()
     assert loose.exists()  # store_path without move= leaves the source alone
     os.remove(loose)
+
+
+def test_collect_blobs_command(actors, tmp_path):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    loose = tmp_path / "loose.bin"
+    loose.write_bytes(payload(2048, seed=8))
+    blobs.store_path(loose, move=True)
+    out = StringIO()
+    call_command("collect_blobs", stdout=out)
+    assert "1 unreferenced blob(s) deleted, 2.0\xa0KB freed." in out.getvalue()
+    assert not Blob.objects.exists()
