@@ -41,7 +41,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -53,6 +52,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 import _machine  # noqa: E402
+from _processes import free_port, start_redis, stop, wait_for  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 ORG_SLUG = "bench"
@@ -191,61 +191,12 @@ def _queries(seed: dict) -> dict:
 # --- Processes: Redis, PostgreSQL database, the web server ----------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(check, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:  # noqa: BLE001 - not up yet
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} did not come up within {timeout:.0f} s")
-
-
-def redis_ping(port: int) -> bool:
-    with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-        sock.sendall(b"PING\r\n")
-        return sock.recv(16).startswith(b"+PONG")
-
-
-def start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-         "--dir", str(workdir), "--logfile", str(workdir / "redis.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    wait_for(lambda: redis_ping(port), "redis-server", 20)
-    return proc, f"redis://127.0.0.1:{port}/0"
-
-
 def pg_admin(sql: str, fetch: bool = False):
     import psycopg  # in the project's venv
 
     with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=10) as conn:
         cur = conn.execute(sql)
         return cur.fetchone()[0] if fetch else None
-
-
-def stop(proc: subprocess.Popen | None, timeout: float = 10) -> None:
-    """Stop a process this script started (its own session/process group)."""
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    except ProcessLookupError:
-        pass
 
 
 def manage(env: dict, *args: str, capture: bool = False) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 from django.conf import settings as django_settings
-from django.http import Http404
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, status, viewsets
@@ -16,7 +15,7 @@ from rest_framework.views import APIView
 
 from projects import actions, blobs
 from projects.api import serializers as s
-from projects.api.base import OrgScopedMixin, OrgScopedViewSet
+from projects.api.base import OrgScopedViewSet
 from projects.jobs_base import reap_stale_jobs, registry
 from projects.models import ApiToken, Invitation, Job, Membership, Organization, Project, Role, Upload, UploadStatus
 
