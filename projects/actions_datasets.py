@@ -302,8 +302,6 @@ def find_tokenizer_source(org: Organization, project: Project, *, model=None, to
                 "for. Add a model with a tokenizer.json (a Hugging Face folder) to the project, or upload a tokenizer.json "
                 "and name it (tokenizer_upload). Counts are never estimated.", field="model")
         source = sources[0]
-    if source.tokenizer_kind == "gguf" and not engine.GGUF_TOKENIZER_AVAILABLE:
-        raise ActionError(engine.GGUF_TOKENIZER_MISSING, field="model")
     return source
 
 

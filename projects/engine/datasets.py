@@ -1160,8 +1160,8 @@ def split_counts(seed: int, ratio: float, count: int, chunk: int = 1 << 20) -> t
 
 @runtime_checkable
 class Tokenizer(Protocol):
-    """Counts tokens the way one model does. Implementations: :class:`HuggingFaceTokenizer`;
-    GGUF vocabularies through llama.cpp (:func:`load_gguf_tokenizer`, to be filled)."""
+    """Counts tokens the way one model does: :class:`HuggingFaceTokenizer` (tokenizer.json) or
+    :class:`LlamaCppTokenizer` (a GGUF file's vocabulary)."""
 
     description: str
     """What people read, e.g. “tokenizer.json (BPE, 49,152 tokens)”."""
@@ -1193,23 +1193,28 @@ class HuggingFaceTokenizer:
         return [len(encoding.ids) for encoding in self._tokenizer.encode_batch(list(texts), add_special_tokens=False)]
 
 
-#: Set to True when :func:`load_gguf_tokenizer` is implemented.
-GGUF_TOKENIZER_AVAILABLE = False
-GGUF_TOKENIZER_MISSING = (
-    "Counting tokens with a GGUF model's own vocabulary needs llama.cpp's tokenizer, which is not connected yet. "
-    "Use a model that comes with a tokenizer.json (a Hugging Face folder), or upload its tokenizer.json. "
-    "Token counts are never estimated."
-)
+class LlamaCppTokenizer:
+    """The vocabulary stored in a GGUF file, tokenized by llama.cpp (only the vocabulary is loaded)."""
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path)
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:  # pragma: no cover - the package is a requirement
+            raise TokenizerError("llama-cpp-python is not installed on this worker; install the pinned requirements.") from exc
+        try:
+            self._llama = Llama(model_path=str(path), vocab_only=True, verbose=False)
+        except Exception as exc:  # noqa: BLE001 - llama.cpp raises ValueError/RuntimeError for unreadable files
+            raise TokenizerError(f"llama.cpp could not read the vocabulary of “{path.name}” ({exc}).") from exc
+        self.description = f"GGUF vocabulary ({self._llama.n_vocab():,} tokens, llama.cpp)"
+
+    def count(self, texts: Sequence[str]) -> list[int]:
+        return [len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)) for text in texts]
 
 
 def load_gguf_tokenizer(path: str | Path) -> Tokenizer:
-    """HOOK (llama.cpp): the tokenizer stored in a GGUF file's vocabulary.
-
-    To be filled with llama.cpp (load the file with ``vocab_only=True`` and count with its
-    ``tokenize(text, add_special=False)``); then set :data:`GGUF_TOKENIZER_AVAILABLE`. Until
-    then it refuses, so no count is ever a guess.
-    """
-    raise TokenizerError(GGUF_TOKENIZER_MISSING)
+    """The tokenizer stored in a GGUF file's vocabulary, through llama.cpp."""
+    return LlamaCppTokenizer(path)
 
 
 def load_tokenizer(path: str | Path, kind: Literal["tokenizer.json", "gguf"]) -> Tokenizer:

@@ -479,5 +479,7 @@ def test_tokenizer_problems_are_explained(tmp_path):
     bad.write_text('{"not": "a tokenizer"}', encoding="utf-8")
     with pytest.raises(TokenizerError, match="is not a Hugging Face tokenizer.json"):
         load_tokenizer(bad, "tokenizer.json")
-    with pytest.raises(TokenizerError, match="needs llama.cpp's tokenizer, which is not connected yet.*never estimated"):
-        load_tokenizer(tmp_path / "model.gguf", "gguf")
+    not_gguf = tmp_path / "model.gguf"
+    not_gguf.write_bytes(b"this is not a GGUF file at all")
+    with pytest.raises(TokenizerError, match="llama.cpp could not read the vocabulary of “model.gguf”"):
+        load_tokenizer(not_gguf, "gguf")

@@ -346,14 +346,33 @@ def test_counting_tokens_needs_a_tokenizer(actors, api_as, transactional_db):
     assert response.status_code == 400
     message = response.json()["error"]["message"]
     assert message.startswith("No tokenizer is available in project Cardiology") and "never estimated" in message
-    # A GGUF model's own vocabulary needs llama.cpp, which is not connected yet: said so, not guessed.
-    model = LanguageModel.objects.create(organization=actors.org, project=actors.project, name="teacher", format="gguf", status="ready")
-    ModelFile.objects.create(model=model, path="teacher.gguf", blob=Dataset.objects.get(pk=body["id"]).source_blob)
-    response = api.post(url, {}, format="json")
-    assert response.status_code == 400 and "needs llama.cpp's tokenizer" in response.json()["error"]["message"]
     response = api.post(url, {"model": 999999}, format="json")
     assert response.status_code == 404
     assert not Job.objects.filter(kind="datasets.count_tokens").exists()
+
+
+def test_counting_tokens_with_a_gguf_models_vocabulary(actors, api_as, tmp_path, transactional_db):
+    """llama.cpp tokenizes with the vocabulary inside the GGUF; the counts equal the same
+    vocabulary's tokenizer.json."""
+    from projects.engine.datasets import HuggingFaceTokenizer
+    from tests.support.tiny_models import TinyLlamaConfig, write_gguf_llama, write_tokenizer_files
+
+    api = api_as(actors.member)
+    text = b"hello world\nthe cat sat on the mat\n"
+    body = create_dataset(api, actors.org, upload_bytes(api, actors.org, actors.project, text, "t.txt")).json()
+    assert run_job(body["job"]).status == "succeeded"
+    gguf = write_gguf_llama(tmp_path / "tiny.gguf", TinyLlamaConfig())
+    model = LanguageModel.objects.create(organization=actors.org, project=actors.project, name="teacher", format="gguf", status="ready")
+    ModelFile.objects.create(model=model, path="tiny.gguf", blob=blobs.store_path(gguf))
+    response = api.post(f"/api/v1/orgs/{actors.org.slug}/datasets/{body['id']}/count_tokens/", {"model": model.pk}, format="json")
+    assert response.status_code == 201, response.content
+    assert run_job(response.json()["id"]).status == "succeeded"
+    dataset = Dataset.objects.get(pk=body["id"])
+    (tmp_path / "hf").mkdir()
+    write_tokenizer_files(tmp_path / "hf", TinyLlamaConfig())
+    expected = sum(HuggingFaceTokenizer(tmp_path / "hf" / "tokenizer.json").count(["hello world", "the cat sat on the mat"]))
+    assert dataset.token_count == expected > 0
+    assert "llama.cpp" in dataset.tokenizer
 
 
 @pytest.mark.worker
