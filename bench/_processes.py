@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import signal
@@ -62,3 +63,13 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
     )
     wait_for(lambda: redis_ping(port), "redis-server", 20)
     return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def http_ok(port: int, path: str = "/healthz") -> bool:
+    """Whether GET ``path`` on this machine's ``port`` answers 200."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status == 200
+    finally:
+        conn.close()

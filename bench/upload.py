@@ -64,7 +64,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
 import _machine  # noqa: E402
-from _processes import free_port, start_redis, stop, wait_for  # noqa: E402
+from _processes import free_port, http_ok, start_redis, stop, wait_for  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 MIB = 1024 * 1024
@@ -130,12 +130,7 @@ class Server:
     def healthy(self) -> bool:
         if self.proc.poll() is not None:
             raise RuntimeError(f"daphne exited with {self.proc.returncode}")
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-        try:
-            conn.request("GET", "/healthz")
-            return conn.getresponse().status == 200
-        finally:
-            conn.close()
+        return http_ok(self.port)
 
     def stop(self) -> None:
         stop(self.proc)

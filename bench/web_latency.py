@@ -52,7 +52,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 import _machine  # noqa: E402
-from _processes import free_port, start_redis, stop, wait_for  # noqa: E402
+from _processes import free_port, http_ok, start_redis, stop, wait_for  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 ORG_SLUG = "bench"
@@ -290,12 +290,7 @@ class Server:
         for proc in self.processes:
             if proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {proc.returncode}; see the logs in {self.logdir}")
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-        try:
-            conn.request("GET", "/healthz")
-            return conn.getresponse().status == 200
-        finally:
-            conn.close()
+        return http_ok(self.port)
 
     def pids(self) -> list[int]:
         return [pid for proc in self.processes for pid in proc_tree(proc.pid)]

@@ -51,10 +51,17 @@ class OrgScopedMixin:
     def get_write_role(self) -> str:
         return self.write_role
 
+    #: Query parameters that narrow a list: parameter name -> field lookup.
+    filter_params: dict[str, str] = {}
+
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation
             return self.model.objects.none()
-        return self.model.objects.for_org(self.org)
+        queryset = self.model.objects.for_org(self.org)
+        for param, lookup in self.filter_params.items():
+            if self.request.query_params.get(param):
+                queryset = queryset.filter(**{lookup: self.request.query_params[param]})
+        return queryset
 
     def get_serializer_context(self):
         context = super().get_serializer_context()

@@ -83,17 +83,11 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
     model = Dataset
     serializer_class = DatasetSerializer
 
+    filter_params = {"project": "project__slug", "role": "role", "status": "status"}
+
     def get_queryset(self):
         reap_stale_jobs()
-        queryset = super().get_queryset().select_related("project", "job")
-        params = self.request.query_params
-        if params.get("project"):
-            queryset = queryset.filter(project__slug=params["project"])
-        if params.get("role"):
-            queryset = queryset.filter(role=params["role"])
-        if params.get("status"):
-            queryset = queryset.filter(status=params["status"])
-        return queryset
+        return super().get_queryset().select_related("project", "job")
 
     @extend_schema(request=DatasetCreateSerializer, responses={201: DatasetSerializer})
     def create(self, request, *args, **kwargs):

@@ -81,14 +81,10 @@ class LanguageModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mix
     model = LanguageModel
     serializer_class = LanguageModelSerializer
 
+    filter_params = {"status": "status", "role": "role", "format": "format", "project": "project__slug"}
+
     def get_queryset(self):
-        queryset = super().get_queryset().select_related("project").prefetch_related("files__blob")
-        for param in ("status", "role", "format"):
-            if self.request.query_params.get(param):
-                queryset = queryset.filter(**{param: self.request.query_params[param]})
-        if self.request.query_params.get("project"):
-            queryset = queryset.filter(project__slug=self.request.query_params["project"])
-        return queryset
+        return super().get_queryset().select_related("project").prefetch_related("files__blob")
 
     @extend_schema(request=LanguageModelCreateSerializer, responses={201: LanguageModelSerializer})
     def create(self, request, *args, **kwargs):

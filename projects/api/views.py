@@ -223,17 +223,11 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedView
     model = Job
     serializer_class = s.JobSerializer
 
+    filter_params = {"status": "status", "project": "project__slug", "kind": "kind"}
+
     def get_queryset(self):
         reap_stale_jobs()
-        queryset = super().get_queryset().select_related("project")
-        params = self.request.query_params
-        if params.get("status"):
-            queryset = queryset.filter(status=params["status"])
-        if params.get("project"):
-            queryset = queryset.filter(project__slug=params["project"])
-        if params.get("kind"):
-            queryset = queryset.filter(kind=params["kind"])
-        return queryset
+        return super().get_queryset().select_related("project")
 
     @extend_schema(request=s.JobCreateSerializer, responses={201: s.JobSerializer})
     def create(self, request, *args, **kwargs):

@@ -35,15 +35,7 @@ COMPONENTS: tuple[str, ...] = (
 
 # The components every transformer block of a llama-family model must have for analysis
 # (MLP capture hooks the gate/up/down trio; attention patching needs q/k/v/o).
-LLAMA_BLOCK_COMPONENTS: tuple[str, ...] = (
-    "attn_q",
-    "attn_k",
-    "attn_v",
-    "attn_o",
-    "mlp_gate",
-    "mlp_up",
-    "mlp_down",
-)
+LLAMA_BLOCK_COMPONENTS: tuple[str, ...] = COMPONENTS[: COMPONENTS.index("mlp_down") + 1]
 
 _GGUF_BLOCK = re.compile(r"^blk\.(\d+)\.(.+?)(?:\.(?:weight|bias))?$")
 _HF_BLOCK = re.compile(r"^(?:model\.)?layers\.(\d+)\.(.+?)(?:\.(?:weight|bias))?$")

@@ -165,3 +165,14 @@ def test_signup_returns_to_the_page_that_asked_for_it(client, db):
     response = client.post("/accounts/signup/", {
         "username": "evil", "password1": "a-Long-passw0rd!", "password2": "a-Long-passw0rd!", "next": "https://evil.example/"})
     assert response.url == "/"  # never off-site
+
+
+def test_list_filters_narrow_api_lists(actors, api_as):
+    Job.objects.create(organization=actors.org, project=actors.project, kind="projects.recount_stats", status="failed")
+    Job.objects.create(organization=actors.org, kind="tests.slow_count", status="succeeded")
+    api = api_as(actors.member)
+    base = f"/api/v1/orgs/{actors.org.slug}/jobs/"
+    assert api.get(base).json()["count"] == 2
+    assert [j["status"] for j in api.get(base + "?status=failed").json()["results"]] == ["failed"]
+    assert [j["kind"] for j in api.get(base + f"?project={actors.project.slug}").json()["results"]] == ["projects.recount_stats"]
+    assert api.get(base + "?kind=tests.slow_count").json()["count"] == 1
