@@ -284,3 +284,9 @@ DATASET_MAX_UNCOMPRESSED_BYTES = int(env("DATASET_MAX_UNCOMPRESSED_BYTES", str(2
 DATASET_MAX_FILES = int(env("DATASET_MAX_FILES", "100000"))
 #: Longest document in characters; a longer line (paragraph, file) is refused with its line number.
 DATASET_MAX_DOCUMENT_CHARS = int(env("DATASET_MAX_DOCUMENT_CHARS", "1000000"))
+
+# --- Models (projects.engine.archives.ArchiveLimits for zipped model folders) -------------
+#: Most bytes a zipped model folder may inflate to (declared, and actually inflated).
+MODEL_ARCHIVE_MAX_UNCOMPRESSED_BYTES = int(env("MODEL_ARCHIVE_MAX_UNCOMPRESSED_BYTES", str(200 * 1024**3)))
+#: Most entries (files and folders) a zipped model folder may have.
+MODEL_ARCHIVE_MAX_FILES = int(env("MODEL_ARCHIVE_MAX_FILES", "10000"))

@@ -30,6 +30,7 @@ from projects.models import (
     DatasetRole,
     DatasetStatus,
     Job,
+    JobStatus,
     Organization,
     Project,
     Upload,
@@ -118,23 +119,28 @@ def _clean_split(ratio, seed) -> tuple[float, int]:
 def do_create_dataset(
     upload: Upload, user, *, name: str = "", role: str = DatasetRole.DOMAIN, format: str = "",
     options: dict | None = None, split_ratio: float = 0.9, split_seed: int = 0, discard_on_error: bool = False,
+    count_tokens_with=None,
 ) -> Dataset:
     """Check a completed upload and create a dataset from it; processing runs as a job.
 
+    With ``count_tokens_with`` (a model of the project) the processing job, once it succeeds,
+    starts the token count with that model's tokenizer (:func:`do_count_tokens`).
     Raises ActionError: for options that do not fit the file (the upload is kept, to be tried
     again), and for files that are refused (the upload and its blob are deleted: nothing kept).
     With ``discard_on_error`` the upload is deleted whatever the error.
     """
     try:
         return _create_dataset(upload, user, name=name, role=role, format=format, options=options,
-                               split_ratio=split_ratio, split_seed=split_seed, keep_upload=not discard_on_error)
+                               split_ratio=split_ratio, split_seed=split_seed, keep_upload=not discard_on_error,
+                               count_tokens_with=count_tokens_with)
     except ActionError:
         if discard_on_error:
             discard_upload(upload)
         raise
 
 
-def _create_dataset(upload: Upload, user, *, name, role, format, options, split_ratio, split_seed, keep_upload) -> Dataset:
+def _create_dataset(upload: Upload, user, *, name, role, format, options, split_ratio, split_seed, keep_upload,
+                    count_tokens_with=None) -> Dataset:
     project = upload.project
     org = project.organization
     if project.is_archived:
@@ -170,9 +176,10 @@ def _create_dataset(upload: Upload, user, *, name, role, format, options, split_
                 encoding=inspection.encoding, preview=inspection.preview, split_ratio=split_ratio, split_seed=split_seed,
                 stats={"fields": inspection.fields, "files": inspection.files}, created_by=user,
             )
+            then = {"count_tokens_with": count_tokens_with.pk} if count_tokens_with is not None else {}
             dataset.job = do_enqueue_job(
                 org, PROCESS_JOB, user=user, project=project,
-                params={"dataset": dataset.pk, "name": name, "filename": upload.filename},
+                params={"dataset": dataset.pk, "name": name, "filename": upload.filename, **then},
             )
             dataset.save(update_fields=["job"])
             Upload.objects.filter(pk=upload.pk).delete()  # consumed: the dataset holds the blob now
@@ -377,10 +384,12 @@ DEMO_DATASETS = (
 )
 
 
-def load_demo_datasets(project: Project, user) -> list[Dataset]:
+def load_demo_datasets(project: Project, user, *, count_tokens_with=None) -> list[Dataset]:
     """Create the demo datasets in ``project`` through the upload path (idempotent).
 
     A demo dataset that already exists is kept, unless it failed, in which case it is made again.
+    A dataset made here has its tokens counted with ``count_tokens_with`` (a model) once it is
+    processed; see :func:`start_demo_token_counts` for those that exist already.
     """
     created = []
     for spec in DEMO_DATASETS:
@@ -392,6 +401,30 @@ def load_demo_datasets(project: Project, user) -> list[Dataset]:
             do_delete_dataset(existing)
         created.append(do_create_dataset_from_file(
             project, user, filename=spec["file"], path=DEMO_DIR / spec["file"], name=spec["name"], role=spec["role"],
-            format=spec["format"], options=spec["options"],
+            format=spec["format"], options=spec["options"], count_tokens_with=count_tokens_with,
         ))
     return created
+
+
+def start_demo_token_counts(datasets: list[Dataset], model, user) -> list[Job]:
+    """Count the demo datasets' tokens with ``model``'s tokenizer, once (idempotent).
+
+    Nothing is started for a dataset that has counts already, that is being counted (a count job
+    queued or running), or that is still being processed by a job that will start its count when
+    it is done (``count_tokens_with``). Returns the jobs started.
+    """
+    started = []
+    for dataset in datasets:
+        dataset.refresh_from_db()
+        if dataset.token_count is not None or dataset.status == DatasetStatus.FAILED:
+            continue
+        counting = Job.objects.for_org(dataset.organization).filter(
+            kind=COUNT_TOKENS_JOB, params__dataset=dataset.pk, status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
+        if counting.exists():
+            continue
+        if dataset.status != DatasetStatus.READY:
+            # Processing: its job counts the tokens afterwards if it was asked to; otherwise the
+            # next bootstrap (the dataset ready by then) starts the count.
+            continue
+        started.append(do_count_tokens(dataset, user, model=model.pk))
+    return started

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from projects.jobs_base import JobContext, JobKind, register
-from projects.models import Job, JobStatus, LanguageModel, Membership, ModelStatus, Project, TensorRecord
+from projects import actions_models
+from projects.actions import ActionError
+from projects.jobs_base import JobContext, JobKind, Refused, register
+from projects.models import Job, JobStatus, LanguageModel, Membership, ModelStatus, Project, TensorRecord, Upload
 
 
 @register
@@ -63,6 +68,62 @@ class InventoryModel(JobKind):
         LanguageModel.objects.filter(pk=job.params.get("model"), status=ModelStatus.IMPORTING).update(
             status=ModelStatus.FAILED, error=f"{reason} (job #{job.pk}; retry it from the job page)"
         )
+
+
+@register
+class UnpackModelArchive(JobKind):
+    """Unpack an uploaded zip of a model folder into blobs, then create the model from them.
+
+    The zip's listing was checked when the job was asked for; here every member is inflated
+    (counted against the cap, so a directory that lies cannot hide a bomb), hashed and stored,
+    and the model is created as from any upload: headers checked, then the inventory job. A zip
+    refused here leaves nothing (no model, no blob, no upload) and the job fails with the reason.
+    """
+
+    name = actions_models.UNPACK_JOB
+    title = "Unpack model archive"
+    queue = "cpu"
+
+    @classmethod
+    def clean_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            upload = str(uuid.UUID(str(params["upload"])))
+        except (KeyError, ValueError):
+            raise ValueError("Unpacking needs the id of a completed upload of a zip: {\"upload\": \"<uuid>\"}.")
+        return {"upload": upload, "name": str(params.get("name") or "")[:200]}
+
+    def run(self, job: Job, ctx: JobContext) -> dict:
+        upload = (Upload.objects.for_org(job.organization).filter(pk=job.params["upload"], project=job.project)
+                  .select_related("blob", "project").first())
+        if upload is None or upload.blob is None:
+            raise LookupError("The uploaded zip no longer exists (it was refused, cancelled or unpacked already); upload it again.")
+        ctx.progress(0.0, f"Unpacking {upload.filename}", force=True)
+
+        def unpacked(done: int, total: int, member: str) -> None:
+            ctx.progress(0.99 * done / max(total, 1), f"Unpacking {member}: {done / 2**20:,.0f} of {total / 2**20:,.0f} MiB")
+
+        try:
+            model = actions_models.do_create_model_from_archive(upload, job.created_by, name=job.params.get("name", ""),
+                                                                progress=unpacked)
+        except ActionError as exc:
+            ctx.log(f"refused: {exc.message}")
+            raise Refused(f"{exc.message} Nothing was kept: fix the zip and upload it again.") from None
+        files = model.files.count()
+        ctx.log(f"unpacked {files} files of {upload.filename}; the tensor inventory of {model.name} follows")
+        ctx.progress(1.0, f"{model.name} created; its tensors are being inventoried", force=True)
+        ctx.add_artifact(model.name, f"/o/{job.organization.slug}/models/{model.pk}/")
+        return {"model": model.pk, "files": files}
+
+    @classmethod
+    def on_end_without_success(cls, job, status, error) -> None:
+        # A cancelled unpack keeps nothing (the zip may be tens of GB). After a crash or a lost
+        # worker the upload is kept, so the job can be retried; a refused zip is already gone.
+        if status == JobStatus.CANCELLED:
+            from projects.actions_datasets import discard_upload
+
+            upload = Upload.objects.for_org(job.organization).filter(pk=job.params.get("upload")).first()
+            if upload is not None:
+                discard_upload(upload)
 
 
 @register

@@ -88,6 +88,10 @@ def autodiscover() -> None:
         importlib.import_module(module)
 
 
+class Refused(Exception):
+    """The job's input cannot be used; everything it left was deleted. The message says why and what to do."""
+
+
 class JobCancelled(Exception):
     """Raised inside a running job when its row is no longer ``running`` (cancelled or reaped)."""
 

@@ -10,13 +10,10 @@ from typing import Any
 from django.db import transaction
 
 from projects import actions_datasets, blobs
+from projects.actions import ActionError
 from projects.engine import datasets as engine
-from projects.jobs_base import JobContext, JobKind, register
+from projects.jobs_base import JobContext, JobKind, Refused, register
 from projects.models import Dataset, DatasetStatus, Job
-
-
-class Refused(Exception):
-    """The upload cannot become a dataset; everything it left was deleted. The message says why."""
 
 
 def _dataset(job: Job) -> Dataset:
@@ -54,7 +51,13 @@ class ProcessDataset(JobKind):
 
     @classmethod
     def clean_params(cls, params: dict[str, Any]) -> dict[str, Any]:
-        return _dataset_params(params, "name", "filename")
+        cleaned = _dataset_params(params, "name", "filename")
+        if params.get("count_tokens_with") not in (None, ""):
+            try:
+                cleaned["count_tokens_with"] = int(params["count_tokens_with"])
+            except (TypeError, ValueError):
+                raise ValueError("count_tokens_with names the model whose tokenizer counts the tokens: its id.")
+        return cleaned
 
     @classmethod
     def on_end_without_success(cls, job: Job, status: str, error: str) -> None:
@@ -106,10 +109,25 @@ class ProcessDataset(JobKind):
             output.unlink(missing_ok=True)
         ctx.progress(1.0, f"{result.documents:,} documents ready", force=True)
         ctx.add_artifact("Dataset", f"/o/{job.organization.slug}/datasets/{dataset.pk}/")
+        if job.params.get("count_tokens_with"):
+            self._count_tokens(job, ctx, dataset.pk, job.params["count_tokens_with"])
         return {
             "documents": result.documents, "characters": result.characters, "skipped": result.skipped,
             "encoding": result.encoding, "train": train, "eval": eval_,
         }
+
+    @staticmethod
+    def _count_tokens(job: Job, ctx: JobContext, dataset_id: int, model_id: int) -> None:
+        """Start the token count this dataset was created with (``count_tokens_with``)."""
+        dataset = Dataset.objects.for_org(job.organization).filter(pk=dataset_id).first()
+        if dataset is None:
+            return
+        try:
+            counting = actions_datasets.do_count_tokens(dataset, job.created_by, model=model_id)
+        except ActionError as exc:  # the model went away meanwhile: the dataset is ready all the same
+            ctx.log(f"tokens not counted: {exc.message}")
+            return
+        ctx.log(f"token count started with model #{model_id} (job #{counting.pk})")
 
 
 @register

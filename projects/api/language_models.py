@@ -40,8 +40,10 @@ class LanguageModelSerializer(serializers.ModelSerializer):
 class LanguageModelCreateSerializer(serializers.Serializer):
     project = serializers.SlugField()
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    uploads = serializers.ListField(child=serializers.UUIDField(), min_length=1,
-                                    help_text="Ids of completed uploads: one GGUF file, or the files of a Hugging Face folder.")
+    uploads = serializers.ListField(
+        child=serializers.UUIDField(), min_length=1,
+        help_text="Ids of completed uploads: one GGUF file, the files of a Hugging Face folder, or one .zip of such a folder "
+                  "(unpacked by a job: the answer is then 202 with the job, whose artifact is the model).")
 
 
 class ConversionRequestSerializer(serializers.Serializer):
@@ -86,8 +88,9 @@ class LanguageModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mix
     def get_queryset(self):
         return super().get_queryset().select_related("project").prefetch_related("files__blob")
 
-    @extend_schema(request=LanguageModelCreateSerializer, responses={201: LanguageModelSerializer})
+    @extend_schema(request=LanguageModelCreateSerializer, responses={201: LanguageModelSerializer, 202: JobSerializer})
     def create(self, request, *args, **kwargs):
+        """Create a model from uploads: 201 with the model; for a .zip, 202 with the job that unpacks it."""
         data = LanguageModelCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         project = Project.objects.for_org(self.org).filter(slug=data.validated_data["project"]).first()
@@ -97,7 +100,11 @@ class LanguageModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mix
         uploads = list(Upload.objects.for_org(self.org).filter(pk__in=ids).select_related("blob"))
         if len(uploads) != len(set(ids)):
             raise ActionError("Some uploads do not exist in this organisation.", field="uploads", code="not_found")
-        model = actions_models.do_create_model_from_uploads(project, request.user, name=data.validated_data["name"], uploads=uploads)
+        name = data.validated_data["name"]
+        if len(uploads) == 1 and actions_models.is_model_archive(uploads[0]):
+            job = actions_models.do_start_model_from_archive(project, request.user, name=name, upload=uploads[0])
+            return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+        model = actions_models.do_create_model_from_uploads(project, request.user, name=name, uploads=uploads)
         return Response(LanguageModelSerializer(model).data, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance):

@@ -7,7 +7,8 @@ Inputs: plain text (``txt``: a document per line, per paragraph or per file), JS
 pair (``clean``, ``corrupted``, ``target``, ``distractor``).
 
 Everything streams: files are read a line at a time (a line may not exceed a bound derived from
-``DatasetLimits.max_document_chars``), zip members a chunk at a time, and the normalised output is
+``DatasetLimits.max_document_chars``), zip members a chunk at a time (checked and counted by
+:mod:`projects.engine.archives`, the one reader of uploaded zips), and the normalised output is
 written as documents arrive. Memory stays bounded whatever the upload's size.
 
 Entry points:
@@ -31,20 +32,20 @@ No Django imports: this module is importable and testable on its own.
 from __future__ import annotations
 
 import codecs
-import copy
 import csv
 import io
 import json
 import re
 import string
-import struct
-import zipfile
 from collections import Counter
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Callable, Iterator, Literal, NamedTuple, Protocol, Sequence, runtime_checkable
 
 import numpy as np
+
+from projects.engine import archives
 
 __all__ = [
     "FORMATS",
@@ -115,8 +116,6 @@ ARCHIVE_MAGICS: tuple[tuple[bytes, str], ...] = (
     (b"Rar!\x1a\x07", "a RAR archive"),
 )
 _BZIP2 = re.compile(rb"^BZh[1-9]1AY&SY")
-#: Compression methods Python's zipfile inflates (stored, deflate, bzip2, lzma).
-ZIP_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA})
 
 # Byte-order marks, longest first: a UTF-32-LE mark begins with the UTF-16-LE one.
 _BOMS: tuple[tuple[bytes, str, str], ...] = (
@@ -157,7 +156,7 @@ class BinaryFileError(DatasetFormatError):
 
 class ArchiveRefused(DatasetFormatError):
     """A zip that is refused whole: too large when inflated, too many files, nested archives,
-    paths that leave the archive, encryption, links."""
+    paths that leave the archive, encryption, links (see :mod:`projects.engine.archives`)."""
 
 
 class TokenizerError(ValueError):
@@ -183,6 +182,13 @@ class DatasetLimits:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"DatasetLimits.{name} must be a positive integer, not {value!r}.")
+
+    @property
+    def archive(self) -> archives.ArchiveLimits:
+        """The caps as the archive reader takes them, naming the dataset settings in its messages."""
+        return archives.ArchiveLimits(
+            max_uncompressed_bytes=self.max_uncompressed_bytes, max_members=self.max_files,
+            uncompressed_setting="DATASET_MAX_UNCOMPRESSED_BYTES", members_setting="DATASET_MAX_FILES")
 
     @property
     def max_record_chars(self) -> int:
@@ -388,23 +394,6 @@ class _Prefixed(io.RawIOBase):
             self._head = self._head[n:]
             return n
         data = self._rest.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-
-class _ZipMemberStream(io.RawIOBase):
-    """A zip member's bytes, counted as they inflate; raises ArchiveRefused past the budget."""
-
-    def __init__(self, source: BinaryIO, count: Callable[[int], None]) -> None:
-        self._source = source
-        self._count = count
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        data = self._source.read(len(buffer))
-        self._count(len(data))
         buffer[: len(data)] = data
         return len(data)
 
@@ -616,7 +605,7 @@ class DatasetReader:
         self.fields: list[str] = []
         self._total = max(1, self.path.stat().st_size)
         self._done = 0
-        self._inflated = 0
+        self._inflation: archives.Inflation | None = None
         self._lines: _Lines | None = None
         #: Whether iteration stopped at ``stop_after_bytes`` rather than at the end of the input.
         self.stopped_early = False
@@ -629,7 +618,7 @@ class DatasetReader:
     def _consumed(self) -> int:
         """Bytes read so far: of the file, or inflated from a zip."""
         if self.options.format == "zip":
-            return self._inflated
+            return self._inflation.done if self._inflation is not None else 0
         return self._done + (self._lines.bytes_done if self._lines is not None else 0)
 
     @property
@@ -818,143 +807,54 @@ class DatasetReader:
 
     def _zip_records(self) -> Iterator[_Record]:
         where = _where(self.name)
-        members, declared = check_zip(self.path, self.limits, self.name)
-        self._total = max(1, declared)
-        self.skipped_files = members.skipped
-        budget = self.limits.max_uncompressed_bytes
+        listing = check_zip(self.path, self.limits, self.name)
+        self._total = max(1, listing.declared_bytes)
+        self.skipped_files = listing.skipped
+        self._inflation = archives.Inflation(self.limits.archive, self.name, listing.declared_bytes)
         try:
-            with zipfile.ZipFile(self.path) as archive:
-                for info in members.files:
+            with closing(archives.read_members(self.path, listing.members, self._inflation)) as members:
+                for member, raw in members:
                     if self._should_stop():
                         return
-                    member = f"“{info.filename}” in {where}"
-                    actual = 0
-
-                    def count(n: int, info: zipfile.ZipInfo = info) -> None:
-                        nonlocal actual
-                        self._inflated += n
-                        actual += n
-                        if self._inflated > budget:
-                            raise ArchiveRefused(
-                                f"{where} inflates past the limit of {budget:,} bytes of uncompressed data "
-                                f"(DATASET_MAX_UNCOMPRESSED_BYTES) while reading “{info.filename}”, although its directory "
-                                f"declares {declared:,} bytes in all: it is refused (a zip bomb, or simply too large).")
-
-                    # Do not let zipfile stop at the size the directory declares (it would check the
-                    # CRC there and call the archive damaged): count what really inflates, so a
-                    # directory that lies cannot hide a bomb. Reads stay chunked either way.
-                    unbounded = copy.copy(info)
-                    unbounded.file_size = 1 << 62
-                    with archive.open(unbounded) as raw:
-                        binary = io.BufferedReader(_ZipMemberStream(raw, count), buffer_size=256 * 1024)
-                        head = binary.peek(16)[:16]
-                        kind = archive_kind(head)
-                        if kind:
-                            raise ArchiveRefused(
-                                f"{member} is {kind}: nested archives are not accepted; unpack it and put its text files in the zip.")
-                        encoding, text_binary = _open_text(binary, member)
-                        self.encodings[encoding] += 1
-                        yield from self._text_records(text_binary, encoding, member, source_prefix=info.filename)
-                        if self.stopped_early:
-                            return
-                        while text_binary.read(1024 * 1024):  # count what the reader left (trailing bytes)
-                            pass
-                    if actual != info.file_size:
+                    label = f"“{member.info.filename}” in {where}"
+                    binary = io.BufferedReader(raw, buffer_size=256 * 1024)
+                    kind = archive_kind(binary.peek(16)[:16])
+                    if kind:
                         raise ArchiveRefused(
-                            f"{member} holds {actual:,} bytes but the archive's directory says {info.file_size:,}: "
-                            "the archive is damaged or crafted, and is refused.")
-        except zipfile.BadZipFile as exc:
-            raise DatasetFormatError(f"{where} is damaged ({exc}); create the zip again and upload it.")
+                            f"{label} is {kind}: nested archives are not accepted; unpack it and put its text files in the zip.")
+                    encoding, text_binary = _open_text(binary, label)
+                    self.encodings[encoding] += 1
+                    yield from self._text_records(text_binary, encoding, label, source_prefix=member.info.filename)
+                    if self.stopped_early:
+                        return
+        except archives.ArchiveError as exc:
+            raise _dataset_archive_error(exc) from None
 
 
-class ZipMembers(NamedTuple):
-    files: list[zipfile.ZipInfo]
-    """The text files to read, in name order."""
-    skipped: list[str]
-    """Folders and system files left out (``__MACOSX/``, ``.DS_Store``…)."""
+def _dataset_archive_error(exc: archives.ArchiveError) -> DatasetFormatError:
+    """The archive module's refusal, as the dataset error the callers handle."""
+    if isinstance(exc, archives.NotAZipError):
+        return DatasetOptionsError(f"{exc}; choose its real format.")
+    if isinstance(exc, archives.ArchiveRefused):
+        return ArchiveRefused(str(exc))
+    return DatasetFormatError(str(exc))
 
 
-def _zip_end_record(path: Path, name: str) -> tuple[int, int]:
-    """(entries, central directory size) from a zip's end record, read before anything else.
-
-    ``zipfile.ZipFile`` loads the whole central directory into memory; a crafted archive that
-    declares millions of entries is refused before that.
-    """
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        tail_size = min(size, 22 + 65535 + 20)
-        handle.seek(size - tail_size)
-        tail = handle.read(tail_size)
-    at = tail.rfind(b"PK\x05\x06")
-    if at < 0 or len(tail) - at < 22:
-        raise DatasetOptionsError(f"“{name}” is not a zip archive (no end-of-archive record); choose its real format.")
-    # End record: signature, disk, directory disk, entries on disk, entries, directory size, offset, comment length.
-    entries, cd_size = struct.unpack("<HI", tail[at + 10: at + 16])
-    if (entries == 0xFFFF or cd_size == 0xFFFFFFFF) and at >= 20 and tail[at - 20: at - 16] == b"PK\x06\x07":
-        (zip64_offset,) = struct.unpack("<Q", tail[at - 12: at - 4])
-        with open(path, "rb") as handle:
-            handle.seek(zip64_offset)
-            record = handle.read(56)
-        if record[:4] == b"PK\x06\x06" and len(record) >= 56:
-            entries, cd_size = struct.unpack("<Q", record[32:40])[0], struct.unpack("<Q", record[40:48])[0]
-    return entries, cd_size
-
-
-def check_zip(path: str | Path, limits: DatasetLimits, name: str | None = None) -> tuple[ZipMembers, int]:
-    """Read a zip's directory and refuse what must not be inflated; returns its members and declared size."""
+def check_zip(path: str | Path, limits: DatasetLimits, name: str | None = None) -> archives.ArchiveListing:
+    """Read a zip's directory and refuse what must not be inflated (:func:`archives.list_zip`, with the
+    dataset caps), and nested archives; returns its text files and what was skipped."""
     path = Path(path)
     name = name or path.name
-    where = _where(name)
-    entries, cd_size = _zip_end_record(path, name)
-    if entries > limits.max_files:
-        raise ArchiveRefused(
-            f"{where} has {entries:,} entries, more than the limit of {limits.max_files:,} (DATASET_MAX_FILES): "
-            "it is refused; split it into smaller archives.")
-    if cd_size > limits.max_files * 1024 + 1024**2:
-        raise ArchiveRefused(f"{where} has a directory of {cd_size:,} bytes, too large for {entries:,} entries: it is refused.")
     try:
-        with zipfile.ZipFile(path) as archive:
-            infos = archive.infolist()
-    except zipfile.BadZipFile as exc:
-        raise DatasetFormatError(f"{where} is not a valid zip archive ({exc}); create it again and upload it.")
-    if len(infos) > limits.max_files:
-        raise ArchiveRefused(
-            f"{where} has {len(infos):,} entries, more than the limit of {limits.max_files:,} (DATASET_MAX_FILES): it is refused.")
-    declared = sum(info.file_size for info in infos)
-    if declared > limits.max_uncompressed_bytes:
-        raise ArchiveRefused(
-            f"{where} declares {declared:,} bytes of uncompressed data, more than the limit of "
-            f"{limits.max_uncompressed_bytes:,} (DATASET_MAX_UNCOMPRESSED_BYTES): it is refused (a zip bomb, or simply too large).")
-    files, skipped = [], []
-    for info in infos:
-        member = info.filename
-        normalised = member.replace("\\", "/")
-        parts = [p for p in normalised.split("/") if p]
-        if normalised.startswith("/") or re.match(r"^[A-Za-z]:", normalised):
-            raise ArchiveRefused(f"{where} contains an absolute path (“{member}”): archives with absolute paths are refused.")
-        if ".." in parts:
-            raise ArchiveRefused(f"{where} contains a path that leaves the archive (“{member}”): it is refused.")
-        if (info.external_attr >> 16) & 0o170000 == 0o120000:
-            raise ArchiveRefused(f"{where} contains a symbolic link (“{member}”): links are refused; put the files themselves in the zip.")
-        if info.flag_bits & 0x1:
-            raise ArchiveRefused(f"{where} is encrypted (“{member}”): upload an archive without a password.")
-        if info.is_dir():
-            skipped.append(member)
-            continue
-        if not parts or parts[0] == "__MACOSX" or parts[-1].startswith("."):
-            skipped.append(member)
-            continue
-        if PurePosixPath(parts[-1].lower()).suffix in ARCHIVE_EXTENSIONS:
+        listing = archives.list_zip(path, limits.archive, name)
+    except archives.ArchiveError as exc:
+        raise _dataset_archive_error(exc) from None
+    for member in listing.members:
+        if PurePosixPath(member.path.lower()).suffix in ARCHIVE_EXTENSIONS:
             raise ArchiveRefused(
-                f"{where} contains another archive (“{member}”): nested archives are not accepted; "
+                f"{_where(name)} contains another archive (“{member.info.filename}”): nested archives are not accepted; "
                 "unpack it and put its text files in the zip.")
-        if info.compress_type not in ZIP_METHODS:
-            raise ArchiveRefused(
-                f"{where} compresses “{member}” with a method this platform does not read (zip method {info.compress_type}); "
-                "use ordinary (deflate) compression.")
-        files.append(info)
-    files.sort(key=lambda info: info.filename)
-    return ZipMembers(files, skipped), declared
+    return listing
 
 
 # --- Inspection (cheap, synchronous) ----------------------------------------------------------
@@ -980,8 +880,7 @@ def inspect_source(path: str | Path, options: DatasetOptions, limits: DatasetLim
     path = Path(path)
     files = 1
     if options.format == "zip":
-        members, _ = check_zip(path, limits, name or path.name)
-        files = len(members.files)
+        files = len(check_zip(path, limits, name or path.name).members)
         if not files:
             raise DatasetFormatError(f"“{name or path.name}” holds no files: there is nothing to read.")
     reader = DatasetReader(path, options, limits, name=name, stop_after_bytes=INSPECT_BYTES)

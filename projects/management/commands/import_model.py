@@ -17,7 +17,7 @@ from projects.models import Organization, Project, Role
 
 
 class Command(BaseCommand):
-    help = "Import a GGUF file or a Hugging Face folder from this machine into a project."
+    help = "Import a GGUF file, a Hugging Face folder or a zip of one from this machine into a project."
 
     def add_arguments(self, parser):
         parser.add_argument("path", type=Path)
