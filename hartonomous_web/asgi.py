@@ -12,10 +12,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from projects.routing import websocket_urlpatterns as project_ws  # noqa: E402
+from runtime.routing import websocket_urlpatterns as runtime_ws  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter([*project_ws]))),
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter([*project_ws, *runtime_ws]))),
     }
 )

@@ -290,3 +290,17 @@ DATASET_MAX_DOCUMENT_CHARS = int(env("DATASET_MAX_DOCUMENT_CHARS", "1000000"))
 MODEL_ARCHIVE_MAX_UNCOMPRESSED_BYTES = int(env("MODEL_ARCHIVE_MAX_UNCOMPRESSED_BYTES", str(200 * 1024**3)))
 #: Most entries (files and folders) a zipped model folder may have.
 MODEL_ARCHIVE_MAX_FILES = int(env("MODEL_ARCHIVE_MAX_FILES", "10000"))
+
+# --- Runtime: agents and chat -------------------------------------------------------
+#: Memory the in-process llama.cpp model cache may fill before it evicts idle models (MiB);
+#: default: half of this machine's memory.
+AGENT_MEMORY_BUDGET_MB = int(env("AGENT_MEMORY_BUDGET_MB", str(
+    (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // 2**20 // 2 if hasattr(os, "sysconf") else 4096)))
+#: Saved llama.cpp conversation states (KV cache), so resuming a long conversation skips re-reading it.
+AGENT_STATE_DIR = Path(env("AGENT_STATE_DIR", str(DATA_DIR / "kv-states")))
+#: The longest user message accepted, in characters.
+CHAT_MAX_MESSAGE_CHARS = int(env("CHAT_MAX_MESSAGE_CHARS", "32000"))
+#: An answer still "streaming" with no progress saved for this long was cut off by a restart.
+CHAT_STALE_STREAM_SECONDS = float(env("CHAT_STALE_STREAM_SECONDS", "30"))
+#: Timeout for remote OpenAI-compatible backends (seconds).
+REMOTE_BACKEND_TIMEOUT = float(env("REMOTE_BACKEND_TIMEOUT", "120"))

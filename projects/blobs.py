@@ -142,9 +142,15 @@ def materialize_folder(files: list[tuple[str, Blob]], folder: Path) -> Path:
         if folder.absolute() not in target.parents:
             raise BlobError(f"The path {relative!r} points outside the model's folder.")
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.is_symlink() or target.exists():
-            target.unlink()
-        target.symlink_to(local_path(blob))
+        source = local_path(blob)
+        if target.is_symlink() and os.readlink(target) == str(source):
+            continue
+        # Link under a private name, then rename over: two processes laying out the same folder
+        # at once (a deployment and a job, say) never see a missing or half-made link.
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.link")
+        temporary.unlink(missing_ok=True)
+        temporary.symlink_to(source)
+        os.replace(temporary, target)
     return folder
 
 

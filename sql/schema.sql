@@ -629,6 +629,194 @@ COMMIT;
 GO
 
 -- -----------------------------------------------------------------------------
+-- Migration runtime.0001_initial
+-- -----------------------------------------------------------------------------
+BEGIN TRANSACTION;
+GO
+--
+-- Create model Agent
+--
+CREATE TABLE [runtime_agent] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1), [name] nvarchar(120) NOT NULL, [slug] nvarchar(120) NOT NULL, [backend] nvarchar(12) NOT NULL, [remote_url] nvarchar(200) NOT NULL, [remote_model] nvarchar(200) NOT NULL, [remote_api_key] nvarchar(500) NOT NULL, [system_prompt] nvarchar(max) NOT NULL, [temperature] double precision NOT NULL, [top_p] double precision NOT NULL, [max_tokens] int NOT NULL CONSTRAINT runtime_agent_max_tokens_8a188b8e_check CHECK ([max_tokens] >= 0), [context_length] int NOT NULL CONSTRAINT runtime_agent_context_length_7af31662_check CHECK ([context_length] >= 0), [gpu_layers] int NULL, [use_mmap] bit NOT NULL, [threads] smallint NULL CONSTRAINT runtime_agent_threads_bf6d9478_check CHECK ([threads] >= 0), [status] nvarchar(12) NOT NULL, [error] nvarchar(max) NOT NULL, [deployment] nvarchar(max) NOT NULL CONSTRAINT runtime_agent_deployment_006ab9ea_check CHECK ((ISJSON ("deployment") = 1)), [deployed_at] datetimeoffset NULL, [created_at] datetimeoffset NOT NULL, [updated_at] datetimeoffset NOT NULL, [created_by_id] int NULL, [model_id] bigint NULL, [organization_id] bigint NOT NULL, [project_id] bigint NOT NULL);
+GO
+--
+-- Create model Endpoint
+--
+CREATE TABLE [runtime_endpoint] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1), [name] nvarchar(120) NOT NULL, [slug] nvarchar(120) NOT NULL, [candidate_share] double precision NOT NULL, [status] nvarchar(10) NOT NULL, [created_at] datetimeoffset NOT NULL, [baseline_id] bigint NOT NULL, [candidate_id] bigint NULL, [created_by_id] int NULL, [organization_id] bigint NOT NULL, [project_id] bigint NOT NULL);
+GO
+--
+-- Create model Conversation
+--
+CREATE TABLE [runtime_conversation] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1), [variant] nvarchar(10) NOT NULL, [title] nvarchar(200) NOT NULL, [created_at] datetimeoffset NOT NULL, [updated_at] datetimeoffset NOT NULL, [agent_id] bigint NOT NULL, [organization_id] bigint NOT NULL, [user_id] int NULL, [endpoint_id] bigint NULL);
+GO
+--
+-- Create model Message
+--
+CREATE TABLE [runtime_message] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1), [role] nvarchar(10) NOT NULL, [content] nvarchar(max) NOT NULL, [status] nvarchar(12) NOT NULL, [error] nvarchar(max) NOT NULL, [superseded] bit NOT NULL, [prompt_tokens] int NOT NULL CONSTRAINT runtime_message_prompt_tokens_5c1b9e0e_check CHECK ([prompt_tokens] >= 0), [completion_tokens] int NOT NULL CONSTRAINT runtime_message_completion_tokens_fad7dba4_check CHECK ([completion_tokens] >= 0), [ttft_ms] int NULL CONSTRAINT runtime_message_ttft_ms_ae1fde9b_check CHECK ([ttft_ms] >= 0), [duration_ms] int NULL CONSTRAINT runtime_message_duration_ms_ec4f5def_check CHECK ([duration_ms] >= 0), [dropped_messages] int NOT NULL CONSTRAINT runtime_message_dropped_messages_8f00da42_check CHECK ([dropped_messages] >= 0), [created_at] datetimeoffset NOT NULL, [updated_at] datetimeoffset NOT NULL, [agent_id] bigint NULL, [conversation_id] bigint NOT NULL);
+GO
+--
+-- Create model InferenceRecord
+--
+CREATE TABLE [runtime_inferencerecord] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1), [variant] nvarchar(10) NOT NULL, [source] nvarchar(6) NOT NULL, [prompt_tokens] int NOT NULL CONSTRAINT runtime_inferencerecord_prompt_tokens_aa892074_check CHECK ([prompt_tokens] >= 0), [completion_tokens] int NOT NULL CONSTRAINT runtime_inferencerecord_completion_tokens_4020b052_check CHECK ([completion_tokens] >= 0), [ttft_ms] int NULL CONSTRAINT runtime_inferencerecord_ttft_ms_e126d9dc_check CHECK ([ttft_ms] >= 0), [latency_ms] int NOT NULL CONSTRAINT runtime_inferencerecord_latency_ms_4e5edf25_check CHECK ([latency_ms] >= 0), [outcome] nvarchar(12) NOT NULL, [error] nvarchar(max) NOT NULL, [created_at] datetimeoffset NOT NULL, [agent_id] bigint NULL, [conversation_id] bigint NULL, [endpoint_id] bigint NULL, [model_id] bigint NULL, [organization_id] bigint NOT NULL, [token_id] bigint NULL, [user_id] int NULL, [message_id] bigint NULL);
+GO
+--
+-- Create model Feedback
+--
+CREATE TABLE [runtime_feedback] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1), [rating] smallint NOT NULL, [comment] nvarchar(max) NOT NULL, [created_at] datetimeoffset NOT NULL, [user_id] int NULL, [message_id] bigint NOT NULL);
+GO
+--
+-- Create model Promotion
+--
+CREATE TABLE [runtime_promotion] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1), [action] nvarchar(10) NOT NULL, [candidate_share] double precision NOT NULL, [results] nvarchar(max) NOT NULL CONSTRAINT runtime_promotion_results_e743d438_check CHECK ((ISJSON ("results") = 1)), [note] nvarchar(500) NOT NULL, [at] datetimeoffset NOT NULL, [baseline_id] bigint NULL, [by_id] int NULL, [candidate_id] bigint NULL, [endpoint_id] bigint NOT NULL);
+GO
+--
+-- Create constraint uniq_agent_org_slug on model agent
+--
+ALTER TABLE [runtime_agent] ADD CONSTRAINT [uniq_agent_org_slug] UNIQUE ([organization_id], [slug]);
+GO
+--
+-- Create constraint uniq_endpoint_org_slug on model endpoint
+--
+ALTER TABLE [runtime_endpoint] ADD CONSTRAINT [uniq_endpoint_org_slug] UNIQUE ([organization_id], [slug]);
+GO
+--
+-- Create index conv_agent_recent on field(s) agent, -updated_at of model conversation
+--
+CREATE INDEX [conv_agent_recent] ON [runtime_conversation] ([agent_id], [updated_at] DESC);
+GO
+--
+-- Create index inference_agent_recent on field(s) agent, -created_at of model inferencerecord
+--
+CREATE INDEX [inference_agent_recent] ON [runtime_inferencerecord] ([agent_id], [created_at] DESC);
+GO
+--
+-- Create constraint uniq_feedback_message_user on model feedback
+--
+ALTER TABLE [runtime_feedback] ADD CONSTRAINT [uniq_feedback_message_user] UNIQUE ([message_id], [user_id]);
+GO
+ALTER TABLE [runtime_agent] ADD CONSTRAINT [runtime_agent_created_by_id_aa811a8f_fk_auth_user_id] FOREIGN KEY ([created_by_id]) REFERENCES [auth_user] ([id]);
+GO
+ALTER TABLE [runtime_agent] ADD CONSTRAINT [runtime_agent_model_id_e9013720_fk_projects_languagemodel_id] FOREIGN KEY ([model_id]) REFERENCES [projects_languagemodel] ([id]);
+GO
+ALTER TABLE [runtime_agent] ADD CONSTRAINT [runtime_agent_organization_id_34457941_fk_projects_organization_id] FOREIGN KEY ([organization_id]) REFERENCES [projects_organization] ([id]);
+GO
+ALTER TABLE [runtime_agent] ADD CONSTRAINT [runtime_agent_project_id_f0b2d4e1_fk_projects_project_id] FOREIGN KEY ([project_id]) REFERENCES [projects_project] ([id]);
+GO
+CREATE INDEX [runtime_agent_slug_d1a1945c] ON [runtime_agent] ([slug]);
+GO
+CREATE INDEX [runtime_agent_created_by_id_aa811a8f] ON [runtime_agent] ([created_by_id]);
+GO
+CREATE INDEX [runtime_agent_model_id_e9013720] ON [runtime_agent] ([model_id]);
+GO
+CREATE INDEX [runtime_agent_organization_id_34457941] ON [runtime_agent] ([organization_id]);
+GO
+CREATE INDEX [runtime_agent_project_id_f0b2d4e1] ON [runtime_agent] ([project_id]);
+GO
+ALTER TABLE [runtime_endpoint] ADD CONSTRAINT [runtime_endpoint_baseline_id_ab4e662d_fk_runtime_agent_id] FOREIGN KEY ([baseline_id]) REFERENCES [runtime_agent] ([id]);
+GO
+ALTER TABLE [runtime_endpoint] ADD CONSTRAINT [runtime_endpoint_candidate_id_6033b265_fk_runtime_agent_id] FOREIGN KEY ([candidate_id]) REFERENCES [runtime_agent] ([id]);
+GO
+ALTER TABLE [runtime_endpoint] ADD CONSTRAINT [runtime_endpoint_created_by_id_c2d4cf00_fk_auth_user_id] FOREIGN KEY ([created_by_id]) REFERENCES [auth_user] ([id]);
+GO
+ALTER TABLE [runtime_endpoint] ADD CONSTRAINT [runtime_endpoint_organization_id_f5986459_fk_projects_organization_id] FOREIGN KEY ([organization_id]) REFERENCES [projects_organization] ([id]);
+GO
+ALTER TABLE [runtime_endpoint] ADD CONSTRAINT [runtime_endpoint_project_id_11b29c9a_fk_projects_project_id] FOREIGN KEY ([project_id]) REFERENCES [projects_project] ([id]);
+GO
+CREATE INDEX [runtime_endpoint_slug_f3954f83] ON [runtime_endpoint] ([slug]);
+GO
+CREATE INDEX [runtime_endpoint_baseline_id_ab4e662d] ON [runtime_endpoint] ([baseline_id]);
+GO
+CREATE INDEX [runtime_endpoint_candidate_id_6033b265] ON [runtime_endpoint] ([candidate_id]);
+GO
+CREATE INDEX [runtime_endpoint_created_by_id_c2d4cf00] ON [runtime_endpoint] ([created_by_id]);
+GO
+CREATE INDEX [runtime_endpoint_organization_id_f5986459] ON [runtime_endpoint] ([organization_id]);
+GO
+CREATE INDEX [runtime_endpoint_project_id_11b29c9a] ON [runtime_endpoint] ([project_id]);
+GO
+ALTER TABLE [runtime_conversation] ADD CONSTRAINT [runtime_conversation_agent_id_0b04f1ae_fk_runtime_agent_id] FOREIGN KEY ([agent_id]) REFERENCES [runtime_agent] ([id]);
+GO
+ALTER TABLE [runtime_conversation] ADD CONSTRAINT [runtime_conversation_organization_id_acd592d4_fk_projects_organization_id] FOREIGN KEY ([organization_id]) REFERENCES [projects_organization] ([id]);
+GO
+ALTER TABLE [runtime_conversation] ADD CONSTRAINT [runtime_conversation_user_id_f8e625cc_fk_auth_user_id] FOREIGN KEY ([user_id]) REFERENCES [auth_user] ([id]);
+GO
+ALTER TABLE [runtime_conversation] ADD CONSTRAINT [runtime_conversation_endpoint_id_ee133d6f_fk_runtime_endpoint_id] FOREIGN KEY ([endpoint_id]) REFERENCES [runtime_endpoint] ([id]);
+GO
+CREATE INDEX [runtime_conversation_agent_id_0b04f1ae] ON [runtime_conversation] ([agent_id]);
+GO
+CREATE INDEX [runtime_conversation_organization_id_acd592d4] ON [runtime_conversation] ([organization_id]);
+GO
+CREATE INDEX [runtime_conversation_user_id_f8e625cc] ON [runtime_conversation] ([user_id]);
+GO
+CREATE INDEX [runtime_conversation_endpoint_id_ee133d6f] ON [runtime_conversation] ([endpoint_id]);
+GO
+ALTER TABLE [runtime_message] ADD CONSTRAINT [runtime_message_agent_id_5913e1e3_fk_runtime_agent_id] FOREIGN KEY ([agent_id]) REFERENCES [runtime_agent] ([id]);
+GO
+ALTER TABLE [runtime_message] ADD CONSTRAINT [runtime_message_conversation_id_339800fd_fk_runtime_conversation_id] FOREIGN KEY ([conversation_id]) REFERENCES [runtime_conversation] ([id]);
+GO
+CREATE INDEX [runtime_message_agent_id_5913e1e3] ON [runtime_message] ([agent_id]);
+GO
+CREATE INDEX [runtime_message_conversation_id_339800fd] ON [runtime_message] ([conversation_id]);
+GO
+ALTER TABLE [runtime_inferencerecord] ADD CONSTRAINT [runtime_inferencerecord_agent_id_f4ffad73_fk_runtime_agent_id] FOREIGN KEY ([agent_id]) REFERENCES [runtime_agent] ([id]);
+GO
+ALTER TABLE [runtime_inferencerecord] ADD CONSTRAINT [runtime_inferencerecord_conversation_id_088ef8f0_fk_runtime_conversation_id] FOREIGN KEY ([conversation_id]) REFERENCES [runtime_conversation] ([id]);
+GO
+ALTER TABLE [runtime_inferencerecord] ADD CONSTRAINT [runtime_inferencerecord_endpoint_id_5fc2a727_fk_runtime_endpoint_id] FOREIGN KEY ([endpoint_id]) REFERENCES [runtime_endpoint] ([id]);
+GO
+ALTER TABLE [runtime_inferencerecord] ADD CONSTRAINT [runtime_inferencerecord_model_id_99b9d64e_fk_projects_languagemodel_id] FOREIGN KEY ([model_id]) REFERENCES [projects_languagemodel] ([id]);
+GO
+ALTER TABLE [runtime_inferencerecord] ADD CONSTRAINT [runtime_inferencerecord_organization_id_d2bc76b4_fk_projects_organization_id] FOREIGN KEY ([organization_id]) REFERENCES [projects_organization] ([id]);
+GO
+ALTER TABLE [runtime_inferencerecord] ADD CONSTRAINT [runtime_inferencerecord_token_id_f35f99ce_fk_projects_apitoken_id] FOREIGN KEY ([token_id]) REFERENCES [projects_apitoken] ([id]);
+GO
+ALTER TABLE [runtime_inferencerecord] ADD CONSTRAINT [runtime_inferencerecord_user_id_53894195_fk_auth_user_id] FOREIGN KEY ([user_id]) REFERENCES [auth_user] ([id]);
+GO
+ALTER TABLE [runtime_inferencerecord] ADD CONSTRAINT [runtime_inferencerecord_message_id_52186386_fk_runtime_message_id] FOREIGN KEY ([message_id]) REFERENCES [runtime_message] ([id]);
+GO
+CREATE INDEX [runtime_inferencerecord_agent_id_f4ffad73] ON [runtime_inferencerecord] ([agent_id]);
+GO
+CREATE INDEX [runtime_inferencerecord_conversation_id_088ef8f0] ON [runtime_inferencerecord] ([conversation_id]);
+GO
+CREATE INDEX [runtime_inferencerecord_endpoint_id_5fc2a727] ON [runtime_inferencerecord] ([endpoint_id]);
+GO
+CREATE INDEX [runtime_inferencerecord_model_id_99b9d64e] ON [runtime_inferencerecord] ([model_id]);
+GO
+CREATE INDEX [runtime_inferencerecord_organization_id_d2bc76b4] ON [runtime_inferencerecord] ([organization_id]);
+GO
+CREATE INDEX [runtime_inferencerecord_token_id_f35f99ce] ON [runtime_inferencerecord] ([token_id]);
+GO
+CREATE INDEX [runtime_inferencerecord_user_id_53894195] ON [runtime_inferencerecord] ([user_id]);
+GO
+CREATE INDEX [runtime_inferencerecord_message_id_52186386] ON [runtime_inferencerecord] ([message_id]);
+GO
+ALTER TABLE [runtime_feedback] ADD CONSTRAINT [runtime_feedback_user_id_b4e9dc44_fk_auth_user_id] FOREIGN KEY ([user_id]) REFERENCES [auth_user] ([id]);
+GO
+ALTER TABLE [runtime_feedback] ADD CONSTRAINT [runtime_feedback_message_id_c2024cf0_fk_runtime_message_id] FOREIGN KEY ([message_id]) REFERENCES [runtime_message] ([id]);
+GO
+CREATE INDEX [runtime_feedback_user_id_b4e9dc44] ON [runtime_feedback] ([user_id]);
+GO
+CREATE INDEX [runtime_feedback_message_id_c2024cf0] ON [runtime_feedback] ([message_id]);
+GO
+ALTER TABLE [runtime_promotion] ADD CONSTRAINT [runtime_promotion_baseline_id_d2113230_fk_runtime_agent_id] FOREIGN KEY ([baseline_id]) REFERENCES [runtime_agent] ([id]);
+GO
+ALTER TABLE [runtime_promotion] ADD CONSTRAINT [runtime_promotion_by_id_8ee5d95b_fk_auth_user_id] FOREIGN KEY ([by_id]) REFERENCES [auth_user] ([id]);
+GO
+ALTER TABLE [runtime_promotion] ADD CONSTRAINT [runtime_promotion_candidate_id_1073ff26_fk_runtime_agent_id] FOREIGN KEY ([candidate_id]) REFERENCES [runtime_agent] ([id]);
+GO
+ALTER TABLE [runtime_promotion] ADD CONSTRAINT [runtime_promotion_endpoint_id_5b0fa5ef_fk_runtime_endpoint_id] FOREIGN KEY ([endpoint_id]) REFERENCES [runtime_endpoint] ([id]);
+GO
+CREATE INDEX [runtime_promotion_baseline_id_d2113230] ON [runtime_promotion] ([baseline_id]);
+GO
+CREATE INDEX [runtime_promotion_by_id_8ee5d95b] ON [runtime_promotion] ([by_id]);
+GO
+CREATE INDEX [runtime_promotion_candidate_id_1073ff26] ON [runtime_promotion] ([candidate_id]);
+GO
+CREATE INDEX [runtime_promotion_endpoint_id_5b0fa5ef] ON [runtime_promotion] ([endpoint_id]);
+GO
+COMMIT;
+GO
+
+-- -----------------------------------------------------------------------------
 -- Migration sessions.0001_initial
 -- -----------------------------------------------------------------------------
 BEGIN TRANSACTION;
