@@ -15,8 +15,8 @@ import sqlite3
 import subprocess
 from importlib import metadata
 
-PACKAGES = ("Django", "daphne", "Twisted", "channels", "channels-redis", "djangorestframework",
-            "asgiref", "psycopg", "whitenoise", "redis")
+PACKAGES = ("Django", "uvicorn", "uvloop", "httptools", "websockets", "daphne", "Twisted", "channels",
+            "channels-redis", "djangorestframework", "asgiref", "psycopg", "psycopg-pool", "whitenoise", "redis")
 
 
 def _read(path: str) -> str:

@@ -12,10 +12,10 @@ What it does, per database (SQLite and/or PostgreSQL):
    (the header's organisation switcher) and 60 jobs, then counts the SQL queries of each
    benchmarked request in-process (``CaptureQueriesContext``);
 4. starts the real server the way ``scripts/run.sh`` does
-   (``python -m daphne -b 127.0.0.1 -p PORT hartonomous_web.asgi:application``) but with
-   production settings (DEBUG=0, SECRET_KEY, SECURE_SSL_REDIRECT=0, ALLOWED_HOSTS), then
-   the alternatives asked for with ``--servers`` (N daphne processes sharing the port with
-   ``SO_REUSEPORT``; ``uvicorn --workers N`` if uvicorn can be imported);
+   (``python -m uvicorn --host 127.0.0.1 --port PORT --lifespan off hartonomous_web.asgi:application``)
+   but with production settings (DEBUG=0, SECRET_KEY, SECURE_SSL_REDIRECT=0, ALLOWED_HOSTS),
+   then the alternatives asked for with ``--servers`` (``uvicorn --workers N``; one or N
+   daphne processes sharing the port with ``SO_REUSEPORT``, the server used before);
 5. drives it with ``--clients`` closed-loop clients (threads, one keep-alive
    ``http.client`` connection each, no think time): a warm-up, then ``--requests``
    timed requests per endpoint; every response must be 200 with the expected content.
@@ -29,7 +29,7 @@ JSON on stdout; one file per database in bench/results/ (web_latency_<db>.json).
 Progress goes to stderr. Stdlib only (plus the project's own venv for the server).
 
     .venv/bin/python bench/web_latency.py [--db sqlite|postgres|both] [--requests 2000]
-        [--clients 20] [--projects 1000] [--servers daphne:1,daphne:2[,uvicorn:2]]
+        [--clients 20] [--projects 1000] [--servers uvicorn:1[,daphne:1,uvicorn:2]]
 """
 
 from __future__ import annotations
@@ -141,6 +141,7 @@ def _seed(projects: int, clients: int) -> dict:
             "MIDDLEWARE": settings.MIDDLEWARE, "STATICFILES_STORAGE": settings.STORAGES["staticfiles"]["BACKEND"],
             "API_THROTTLE_RATES": settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
             "API_PAGE_SIZE": settings.REST_FRAMEWORK["PAGE_SIZE"],
+            "WEB_THREADS": settings.WEB_THREADS,
         },
     }
 
@@ -218,15 +219,15 @@ def django_helper(env: dict, command: str, payload: dict) -> dict:
 class Server:
     """``procs`` processes of ``kind`` (daphne or uvicorn) serving one port.
 
-    daphne:1 is exactly the command of scripts/run.sh. daphne:N (N > 1) starts N daphne
-    processes, each on its own listening socket bound to the same port with SO_REUSEPORT
-    (the kernel spreads new connections over them by a hash of the address pair).
-    uvicorn:N is ``uvicorn --workers N`` (one socket shared by the workers); uvicorn is not
-    a project dependency: install it anywhere and pass ``--extra-path`` (see README).
+    uvicorn:1 is exactly the command of scripts/run.sh and docker/Dockerfile; uvicorn:N
+    (N > 1) is ``uvicorn --workers N`` (one socket shared by the workers). daphne:N starts
+    N daphne processes (the server before uvicorn), each on its own listening socket bound
+    to the same port with SO_REUSEPORT (the kernel spreads new connections over them by a
+    hash of the address pair).
     """
 
-    def __init__(self, env: dict, kind: str, procs: int, logdir: Path, extra_path: str | None = None):
-        self.env, self.kind, self.procs, self.logdir, self.extra_path = env, kind, procs, logdir, extra_path
+    def __init__(self, env: dict, kind: str, procs: int, logdir: Path):
+        self.env, self.kind, self.procs, self.logdir = env, kind, procs, logdir
         self.port = free_port()
         self.processes: list[subprocess.Popen] = []
 
@@ -235,30 +236,29 @@ class Server:
         return f"{self.kind}:{self.procs}"
 
     @property
+    def is_default(self) -> bool:
+        return self.kind == "uvicorn" and self.procs == 1
+
+    @property
     def label(self) -> str:
-        if self.kind == "daphne" and self.procs == 1:
-            return "default: 1 daphne process (the command of scripts/run.sh and docker/Dockerfile)"
+        if self.is_default:
+            return "default: 1 uvicorn process (the command of scripts/run.sh and docker/Dockerfile)"
         if self.kind == "daphne":
-            return f"alternative: {self.procs} daphne processes on one port (SO_REUSEPORT)"
-        return f"alternative: uvicorn --workers {self.procs} (not a project dependency)"
+            return f"alternative: {self.procs} daphne process(es) on one port (SO_REUSEPORT; the server before uvicorn)"
+        return f"alternative: uvicorn --workers {self.procs}"
 
     def command(self, display: bool = False) -> list[str]:
         python = "python" if display else sys.executable
         if self.kind == "daphne":
             bind = ["-b", "127.0.0.1", "-p", "PORT" if display else str(self.port)] if self.procs == 1 else ["--fd", "FD"]
             return [python, "-m", "daphne", *bind, "hartonomous_web.asgi:application"]
-        if self.extra_path and not display:
-            # Appended after site-packages so nothing installed beside uvicorn shadows the venv.
-            launcher = f"import sys; sys.path.append({self.extra_path!r}); from uvicorn.main import main; sys.exit(main())"
-            head = [python, "-c", launcher]
-        else:
-            head = [python, "-m", "uvicorn"]
-        return [*head, "--host", "127.0.0.1", "--port", "PORT" if display else str(self.port),
-                "--workers", str(self.procs), "hartonomous_web.asgi:application"]
+        workers = [] if self.procs == 1 else ["--workers", str(self.procs)]
+        return [python, "-m", "uvicorn", "--host", "127.0.0.1", "--port", "PORT" if display else str(self.port),
+                *workers, "--lifespan", "off", "hartonomous_web.asgi:application"]
 
     def version(self) -> str | None:
-        code = "import sys; sys.path.append(sys.argv[1]); import importlib.metadata as m; print(m.version(sys.argv[2]))"
-        result = subprocess.run([sys.executable, "-c", code, self.extra_path or "", self.kind], capture_output=True, text=True)
+        code = "import sys, importlib.metadata as m; print(m.version(sys.argv[1]))"
+        result = subprocess.run([sys.executable, "-c", code, self.kind], capture_output=True, text=True)
         return result.stdout.strip() or None
 
     def start(self) -> None:
@@ -586,7 +586,7 @@ def bench_database(db: str, args, workdir: Path, redis_url: str, redis_pid: int)
 
     configs = []
     for kind, procs in args.servers:
-        server = Server(env, kind, procs, workdir, args.extra_path)
+        server = Server(env, kind, procs, workdir)
         log(f"{db}: starting {server.name} ({server.label})")
         server.start()
         try:
@@ -594,7 +594,7 @@ def bench_database(db: str, args, workdir: Path, redis_url: str, redis_pid: int)
                       "command": " ".join(server.command(display=True)), "endpoints": {}}
             for name, (path, clients, check) in endpoints.items():
                 entry = {"path": path}
-                if kind == "daphne" and procs == 1 and args.baseline_requests:
+                if server.is_default and args.baseline_requests:
                     one = load(server.port, path, clients[:1], args.baseline_requests, min(args.warmup, 20), check,
                                meter=Meter(server, redis_pid, db_pids))
                     entry["one_client"] = one
@@ -659,11 +659,9 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=20, help="concurrent clients (default 20)")
     parser.add_argument("--projects", type=int, default=1000, help="projects in the organisation (default 1000)")
     parser.add_argument("--warmup", type=int, default=200, help="untimed requests per endpoint first (default 200)")
-    parser.add_argument("--servers", default="daphne:1,daphne:2",
-                        help="server configurations KIND:PROCESSES, comma separated; KIND daphne or uvicorn "
-                             "(default daphne:1,daphne:2; daphne:1 is scripts/run.sh)")
-    parser.add_argument("--extra-path", help="directory appended to the server's sys.path (for a uvicorn "
-                                             "installed outside the venv with pip --target)")
+    parser.add_argument("--servers", default="uvicorn:1,daphne:1",
+                        help="server configurations KIND:PROCESSES, comma separated; KIND uvicorn or daphne "
+                             "(default uvicorn:1,daphne:1; uvicorn:1 is scripts/run.sh)")
     parser.add_argument("--baseline-requests", type=int, default=200,
                         help="single-client requests per endpoint on the default server (0 = skip)")
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results/")
@@ -672,7 +670,7 @@ def main() -> int:
     try:
         args.servers = [(k.strip(), int(n)) for k, n in (spec.split(":") for spec in args.servers.split(",") if spec.strip())]
     except ValueError:
-        parser.error("--servers: use KIND:PROCESSES, e.g. daphne:1,daphne:2,uvicorn:2")
+        parser.error("--servers: use KIND:PROCESSES, e.g. uvicorn:1,daphne:1,uvicorn:2")
     if any(kind not in ("daphne", "uvicorn") or n < 1 for kind, n in args.servers):
         parser.error("--servers: KIND is daphne or uvicorn, PROCESSES >= 1")
     if args.clients < 2 or args.projects < 1 or args.requests < 1:

@@ -12,6 +12,7 @@ import os
 import shutil
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -195,6 +196,12 @@ _running: OrderedDict[str, tuple[int, int, int, "hashlib._Hash"]] = OrderedDict(
 _running_lock = threading.Lock()
 _RUNNING_MAX = 256
 
+# A chunk sent with X-Chunk-SHA256 needs two digests of the same bytes: its own and the running
+# one of the whole file (two SHA-256 states cannot share the work). hashlib releases the GIL
+# while it hashes, so the chunk's own digest is computed here, on another core, while the
+# request thread feeds the running hash and writes the part file.
+_chunk_hasher = ThreadPoolExecutor(2, thread_name_prefix="chunk-sha256")
+
 
 def _running_take(upload: Upload, start: int):
     """The running hash of the part file's first ``start`` bytes, or None (taken out: one request at a time)."""
@@ -245,17 +252,27 @@ def receive_chunk(upload: Upload, start: int, stream: BinaryIO, length: int, chu
     digest = hashlib.sha256() if chunk_sha256 else None
     running = _running_take(upload, start)
     before = running.copy() if running is not None and chunk_sha256 else None
-    with open(path, "ab") as out:
-        while remaining:
-            chunk = stream.read(min(IO_CHUNK, remaining))
-            if not chunk:
-                break  # the connection dropped mid-chunk: keep what arrived, the client resumes
-            if digest is not None:
-                digest.update(chunk)
-            if running is not None:
-                running.update(chunk)
-            out.write(chunk)
-            remaining -= len(chunk)
+    pending = None  # the chunk digest's update of the previous piece, on _chunk_hasher
+    try:
+        with open(path, "ab") as out:
+            while remaining:
+                piece = stream.read(min(IO_CHUNK, remaining))
+                if not piece:
+                    break  # the connection dropped mid-chunk: keep what arrived, the client resumes
+                if digest is not None:
+                    if pending is not None:
+                        pending.result()  # pieces enter the digest in order
+                    if running is not None:
+                        pending = _chunk_hasher.submit(digest.update, piece)
+                    else:
+                        digest.update(piece)
+                if running is not None:
+                    running.update(piece)
+                out.write(piece)
+                remaining -= len(piece)
+    finally:
+        if pending is not None:
+            pending.result()
     if digest is not None and not remaining and digest.hexdigest() != chunk_sha256.lower():
         os.truncate(path, start)
         if before is not None:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make run`: migrate, make sure the demo organisation exists, start Redis (if needed),
-# one RQ worker for all queues and the ASGI server on port 8000. Ctrl-C stops them all.
+# one RQ worker for all queues and the ASGI server (uvicorn) on port 8000. Ctrl-C stops them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -35,6 +35,7 @@ echo "==> starting the worker (queues: default, cpu, gpu)"
 $PY manage.py rqworker default cpu gpu --with-scheduler &
 pids+=($!)
 echo "==> starting the web server on http://127.0.0.1:$PORT/"
-$PY -m daphne -b 127.0.0.1 -p "$PORT" hartonomous_web.asgi:application &
+# One uvicorn process (uvloop, httptools) serves HTTP and websockets (hartonomous_web.asgi).
+$PY -m uvicorn --host 127.0.0.1 --port "$PORT" --lifespan off hartonomous_web.asgi:application &
 pids+=($!)
 wait -n "${pids[@]}"

@@ -1,6 +1,6 @@
 """The platform shell in a real browser: sign-up to finished job, live updates, invitations.
 
-Each test runs a real ASGI server (daphne: HTTP and websockets) and, where jobs run, a
+Each test runs a real ASGI server (uvicorn: HTTP and websockets) and, where jobs run, a
 real RQ worker; Chromium drives the pages as a person would. A JavaScript error in any
 page fails the test (see tests/e2e/conftest.py).
 """

@@ -24,7 +24,7 @@ ENV_EXAMPLE = DOCKER_DIR / ".env.example"
 
 SERVICES = {"web", "worker", "gpu-worker", "redis", "sqlserver", "neo4j"}
 #: The Django services and the program each one must end up running.
-APP_PROGRAMS = {"web": "daphne", "worker": "rqworker", "gpu-worker": "rqworker"}
+APP_PROGRAMS = {"web": "uvicorn", "worker": "rqworker", "gpu-worker": "rqworker"}
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -250,7 +250,7 @@ def test_image_runs_the_expected_program(services: dict[str, dict], name: str) -
     assert dockerfile.is_file(), f"{name}: {dockerfile} does not exist"
 
     image_command = final_stage_command(dockerfile)
-    assert re.search(r"\b(daphne|rqworker)\b", image_command), f"{dockerfile}: CMD/ENTRYPOINT is {image_command!r}"
+    assert re.search(r"\b(uvicorn|rqworker)\b", image_command), f"{dockerfile}: CMD/ENTRYPOINT is {image_command!r}"
 
     # What the container runs: the service's command, or else the image's.
     effective = command_text(services[name].get("command")) or image_command

@@ -161,3 +161,25 @@ def test_collect_blobs_command(actors, tmp_path):
     call_command("collect_blobs", stdout=out)
     assert "1 unreferenced blob(s) deleted, 2.0\xa0KB freed." in out.getvalue()
     assert not Blob.objects.exists()
+
+
+def test_chunk_checked_in_many_pieces_keeps_both_digests_in_order(actors, api_as, monkeypatch):
+    """A chunk longer than blobs.IO_CHUNK is read in pieces; its own SHA-256 (computed on
+    another thread) and the running whole-file hash must both see them in order."""
+    monkeypatch.setattr(blobs, "IO_CHUNK", 64)
+    data = payload(3000, seed=7)
+    api = api_as(actors.member)
+    base = f"/api/v1/orgs/{actors.org.slug}/uploads/"
+    url = f"{base}{api.post(base, {'project': actors.project.slug, 'filename': 'p.gguf', 'size': len(data)}, format='json').json()['id']}/"
+    first, second = data[:1700], data[1700:]
+    damaged = bytes([second[0] ^ 1]) + second[1:]
+    assert put_chunk(api, url, first, 0, len(data), HTTP_X_CHUNK_SHA256=hashlib.sha256(first).hexdigest()).status_code == 200
+    # A damaged second chunk is refused and dropped; the running hash is rolled back with it.
+    response = put_chunk(api, url, damaged, 1700, len(data), HTTP_X_CHUNK_SHA256=hashlib.sha256(second).hexdigest())
+    assert response.status_code == 409
+    assert api.get(url).json()["offset"] == 1700
+    assert put_chunk(api, url, second, 1700, len(data), HTTP_X_CHUNK_SHA256=hashlib.sha256(second).hexdigest()).status_code == 200
+    upload = Upload.objects.get(pk=url.rstrip("/").rsplit("/", 1)[1])
+    assert blobs._running[str(upload.pk)][3].hexdigest() == hashlib.sha256(data).hexdigest()  # complete will use it
+    body = api.post(f"{url}complete/").json()
+    assert body["blob_sha256"] == hashlib.sha256(data).hexdigest()
