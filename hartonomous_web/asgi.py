@@ -5,7 +5,14 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hartonomous_web.settings")
+# The server process pools its PostgreSQL connections (settings.py: DATABASE_POOL); set
+# DATABASE_POOL=0 to turn it off.
+os.environ.setdefault("DATABASE_POOL", "1")
 django_asgi_app = get_asgi_application()
+
+from django.conf import settings  # noqa: E402
+
+from hartonomous_web.request_threads import RequestThreads  # noqa: E402
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
@@ -16,7 +23,9 @@ from runtime.routing import websocket_urlpatterns as runtime_ws  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # HTTP: Django on WEB_THREADS long-lived request threads (see request_threads.py); the
+        # OpenAI-compatible API streams answers from async views and is not bounded by them.
+        "http": RequestThreads(django_asgi_app, settings.WEB_THREADS, unbounded_prefixes=("/v1/",)),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter([*project_ws, *runtime_ws]))),
     }
 )

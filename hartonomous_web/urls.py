@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from projects.urls import org_urlpatterns
+from runtime.api.urls import openai_urlpatterns
 
 urlpatterns = [
     path("", include("projects.urls")),
@@ -14,6 +15,8 @@ urlpatterns = [
         path("agents/", include("runtime.urls")),
     ])),
     path("api/v1/", include("projects.api.urls")),
+    # The OpenAI-compatible API (runtime/api/openai.py): bearer tokens only.
+    path("v1/", include(openai_urlpatterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("django-admin/", admin.site.urls),

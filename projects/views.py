@@ -119,7 +119,10 @@ class DashboardView(OrgPageView):
         context["jobs"] = self.scoped(Job).select_related("project")[:10]
         context["running_count"] = self.scoped(Job).filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).count()
         context["member_count"] = self.scoped(Membership).count()
-        context["sections"] = ["Models", "Datasets", "Analyses", "Students", "Agents"]
+        from runtime.models import Agent  # the runtime app builds on this one
+
+        context["agents"] = self.scoped(Agent).select_related("model")[:10]
+        context["sections"] = ["Models", "Datasets", "Analyses", "Students"]
         return context
 
 

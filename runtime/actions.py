@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from datetime import timedelta
 
@@ -38,8 +39,14 @@ RELOAD_FIELDS = {"model", "context_length", "gpu_layers", "use_mmap", "threads",
 
 # --- agents -------------------------------------------------------------------------------------
 
+#: Fixed paths of the agent pages (/o/<org>/agents/new/, …/agents/endpoints/): no agent or endpoint is called so.
+RESERVED_SLUGS = {"new", "endpoints"}
+
+
 def _unique_name(org: Organization, slug: str, *, exclude_agent: int | None = None, exclude_endpoint: int | None = None) -> None:
     """Agents and endpoints share one namespace: the OpenAI API's ``model``."""
+    if slug in RESERVED_SLUGS:
+        raise ActionError(f"{slug!r} is reserved for the agent pages; choose another name.", field="slug")
     if Agent.objects.for_org(org).filter(slug=slug).exclude(pk=exclude_agent).exists() or \
             Endpoint.objects.for_org(org).filter(slug=slug).exclude(pk=exclude_endpoint).exists():
         raise ActionError(f"An agent or endpoint called {slug!r} already exists in this organisation.", field="slug", code="duplicate")
@@ -270,6 +277,24 @@ def choose_variant(endpoint: Endpoint, key: str) -> tuple[Agent, str]:
     if draw < endpoint.candidate_share:
         return endpoint.candidate, Variant.CANDIDATE
     return endpoint.baseline, Variant.BASELINE
+
+
+def api_conversation_key(messages: list[dict], user: str = "") -> str:
+    """The :func:`choose_variant` key of a conversation held over the OpenAI-compatible API.
+
+    The API keeps no conversation: a client re-sends the whole history with every request. The
+    caller's ``user`` field names the conversation's owner when given; otherwise the first system
+    and the first user message — the beginning every later request of the same conversation
+    re-sends — identify it, so each of its turns is answered by the same variant.
+    """
+    if user:
+        return f"api-user:{user}"
+    first: dict[str, str] = {}
+    for message in messages:
+        if message["role"] in ("system", "user"):
+            first.setdefault(message["role"], message["content"])
+    digest = hashlib.sha256(json.dumps([first.get("system", ""), first.get("user", "")]).encode()).hexdigest()
+    return f"api:{digest}"
 
 
 # --- conversations ------------------------------------------------------------------------------

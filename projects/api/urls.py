@@ -27,3 +27,8 @@ from projects.api import datasets as dataset_api  # noqa: E402
 dataset_router = SimpleRouter()
 dataset_router.register(rf"{ORG}/datasets", dataset_api.DatasetViewSet, basename="api-dataset")
 urlpatterns += dataset_router.urls
+
+# The runtime (runtime/api/urls.py): agents, endpoints, conversations, the inference audit.
+from runtime.api.urls import urlpatterns as runtime_urlpatterns  # noqa: E402
+
+urlpatterns += runtime_urlpatterns

@@ -1,5 +1,5 @@
-"""Fixtures of the browser tests: a real ASGI server (daphne), headless Chromium, pages that
-fail the test on any JavaScript error.
+"""Fixtures of the browser tests: a real ASGI server (uvicorn, as `make run`; tests/support/live_server.py),
+headless Chromium, pages that fail the test on any JavaScript error.
 
 The server is a separate process against the test database, so the tests use
 ``transactional_db`` (what a test writes must be committed for the server to see it).
@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, database_url_of_test_db
+from tests.conftest import ROOT
+from tests.support.live_server import ASYNC_UNSAFE, AsgiServer
+from tests.support.live_server import tail as _tail
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -31,32 +27,13 @@ SCREENSHOTS = ROOT / "var" / "e2e"
 #: Playwright's sync API keeps its event loop "running" in this thread (it lives in a
 #: greenlet), and Django refuses ORM calls from a thread with a running loop. The loop is
 #: suspended while test code runs, so the ORM calls are safe; the flag says so to Django,
-#: for the browser tests only, and is kept out of the server and worker processes.
-ASYNC_UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"
+#: for the browser tests only, and is kept out of the server and worker processes
+#: (ASYNC_UNSAFE, tests/support/live_server.py).
 
 
 def password_of(username: str) -> str:
     """The password `tests.conftest.make_user` gives a user."""
     return "pw-" + username + "-123!"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _child_env(**extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key != ASYNC_UNSAFE}
-    env.update(extra)
-    return env
-
-
-def _tail(path: Path, chars: int = 6000) -> str:
-    try:
-        return path.read_text(errors="replace")[-chars:]
-    except OSError as error:
-        return f"(cannot read {path}: {error})"
 
 
 @pytest.fixture(autouse=True)
@@ -93,55 +70,10 @@ def _remember_log(request, title: str, path: Path) -> None:
 # --- The server -----------------------------------------------------------------------------
 
 
-class AsgiServer:
-    """`python -m daphne` serving hartonomous_web.asgi (HTTP and websockets) on a free port."""
-
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = Path(os.environ["DATA_DIR"]) / f"daphne-{time.time_ns()}.log"
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "wb")
-        from django.conf import settings
-
-        # The test's media directory (tests/conftest.py: isolated_media), as the worker gets it:
-        # blobs the server stores must be where the worker and the test look for them.
-        env = _child_env(DATABASE_URL=database_url_of_test_db(), PYTHONUNBUFFERED="1", MEDIA_ROOT=str(settings.MEDIA_ROOT))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "hartonomous_web.asgi:application"],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-
-    def wait_until_healthy(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        last_error: Exception | None = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"daphne exited with {self.proc.returncode}:\n{_tail(self.log_path)}")
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError as error:
-                last_error = error
-            time.sleep(0.1)
-        raise RuntimeError(f"daphne did not answer /healthz within {timeout:.0f} s ({last_error}):\n{_tail(self.log_path)}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
-        self._log.close()
-
-
 @pytest.fixture
 def asgi_server(transactional_db, request):
     server = AsgiServer()
-    _remember_log(request, "daphne log (tail)", server.log_path)
+    _remember_log(request, "uvicorn log (tail)", server.log_path)
     try:
         server.wait_until_healthy()
         yield server

@@ -13,6 +13,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from projects import actions, blobs
 from projects.models import ApiToken, Dataset, Invitation, Job, LanguageModel, Membership, ModelFile, Role
+from runtime.models import Agent, Conversation, Endpoint, InferenceRecord, Message
 
 UNSAFE = ("post", "put", "patch", "delete")
 
@@ -33,13 +34,26 @@ OPEN_ROUTES = {
     "api-schema": "public API description", "api-docs": "public API description",
 }
 
+#: The OpenAI-compatible API (/v1/): no organisation in the URL, bearer tokens only; the token's
+#: organisation is the scope. test_token_routes_serve_only_the_tokens_organisation walks them.
+TOKEN_ROUTES = {
+    "openai-models": "lists the agents and endpoints of the token's organisation",
+    "openai-model": "one agent or endpoint of the token's organisation",
+    "openai-chat-completions": "chats with an agent or endpoint of the token's organisation (`model` in the body)",
+}
+
 #: Values of the `action` argument each route understands.
 ACTIONS = {
     "project-action": ["archive", "unarchive", "recount"],
     "job-action": ["cancel", "retry"],
     "member-action": ["role", "remove"],
     "dataset-action": ["split", "count-tokens", "delete"],
+    "agent-action": ["deploy", "undeploy", "chat", "delete"],
+    "endpoint-action": ["change", "promote", "stop", "chat", "delete"],
 }
+
+#: Conversation pages and API: a conversation is its owner's (admins read all), so a viewer gets 404 on the owner's.
+PRIVATE_CONVERSATION_ROUTES = {"agent-conversation", "endpoint-conversation", "api-conversation-detail"}
 
 #: Writes a viewer may make, and why.
 VIEWER_MAY_WRITE = {
@@ -82,18 +96,28 @@ class Objects:
         blob = blobs.store_stream(io.BytesIO(f"weights of {org.slug}".encode()))
         ModelFile.objects.create(model=self.model, path="walker.gguf", blob=blob)
         self.dataset = Dataset.objects.create(organization=org, project=project, name="walker", format="txt", source_blob=blob)
+        # Slugs name the organisation: another organisation's slug must not find one's own agent.
+        self.agent = Agent.objects.create(organization=org, project=project, name="walker", slug=f"walker-{org.slug}", model=self.model)
+        self.endpoint = Endpoint.objects.create(organization=org, project=project, name="walker ab", slug=f"walker-ab-{org.slug}",
+                                                baseline=self.agent)
+        self.conversation = Conversation.objects.create(organization=org, agent=self.agent, user=user)
+        self.answer = Message.objects.create(conversation=self.conversation, role="assistant", content="walker")
+        self.inference = InferenceRecord.objects.create(organization=org, agent=self.agent, source="api", outcome="complete")
 
     def kwargs(self, name: str, params) -> list[dict]:
         values = {
             "org_slug": self.org.slug, "project_slug": self.project.slug, "job_id": self.job.pk,
             "member_id": self.member.pk, "invitation_id": self.invitation.pk, "token_id": self.token.pk,
             "key": self.key, "model_id": self.model.pk, "path": "walker.gguf",
-            "dataset_id": self.dataset.pk,
+            "dataset_id": self.dataset.pk, "agent_slug": self.agent.slug, "endpoint_slug": self.endpoint.slug,
+            "conversation_id": self.conversation.pk, "message_id": self.answer.pk, "model": self.agent.slug,
         }
         pk_by_route = {
             "api-project": self.project.slug, "api-job": self.job.pk, "api-member": self.member.pk,
             "api-invitation": self.invitation.pk, "api-token": self.token.pk, "api-org": self.org.slug,
             "api-upload": self.upload.pk, "api-model": self.model.pk, "api-dataset": self.dataset.pk,
+            "api-agent": self.agent.pk, "api-endpoint": self.endpoint.pk, "api-conversation": self.conversation.pk,
+            "api-inference": self.inference.pk,
         }
         base = {}
         for param in params:
@@ -113,7 +137,7 @@ class Objects:
 
 
 def test_every_route_is_either_org_scoped_or_explained():
-    unexplained = sorted(set(ALL_ROUTES) - set(ORG_ROUTES) - set(OPEN_ROUTES))
+    unexplained = sorted(set(ALL_ROUTES) - set(ORG_ROUTES) - set(OPEN_ROUTES) - set(TOKEN_ROUTES))
     assert not unexplained, f"Routes outside /o/<org>/ or /api/v1/orgs/<org>/ without a reason in OPEN_ROUTES: {unexplained}"
     assert len(ORG_ROUTES) >= 25  # the walker really found the organisation's routes
 
@@ -186,6 +210,8 @@ def test_viewer_reads_everything_and_writes_nothing(actors, client, api_as):
                 assert response.status_code == 403  # invitations are for admins
             elif name in ("api-token-detail", "token-revoke"):
                 assert response.status_code in (404, 405)  # someone else's token / POST-only
+            elif name in PRIVATE_CONVERSATION_ROUTES:
+                assert response.status_code == 404, f"GET {url} (the owner's conversation) as viewer -> {response.status_code}"
             else:
                 # 400: the route needs a query parameter the walker does not give (e.g. compare ?with=).
                 assert response.status_code in (200, 400, 405), f"GET {url} as viewer -> {response.status_code}"
@@ -200,6 +226,40 @@ def test_viewer_reads_everything_and_writes_nothing(actors, client, api_as):
     assert objects.job.status == "failed" and not objects.job.retries.exists()
     actors.project.refresh_from_db()
     assert actors.project.archived_at is None
+
+
+def test_token_routes_serve_only_the_tokens_organisation(actors, client):
+    """/v1/: without a token (a browser session is not one) 401; Charlie's token never reaches Alice's
+    agents; a viewer's token reads but does not chat. Nothing reaches an agent, so no audit row."""
+    assert {name for name in ALL_ROUTES if name.startswith("openai-")} == set(TOKEN_ROUTES)
+    objects = Objects(actors.org, actors.project, actors.owner)
+    outsider = actions.do_create_token(actors.other_org, actors.outsider, "charlie")[1]
+    viewer = actions.do_create_token(actors.org, actors.viewer, "vera")[1]
+    body = '{"model": "%s", "messages": [{"role": "user", "content": "hi"}]}' % objects.agent.slug
+    client.force_login(actors.owner)
+    checked = 0
+    for name in TOKEN_ROUTES:
+        for kwargs in objects.kwargs(name, ALL_ROUTES[name]):
+            url = reverse(name, kwargs=kwargs)
+            for method in ("get", *UNSAFE):
+                def call(token=None):
+                    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+                    if method == "get":
+                        return client.get(url, **headers)
+                    return getattr(client, method)(url, body, content_type="application/json", **headers)
+
+                where = f"{method.upper()} {url}"
+                assert call().status_code in (401, 405), f"{where} with only a session"
+                theirs = call(outsider)
+                if theirs.status_code == 200:  # a list: Charlie's organisation's, without Alice's agents
+                    assert objects.agent.slug not in theirs.content.decode(), f"{where} as outsider lists Alice's agent"
+                else:
+                    assert theirs.status_code in (404, 405), f"{where} as outsider -> {theirs.status_code}"
+                expected = (200, 405) if method == "get" else (403, 405)
+                assert call(viewer).status_code in expected, f"{where} as viewer"
+                checked += 1
+    assert checked >= 12
+    assert not InferenceRecord.objects.exclude(pk=objects.inference.pk).exists()
 
 
 def test_member_cannot_manage_members_or_invitations(actors, client, api_as):
