@@ -54,7 +54,7 @@ async def write_answer(answer_id: int, send: Send, cancel: threading.Event, disc
             if isinstance(event, Delta):
                 text.append(event.text)
                 stats["completion_tokens"] += event.n_tokens
-                await send({"type": "delta", "id": answer_id, "text": event.text})
+                await send({"type": "delta", "id": answer_id, "text": event.text, "tokens": event.n_tokens})
                 if loop.time() - last_save > SAVE_EVERY_S:
                     last_save = loop.time()
                     await database_sync_to_async(actions.do_save_partial)(answer_id, "".join(text))

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator
 
 from django.conf import settings
 from django.db import close_old_connections
 
-from runtime.engine.chat import ChatBackend, ChatRequest, Event, InferenceError
+from runtime.engine.chat import ChatBackend, ChatRequest, Delta, Event, InferenceError
 from runtime.engine.hardware import auto_gpu_layers, free_vram_bytes, gpu_offload_supported
 from runtime.engine.llama_cpp_backend import LlamaCppBackend, LoadSpec, ModelCache, estimate_memory
 from runtime.engine.remote import RemoteBackend, RemoteSpec
@@ -91,6 +92,8 @@ def session_path(conversation_id: int, agent) -> str:
 
 
 _END = object()
+#: Streamed text reaches the event loop at most this often (seconds).
+FLUSH_EVERY_S = 0.025
 
 
 class _Failure:
@@ -110,10 +113,29 @@ async def astream(backend: ChatBackend, request: ChatRequest, cancel: threading.
             cancel.set()
 
     def run() -> None:
+        # Text is handed over at most every FLUSH_EVERY_S (the first piece at once): waking the
+        # event loop for every token would take CPU from llama.cpp's threads, which spin on
+        # barriers and slow down for every core they lose.
+        pending: Delta | None = None
+        last_flush = 0.0
         try:
             for event in backend.stream(request, cancel):
+                if isinstance(event, Delta):
+                    pending = event if pending is None else Delta(pending.text + event.text, pending.n_tokens + event.n_tokens)
+                    now = time.monotonic()
+                    if now - last_flush < FLUSH_EVERY_S:
+                        continue
+                    last_flush = now
+                    event, pending = pending, None
+                elif pending is not None:
+                    put(pending)
+                    pending = None
                 put(event)
+            if pending is not None:
+                put(pending)
         except BaseException as error:  # noqa: BLE001 - handed to the awaiting side
+            if pending is not None:
+                put(pending)
             put(_Failure(error))
         finally:
             close_old_connections()
