@@ -60,8 +60,8 @@ def _check_agent(org: Organization, fields: dict) -> None:
             raise ActionError("Pick the GGUF model this agent runs.", field="model")
         if model.organization_id != org.pk:
             raise ActionError("No such model.", field="model", code="not_found")
-        if model.status != ModelStatus.READY:
-            raise ActionError(f"{model.name} is {model.get_status_display().lower()}; wait until it is ready.", field="model")
+        if model.status == ModelStatus.FAILED:
+            raise ActionError(f"{model.name} failed to import ({model.error or 'see its page'}); pick another model.", field="model")
         if model.format != "gguf" or not model.can("chat"):
             reason = (model.capabilities.get("reasons") or {}).get("chat") or "chat runs GGUF models with llama.cpp"
             raise ActionError(f"{model.name} cannot be chatted with: {reason}. Convert it to GGUF first.", field="model")
@@ -129,6 +129,8 @@ def do_deploy_agent(agent: Agent) -> Agent:
 
     The agent becomes live when the model has loaded, or failed with the reason.
     """
+    if agent.backend == Backend.LLAMA_CPP and agent.model is not None and agent.model.status != ModelStatus.READY:
+        raise ActionError(f"{agent.model.name} is still being imported; deploy when it is ready.", code="conflict")
     Agent.objects.for_org(agent.organization).filter(pk=agent.pk).update(status=AgentStatus.DEPLOYING, error="", updated_at=timezone.now())
     agent.status, agent.error = AgentStatus.DEPLOYING, ""
     agent_id, org_id = agent.pk, agent.organization_id

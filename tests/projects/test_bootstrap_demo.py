@@ -34,6 +34,11 @@ def test_bootstrap_demo_is_complete_and_idempotent(db, django_capture_on_commit_
     assert LanguageModel.objects.count() == 1 and Dataset.objects.count() == 3 and Organization.objects.count() == 1
     assert Job.objects.filter(kind=PROCESS_JOB).count() == 3
     assert not Job.objects.filter(kind=COUNT_TOKENS_JOB).exists()  # still processing: their jobs will count
+    # An agent on the teacher waits to be deployed (once, however often the command runs).
+    from runtime.models import Agent
+
+    agent = Agent.objects.for_org(org).get()
+    assert (agent.slug, agent.model_id, agent.status, agent.context_length) == ("medical-assistant", teacher.pk, "undeployed", 2048)
 
 
 @pytest.mark.worker

@@ -62,3 +62,18 @@ def test_agent_rules(actors, chat_model, settings):
 def test_another_organisations_model_cannot_be_used(actors, chat_model):
     with pytest.raises(ActionError, match="No such model"):
         actions.do_create_agent(actors.other_project, actors.outsider, name="Borrowed", model=chat_model)
+
+
+def test_an_agent_can_wait_for_its_model_but_deploys_only_when_it_is_ready(actors, chat_model):
+    from projects.models import LanguageModel
+
+    LanguageModel.objects.for_org(actors.org).filter(pk=chat_model.pk).update(status="importing")
+    chat_model.refresh_from_db()
+    agent = make_agent(actors, chat_model, name="Early", deploy=False)
+    with pytest.raises(ActionError, match="still being imported"):
+        actions.do_deploy_agent(agent)
+    assert agent.status == AgentStatus.UNDEPLOYED
+    LanguageModel.objects.for_org(actors.org).filter(pk=chat_model.pk).update(status="failed", error="bad tensor")
+    chat_model.refresh_from_db()
+    with pytest.raises(ActionError, match="failed to import"):
+        make_agent(actors, chat_model, name="Late", deploy=False)

