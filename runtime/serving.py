@@ -46,8 +46,12 @@ def reset_model_cache(budget_mb: int | None = None) -> ModelCache:
         return _cache
 
 
-def load_spec(agent) -> LoadSpec:
-    """How this agent's model is loaded. Touches the database: call it from sync code."""
+def load_spec(agent, *, decide_gpu: bool = False) -> LoadSpec:
+    """How this agent's model is loaded. Touches the database: call it from sync code.
+
+    ``decide_gpu`` works automatic GPU layers out afresh (a deployment) instead of reusing the
+    number the last deployment recorded.
+    """
     from projects.actions_models import model_path
 
     model = agent.model
@@ -57,6 +61,12 @@ def load_spec(agent) -> LoadSpec:
     path = model_path(model)
     n_layers = meta.get("block_count")
     gpu_layers = agent.gpu_layers
+    if gpu_layers is None:
+        # "Automatic" is decided once, when the agent is deployed (warm_up records it): asked again
+        # per request, the free VRAM would shrink by the loaded model itself, give another spec and
+        # load a second copy.
+        recorded = agent.deployment or {}
+        gpu_layers = recorded.get("gpu_layers") if recorded.get("gpu_layers_auto") and not decide_gpu else None
     if gpu_layers is None:
         gpu_layers = auto_gpu_layers(model.size_bytes, n_layers, free_vram_bytes(), gpu_offload_supported())
     return LoadSpec(
@@ -77,13 +87,18 @@ def backend_for(agent) -> ChatBackend:
     return LlamaCppBackend(model_cache(), load_spec(agent))
 
 
-def is_loaded(agent) -> bool:
+def loaded_entry(agent) -> dict | None:
+    """What the model cache says of this agent's model (see ``ModelCache.snapshot``), or None when not loaded."""
     if agent.backend != "llama_cpp" or agent.model_id is None:
-        return False
+        return None
     try:
-        return model_cache().is_loaded(load_spec(agent))
-    except (InferenceError, ValueError, StopIteration):
-        return False
+        return model_cache().entry(load_spec(agent))
+    except (InferenceError, ValueError, StopIteration, OSError):
+        return None
+
+
+def is_loaded(agent) -> bool:
+    return loaded_entry(agent) is not None
 
 
 def session_path(conversation_id: int, agent) -> str:
@@ -158,7 +173,6 @@ async def astream(backend: ChatBackend, request: ChatRequest, cancel: threading.
 
 def warm_up(agent) -> dict:
     """Load (llama.cpp) or reach (remote) the agent's model now; facts for the agent page."""
-    import time
     import urllib.request
 
     started = time.perf_counter()
@@ -171,9 +185,10 @@ def warm_up(agent) -> dict:
         except OSError as error:
             raise InferenceError(f"The remote endpoint {agent.remote_url} cannot be reached ({error}). Check the URL, the key and that the server runs.") from error
         return {"backend": "remote", "reached_in_s": round(time.perf_counter() - started, 3)}
-    spec = load_spec(agent)
+    spec = load_spec(agent, decide_gpu=True)
     LlamaCppBackend(model_cache(), spec).warm_up()
     return {"backend": "llama_cpp", "load_s": round(time.perf_counter() - started, 3), "gpu_layers": spec.n_gpu_layers,
+            "gpu_layers_auto": agent.gpu_layers is None,
             "threads": spec.n_threads or None, "estimated_bytes": spec.estimated_bytes, "context_length": spec.n_ctx,
             "use_mmap": spec.use_mmap}
 

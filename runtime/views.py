@@ -23,7 +23,7 @@ from projects.models import LanguageModel, Membership, ModelStatus, Project, Rol
 from projects.views_base import OrgPageView, OrgView
 from runtime import actions
 from runtime.forms import AgentForm, AuditFilterForm, ChangeTestForm, EndpointForm, FeedbackForm, NoteForm
-from runtime.models import Agent, AgentStatus, Backend, Conversation, Endpoint, Feedback, InferenceRecord
+from runtime.models import Agent, AgentStatus, Conversation, Endpoint, Feedback, InferenceRecord
 
 AUDIT_PAGE_SIZE = 50
 SIDEBAR_CONVERSATIONS = 50
@@ -127,20 +127,14 @@ class AgentFormView(RuntimeMixin, OrgPageView):
 
 def loaded_info(agent: Agent) -> dict | None:
     """What this server's model cache holds for the agent's model (None when it is not loaded)."""
-    if agent.backend != Backend.LLAMA_CPP or agent.model_id is None or not agent.is_live:
+    if not agent.is_live:
         return None
-    from projects.actions_models import model_path
     from runtime import serving
 
-    try:
-        path = str(model_path(agent.model))
-    except (StopIteration, OSError, ValueError):
+    entry = serving.loaded_entry(agent)
+    if entry is None:
         return None
-    for entry in serving.model_cache().snapshot():
-        if entry["path"] == path and entry["n_ctx"] == agent.context_length:
-            return {**entry, "loaded_at": _from_timestamp(entry.get("loaded_at")),
-                    "last_used": _from_timestamp(entry.get("last_used"))}
-    return None
+    return {**entry, "loaded_at": _from_timestamp(entry.get("loaded_at")), "last_used": _from_timestamp(entry.get("last_used"))}
 
 
 def _from_timestamp(value) -> datetime | None:

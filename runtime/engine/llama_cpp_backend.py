@@ -206,18 +206,24 @@ class ModelCache:
         with self._lock:
             return sum(m.spec.estimated_bytes for m in self._models.values())
 
+    @staticmethod
+    def _describe(spec: LoadSpec, model: LoadedModel) -> dict:
+        return {"path": spec.path, "n_ctx": spec.n_ctx, "estimated_bytes": spec.estimated_bytes, "users": model.users,
+                "queued": max(0, len(model.queue) - 1), "loaded_at": model.loaded_at, "last_used": model.last_used}
+
     def snapshot(self) -> list[dict]:
         """What is loaded, for status pages."""
         with self._lock:
-            return [
-                {"path": spec.path, "n_ctx": spec.n_ctx, "estimated_bytes": spec.estimated_bytes, "users": m.users,
-                 "queued": max(0, len(m.queue) - 1), "loaded_at": m.loaded_at, "last_used": m.last_used}
-                for spec, m in self._models.items()
-            ]
+            return [self._describe(spec, m) for spec, m in self._models.items()]
+
+    def entry(self, spec: LoadSpec) -> dict | None:
+        """What :meth:`snapshot` says of ``spec``, or None when it is not loaded."""
+        with self._lock:
+            model = self._models.get(spec)
+            return self._describe(spec, model) if model is not None else None
 
     def is_loaded(self, spec: LoadSpec) -> bool:
-        with self._lock:
-            return spec in self._models
+        return self.entry(spec) is not None
 
     @contextmanager
     def use(self, spec: LoadSpec) -> Iterator[LoadedModel]:

@@ -77,3 +77,14 @@ def test_an_agent_can_wait_for_its_model_but_deploys_only_when_it_is_ready(actor
     chat_model.refresh_from_db()
     with pytest.raises(ActionError, match="failed to import"):
         make_agent(actors, chat_model, name="Late", deploy=False)
+
+
+def test_automatic_gpu_layers_are_decided_at_deployment_and_kept(actors, chat_model):
+    agent = make_agent(actors, chat_model)
+    assert agent.gpu_layers is None and agent.deployment["gpu_layers_auto"] is True
+    # What the deployment decided is what every later request loads with (the same cached model).
+    agent.deployment["gpu_layers"] = 3
+    assert serving.load_spec(agent).n_gpu_layers == 3
+    assert serving.load_spec(agent, decide_gpu=True).n_gpu_layers == 0  # a redeployment decides again: no GPU here
+    agent.gpu_layers = 5  # a number set by hand always wins
+    assert serving.load_spec(agent).n_gpu_layers == 5
