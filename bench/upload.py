@@ -208,6 +208,9 @@ class Api:
             body = json.dumps(body).encode()
             all_headers["Content-Type"] = "application/json"
         self.conn.request(method, path, body=body, headers=all_headers)
+        return self._answer(method, path, expect)
+
+    def _answer(self, method: str, path: str, expect: int) -> dict:
         response = self.conn.getresponse()
         data = response.read()
         if response.status != expect:
@@ -227,11 +230,7 @@ class Api:
         sent = self.conn.sock.sendfile(source, offset, count)
         if sent != count:
             raise RuntimeError(f"sendfile sent {sent} of {count} bytes")
-        response = self.conn.getresponse()
-        data = response.read()
-        if response.status != 200:
-            raise RuntimeError(f"PUT {path}: HTTP {response.status}: {data[:500]!r}")
-        return json.loads(data)
+        return self._answer("PUT", path, 200)
 
     def close(self) -> None:
         self.conn.close()

@@ -157,13 +157,11 @@ def server(transactional_db, isolated_media, settings):
 
 
 def start_upload(server, token, org, project, size) -> str:
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    connection.request("POST", f"/api/v1/orgs/{org.slug}/uploads/",
-                       body=json.dumps({"project": project.slug, "filename": "big.gguf", "size": size}),
-                       headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    response = connection.getresponse()
-    assert response.status == 201, response.read()
-    return f"/api/v1/orgs/{org.slug}/uploads/{json.loads(response.read())['id']}/"
+    base = f"/api/v1/orgs/{org.slug}/uploads/"
+    status, created = call(server, token, "POST", base, json.dumps({"project": project.slug, "filename": "big.gguf", "size": size}),
+                           {"Content-Type": "application/json"})
+    assert status == 201, created
+    return f"{base}{created['id']}/"
 
 
 def call(server, token, method, path, body=b"", headers=None) -> tuple[int, dict]:
