@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.views.generic.base import ContextMixin, TemplateResponseMixin, View
 
 from projects.actions import ActionError
-from projects.models import Membership, Organization, Role
+from projects.models import Membership, Role
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
@@ -25,13 +25,13 @@ def resolve_membership(user, org_slug: str) -> Membership:
     """The user's membership in the organisation with this slug, or 404 (never 403)."""
     if not user.is_authenticated:
         raise Http404
-    membership = (
-        Membership.objects.select_related("organization", "user")
-        .filter(user=user, organization__in=Organization.objects.for_user(user).filter(slug=org_slug))
-        .first()
-    )
-    if membership is None:
-        raise Http404("No such organisation.")
+    try:
+        # One indexed join (organisation slug, then the unique organisation/user pair); this runs
+        # on every page and API request, so it stays the simplest query that answers it.
+        membership = Membership.objects.select_related("organization").get(user=user, organization__slug=org_slug)
+    except Membership.DoesNotExist:
+        raise Http404("No such organisation.") from None
+    membership.user = user
     return membership
 
 

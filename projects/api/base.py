@@ -43,9 +43,12 @@ class OrgScopedMixin:
 
     def resolve_org(self, request, org_slug: str) -> None:
         token = request.auth if isinstance(request.auth, ApiToken) else None
-        if token is not None and token.organization.slug != org_slug:
-            raise Http404  # a token never reaches another organisation, not even to learn it exists
-        self.membership = resolve_membership(request.user, org_slug)
+        if token is not None:
+            if token.organization.slug != org_slug:
+                raise Http404  # a token never reaches another organisation, not even to learn it exists
+            self.membership = token.membership  # checked by BearerTokenAuthentication a moment ago
+        else:
+            self.membership = resolve_membership(request.user, org_slug)
         self.org = self.membership.organization
 
     def get_write_role(self) -> str:
