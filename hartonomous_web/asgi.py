@@ -10,15 +10,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hartonomous_web.settings")
 os.environ.setdefault("DATABASE_POOL", "1")
 django.setup(set_prefix=False)  # what django.core.asgi.get_asgi_application() does
 
-from hartonomous_web.streamed_body import StreamingBodyHandler  # noqa: E402
-
-# Django's handler, with raw (application/octet-stream) bodies such as upload chunks streamed
-# to the view as they arrive instead of spooled to a temporary file first (streamed_body.py).
-django_asgi_app = StreamingBodyHandler()
-
 from django.conf import settings  # noqa: E402
 
-from hartonomous_web.request_threads import RequestThreads  # noqa: E402
+from hartonomous_web.request_threads import RequestThreadHandler, RequestThreads  # noqa: E402
+
+# Django's handler, with raw (application/octet-stream) bodies such as upload chunks streamed
+# to the view as they arrive instead of spooled to a temporary file first (streamed_body.py),
+# and each request on a request thread handled there in one call (request_threads.py).
+django_asgi_app = RequestThreadHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

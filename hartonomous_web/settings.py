@@ -113,17 +113,22 @@ TEMPLATES = [
 # DATABASE_URL: sqlite:///path, postgres://user@host/db, or
 # mssql://user:pass@host:1433/db?driver=ODBC+Driver+18+for+SQL+Server (see sql/README.md).
 DATABASE_URL = env("DATABASE_URL", f"sqlite:///{DATA_DIR / 'hartonomous.sqlite3'}")
-# CONN_MAX_AGE stays 0: under ASGI every request runs in its own thread, so a persistent
-# connection is never reused, only left open until garbage collection (Django's docs: "When
-# using ASGI, persistent connections should be disabled"); 20 concurrent clients exhausted
-# PostgreSQL's 100 connections in bench/web_latency.py.
+# CONN_MAX_AGE is 0 except in the web server's request threads (below): Django's own ASGI
+# handler runs every request in a new thread, where a persistent connection is never reused,
+# only left open until garbage collection (20 concurrent clients once exhausted PostgreSQL's
+# 100 connections in bench/web_latency.py).
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     Path(_db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # Web, worker and tests share one file: wait for locks instead of failing, and let
     # readers run beside the writer (WAL).
-    _db["CONN_MAX_AGE"] = 0
+    # The web server (DATABASE_POOL, set by asgi.py) runs requests on a few long-lived threads
+    # (request_threads.py): each keeps its connection instead of opening the file, mapping the
+    # WAL index and running the PRAGMAs again on every request. Other processes (workers,
+    # commands, tests) open and close one per unit of work as before.
+    _db["CONN_MAX_AGE"] = 600 if env_bool("DATABASE_POOL", False) else 0
+    _db["CONN_HEALTH_CHECKS"] = True
     _db["OPTIONS"] = {
         "timeout": 30,
         "transaction_mode": "IMMEDIATE",
@@ -168,7 +173,7 @@ if REDIS_URL:
     }
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "hartonomous_web.redis_cache.SharedRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "hartonomous",
         }
