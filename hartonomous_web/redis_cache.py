@@ -7,8 +7,8 @@ disk), only to drop it when the request ended. On the token-authenticated API, w
 throttling reads and writes the cache on every request, that was about a fifth of the
 request's CPU (``bench/web_latency.py``, py-spy).
 
-:class:`SharedRedisCache` keeps one redis-py client (thread-safe, with its pool) per
-location and options for the life of the process; redis-py itself replaces the pool's
+:class:`SharedRedisCache` keeps one cache client (with its pools and ``redis.Redis``
+objects, all thread-safe) per location and options for the life of the process; redis-py itself replaces the pool's
 connections in a forked child (RQ's work horses).
 """
 
@@ -16,14 +16,34 @@ from __future__ import annotations
 
 import threading
 
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from django.utils.functional import cached_property
 
 _clients: dict[tuple, object] = {}
 _lock = threading.Lock()
 
 
+class ReusedClientRedisCacheClient(RedisCacheClient):
+    """Django's client, keeping one ``redis.Redis`` per pool instead of making one per command
+    (each builds redis-py's table of a hundred-odd response callbacks)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._redis_clients: dict[int, object] = {}
+
+    def get_client(self, key=None, *, write=False):
+        pool = self._get_connection_pool(write)
+        client = self._redis_clients.get(id(pool))
+        if client is None:
+            client = self._redis_clients[id(pool)] = self._client(connection_pool=pool)
+        return client
+
+
 class SharedRedisCache(RedisCache):
+    def __init__(self, server, params) -> None:
+        super().__init__(server, params)
+        self._class = ReusedClientRedisCacheClient
+
     @cached_property
     def _cache(self):
         key = (self._class, tuple(self._servers), repr(sorted(self._options.items())))

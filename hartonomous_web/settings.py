@@ -89,9 +89,12 @@ MIDDLEWARE = [
 ROOT_URLCONF = "hartonomous_web.urls"
 ASGI_APPLICATION = "hartonomous_web.asgi.application"
 #: HTTP requests that run Django code at once in the one server process, each on its own
-#: long-lived thread (hartonomous_web/request_threads.py); more wait their turn. The GIL lets
-#: one thread run Python at a time, so a few are enough to overlap database and Redis waits.
+#: long-lived thread (hartonomous_web/request_threads.py); more wait their turn.
 WEB_THREADS = int(env("WEB_THREADS", "4"))
+#: Requests start one at a time; a request that has run this long lets the next one start
+#: beside it on another thread (request_threads.py: quick requests never share the GIL, slow
+#: ones hold the others up for no longer than this).
+WEB_THREAD_HANDOFF_MS = float(env("WEB_THREAD_HANDOFF_MS", "50"))
 
 TEMPLATES = [
     {

@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from projects.tenancy import TenantModel, TenantQuerySet
+from projects.tenant_cache import TrackedWritesQuerySet
 
 
 def hash_secret(secret: str) -> str:
@@ -38,7 +39,7 @@ class Role(models.TextChoices):
         return cls.rank(role) >= cls.rank(needed)
 
 
-class OrganizationQuerySet(models.QuerySet):
+class OrganizationQuerySet(TrackedWritesQuerySet):
     def for_user(self, user) -> "OrganizationQuerySet":
         if not user or not user.is_authenticated:
             return self.none()

@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING
 
 from django.db import models
 
+from projects.tenant_cache import TrackedWritesQuerySet
+
 if TYPE_CHECKING:  # pragma: no cover
     from projects.models import Organization
 
 
-class TenantQuerySet(models.QuerySet):
+class TenantQuerySet(TrackedWritesQuerySet):
     def for_org(self, org: "Organization") -> "TenantQuerySet":
         """Rows belonging to ``org`` (and nothing else)."""
         return self.filter(**{self.model.tenant_field: org})

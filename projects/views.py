@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -9,11 +11,13 @@ from django.contrib.auth.forms import UserCreationForm
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_http_methods
 
-from projects import actions
+from projects import actions, tenant_cache
 from projects.actions import ActionError
 from projects.forms import (
     DeleteOrganizationForm,
@@ -24,7 +28,7 @@ from projects.forms import (
     TokenForm,
 )
 from projects.jobs_base import reap_stale_jobs
-from projects.models import ApiToken, Invitation, Job, JobStatus, Membership, Organization, Project, Role
+from projects.models import ApiToken, Invitation, Job, JobStatus, LanguageModel, Membership, Organization, Project, Role
 from projects.views_base import OrgPageView, OrgView
 
 # --- Accounts and organisations (outside any organisation) --------------------------------
@@ -109,21 +113,35 @@ def readyz(request):
 
 
 class DashboardView(OrgPageView):
+    """The organisation at a glance. Its content is cached per organisation, role and minute
+    (relative times), and thrown away when any of the rows it shows changes (tenant_cache.py)."""
+
     template_name = "projects/dashboard.html"
 
     def get_context_data(self, **kwargs):
-        reap_stale_jobs()
-        context = super().get_context_data(**kwargs)
-        context["projects"] = self.scoped(Project).active()[:10]
-        context["project_count"] = self.scoped(Project).active().count()
-        context["jobs"] = self.scoped(Job).select_related("project")[:10]
-        context["running_count"] = self.scoped(Job).filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).count()
-        context["member_count"] = self.scoped(Membership).count()
         from runtime.models import Agent  # the runtime app builds on this one
 
-        context["agents"] = self.scoped(Agent).select_related("model")[:10]
-        context["sections"] = ["Models", "Datasets", "Analyses", "Students"]
+        reap_stale_jobs()
+        context = super().get_context_data(**kwargs)
+        role = self.membership.role
+        context["content"] = mark_safe(tenant_cache.cached(  # our own template's output, escaped there
+            self.org.pk, f"dashboard:{role}:{int(time.time() // 60)}",
+            depends_on=(Organization, Membership, Project, Job, Agent, LanguageModel),
+            build=lambda: render_to_string("projects/_dashboard_content.html", self.content_context(Agent)),
+        ))
         return context
+
+    def content_context(self, agent_model) -> dict:
+        active = self.scoped(Project).active()
+        return {
+            "org": self.org, "membership": self.membership,
+            "projects": list(active[:10]), "project_count": active.count(),
+            "jobs": list(self.scoped(Job).select_related("project")[:10]),
+            "running_count": self.scoped(Job).filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).count(),
+            "member_count": self.scoped(Membership).count(),
+            "agents": list(self.scoped(agent_model).select_related("model")[:10]),
+            "sections": ["Models", "Datasets", "Analyses", "Students"],
+        }
 
 
 class ProjectListView(OrgPageView):

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from django.http import Http404
 from rest_framework import permissions, viewsets
+from rest_framework.response import Response
 
+from projects import tenant_cache
 from projects.models import ApiToken, Role
 from projects.views_base import SAFE_METHODS, resolve_membership
 
@@ -74,3 +76,22 @@ class OrgScopedMixin:
 
 class OrgScopedViewSet(OrgScopedMixin, viewsets.GenericViewSet):
     lookup_value_regex = r"[^/]+"
+
+
+class CachedListMixin:
+    """``list`` answered from the organisation's cache while the listed rows are unchanged.
+
+    The page is kept per full URL (filters, pagination, host in the next/previous links) and
+    thrown away when a row of ``model`` (or of ``cache_depends_on``) in the organisation is
+    written (``projects/tenant_cache.py``); the model must be tracked.
+    """
+
+    cache_depends_on: tuple = ()
+
+    def list(self, request, *args, **kwargs):
+        page = tenant_cache.cached(
+            self.org.pk, f"api:{type(self).__name__}:{request.build_absolute_uri()}",
+            depends_on=(self.model, *self.cache_depends_on),
+            build=lambda: super(CachedListMixin, self).list(request, *args, **kwargs).data,
+        )
+        return Response(page)

@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from projects import actions, blobs
 from projects.api import serializers as s
-from projects.api.base import OrgScopedViewSet
+from projects.api.base import CachedListMixin, OrgScopedViewSet
 from projects.jobs_base import reap_stale_jobs, registry
 from projects.models import ApiToken, Invitation, Job, Membership, Organization, Project, Role, Upload, UploadStatus
 
@@ -102,7 +102,7 @@ class OrganizationViewSet(
         actions.do_delete_organization(self.org, confirm_slug=self.org.slug)
 
 
-class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin, OrgScopedViewSet):
+class ProjectViewSet(CachedListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin, OrgScopedViewSet):
     """Projects of the organisation. Archive instead of delete; `?archived=1` lists archived ones."""
 
     model = Project

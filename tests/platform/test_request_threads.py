@@ -111,29 +111,40 @@ def test_errors_are_answered_by_the_same_middleware(actors):
     assert b"detail" in response["body"] or b"error" in response["body"]
 
 
-def test_at_most_size_requests_run_at_once_and_unbounded_paths_skip_the_slots():
-    running = {"now": 0, "most": 0, "flags": []}
+def run_concurrently(paths: list[str], seconds: float, *, size: int = 2, handoff: float = 0.05) -> dict:
+    """Requests to ``paths`` at once through RequestThreads, each taking ``seconds``."""
+    seen = {"now": 0, "most": 0, "flags": []}
 
     async def app(scope, receive, send):
-        running["flags"].append((scope["path"], scope.get(ON_REQUEST_THREAD, False)))
-        running["now"] += 1
-        running["most"] = max(running["most"], running["now"])
-        await asyncio.sleep(0.02)
-        running["now"] -= 1
+        seen["flags"].append((scope["path"], scope.get(ON_REQUEST_THREAD, False)))
+        seen["now"] += 1
+        seen["most"] = max(seen["most"], seen["now"])
+        await asyncio.sleep(seconds)
+        seen["now"] -= 1
 
     async def main():
-        threads = RequestThreads(app, 2, unbounded_prefixes=("/v1/",))
-        await asyncio.gather(*(threads(scope_for(f"/page/{i}"), None, None) for i in range(6)))
-        page_most = running["most"]
-        running["most"] = 0
-        await asyncio.gather(*(threads(scope_for(f"/v1/chat/{i}"), None, None) for i in range(6)))
-        return page_most, running["most"]
+        threads = RequestThreads(app, size, handoff=handoff, unbounded_prefixes=("/v1/",))
+        await asyncio.gather(*(threads(scope_for(path), None, None) for path in paths))
 
-    page_most, unbounded_most = asyncio.run(main())
-    assert page_most == 2
-    assert unbounded_most == 6
-    assert all(flag for path, flag in running["flags"] if path.startswith("/page/"))
-    assert not any(flag for path, flag in running["flags"] if path.startswith("/v1/"))
+    asyncio.run(main())
+    return seen
+
+
+def test_quick_requests_run_one_at_a_time():
+    seen = run_concurrently([f"/page/{i}" for i in range(6)], 0.005, size=4, handoff=0.2)
+    assert seen["most"] == 1
+    assert all(flag for _, flag in seen["flags"])
+
+
+def test_a_slow_request_lets_the_next_start_after_the_handoff_and_no_more_than_size_run():
+    seen = run_concurrently([f"/page/{i}" for i in range(6)], 0.2, size=2, handoff=0.02)
+    assert seen["most"] == 2
+
+
+def test_unbounded_paths_skip_the_slots():
+    seen = run_concurrently([f"/v1/chat/{i}" for i in range(6)], 0.05, size=1)
+    assert seen["most"] == 6
+    assert not any(flag for _, flag in seen["flags"])
 
 
 def test_a_thread_count_below_one_is_refused():
