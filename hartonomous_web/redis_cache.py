@@ -1,4 +1,5 @@
-"""Django's Redis cache with one connection pool per process instead of one per request.
+"""Django's Redis cache with one connection pool per process instead of one per request,
+and the session engine that reads sessions through it.
 
 Django keeps cache objects in a context-local store, and under ASGI every request runs in a
 context of its own: each request built a new ``RedisCache``, a new connection pool and a new
@@ -10,14 +11,23 @@ request's CPU (``bench/web_latency.py``, py-spy).
 :class:`SharedRedisCache` keeps one cache client (with its pools and ``redis.Redis``
 objects, all thread-safe) per location and options for the life of the process; redis-py itself replaces the pool's
 connections in a forked child (RQ's work horses).
+
+``SESSION_ENGINE = "hartonomous_web.redis_cache"`` (set when Redis is configured) is Django's
+``cached_db`` engine — sessions read from the cache, written through to the database — with
+every cache call made safe: while Redis cannot be reached, sessions are read from and written
+to the database alone (and the failure is logged) instead of failing the page.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 
+from django.contrib.sessions.backends import cached_db
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from django.utils.functional import cached_property
+
+logger = logging.getLogger(__name__)
 
 _clients: dict[tuple, object] = {}
 _lock = threading.Lock()
@@ -52,3 +62,63 @@ class SharedRedisCache(RedisCache):
             if client is None:
                 client = _clients[key] = self._class(self._servers, **self._options)
         return client
+
+    def incr_with_expiry(self, key, ttl: int, version=None) -> int:
+        """Add one to an integer counter, creating it with a ``ttl`` (seconds): one round trip."""
+        key = self.make_and_validate_key(key, version=version)
+        client = self._cache.get_client(key, write=True)
+        pipe = client.pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, ttl, nx=True)
+        return int(pipe.execute()[0])
+
+
+class _Forgiving:
+    """The few cache calls sessions make, answered as a miss when the cache is unreachable."""
+
+    def __init__(self, cache) -> None:
+        self._cache = cache
+
+    def _try(self, what: str, call, *args, default=None):
+        try:
+            return call(*args)
+        except Exception:
+            logger.error("Session cache unreachable (%s): using the database alone.", what, exc_info=True)
+            return default
+
+    def get(self, key):
+        return self._try("get", self._cache.get, key)
+
+    def set(self, key, value, timeout):
+        self._try("set", self._cache.set, key, value, timeout)
+
+    def delete(self, key):
+        self._try("delete", self._cache.delete, key)
+
+    def __contains__(self, key) -> bool:
+        return bool(self._try("has_key", self._cache.has_key, key, default=False))
+
+    async def aget(self, key):
+        try:
+            return await self._cache.aget(key)
+        except Exception:
+            logger.error("Session cache unreachable (get): using the database alone.", exc_info=True)
+            return None
+
+    async def aset(self, key, value, timeout):
+        try:
+            await self._cache.aset(key, value, timeout)
+        except Exception:
+            logger.error("Session cache unreachable (set): using the database alone.", exc_info=True)
+
+    async def adelete(self, key):
+        try:
+            await self._cache.adelete(key)
+        except Exception:
+            logger.error("Session cache unreachable (delete): using the database alone.", exc_info=True)
+
+
+class SessionStore(cached_db.SessionStore):
+    def __init__(self, session_key=None) -> None:
+        super().__init__(session_key)
+        self._cache = _Forgiving(self._cache)

@@ -174,6 +174,9 @@ if REDIS_URL:
             "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "prefix": "hartonomous:channels"},
         }
     }
+    # Sessions are read from Redis, written through to the database (which keeps them if
+    # Redis loses them): one database query less on every page.
+    SESSION_ENGINE = "hartonomous_web.redis_cache"  # Django's cached_db, safe without Redis
     CACHES = {
         "default": {
             "BACKEND": "hartonomous_web.redis_cache.SharedRedisCache",
@@ -253,8 +256,8 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "projects.api.errors.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "projects.api.throttling.WindowAnonRateThrottle",
+        "projects.api.throttling.WindowUserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env("API_THROTTLE_ANON", "60/minute"),

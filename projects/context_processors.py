@@ -7,7 +7,8 @@ def tenancy(request):
     if not user or not user.is_authenticated:
         return {}
     return {
-        "my_orgs": Organization.objects.for_user(user).order_by("name"),
+        # Pages inside an organisation found them while resolving the membership (views_base).
+        "my_orgs": getattr(request, "my_orgs", None) or Organization.objects.for_user(user).order_by("name"),
         "current_org": getattr(request, "org", None),
         "current_membership": getattr(request, "membership", None),
     }

@@ -35,6 +35,20 @@ def resolve_membership(user, org_slug: str) -> Membership:
     return membership
 
 
+def resolve_membership_among_all(user, org_slug: str) -> tuple[Membership, list[Membership]]:
+    """Like :func:`resolve_membership`, with all of the user's memberships (by organisation
+    name) from the same query: a page needs them for its organisation switcher anyway."""
+    if not user.is_authenticated:
+        raise Http404
+    everywhere = list(Membership.objects.select_related("organization").filter(user=user)
+                      .order_by("organization__name", "organization_id"))
+    for membership in everywhere:
+        membership.user = user
+        if membership.organization.slug == org_slug:
+            return membership, everywhere
+    raise Http404("No such organisation.")
+
+
 class OrgView(LoginRequiredMixin, TemplateResponseMixin, ContextMixin, View):
     """A page inside one organisation. Subclasses set ``template_name`` and the roles."""
 
@@ -46,9 +60,10 @@ class OrgView(LoginRequiredMixin, TemplateResponseMixin, ContextMixin, View):
     def dispatch(self, request, *args, **kwargs):
         if not request.user.is_authenticated:
             return self.handle_no_permission()
-        self.membership = resolve_membership(request.user, kwargs.pop("org_slug"))
+        self.membership, everywhere = resolve_membership_among_all(request.user, kwargs.pop("org_slug"))
         self.org = self.membership.organization
         request.org, request.membership = self.org, self.membership
+        request.my_orgs = [m.organization for m in everywhere]  # the header's switcher (context_processors)
         needed = self.read_role if request.method in SAFE_METHODS else self.write_role
         if not self.membership.has_role(needed):
             raise PermissionDenied(f"This needs the {needed} role; you are {self.membership.role}.")

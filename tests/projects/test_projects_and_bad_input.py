@@ -108,6 +108,20 @@ def test_job_pages_render_for_each_state(actors, client):
     assert client.get(f"/o/{actors.org.slug}/jobs/?status=failed").context["jobs"].count() == 1
 
 
+def test_window_counters_count_on_redis_and_on_other_caches():
+    from django.test import override_settings
+
+    from projects.api.throttling import count_in_window
+
+    cache.clear()
+    assert [count_in_window("probe", 5) for _ in range(3)] == [1, 2, 3]
+    if hasattr(cache, "incr_with_expiry"):  # the Redis path: the counter expires on its own
+        assert 0 < cache._cache.get_client(write=True).ttl(cache.make_and_validate_key("probe")) <= 5
+    with override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}):
+        assert [count_in_window("probe", 5) for _ in range(3)] == [1, 2, 3]
+    cache.clear()
+
+
 def test_api_is_throttled(actors, api_as, settings):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": "2/minute", "user": "3/minute"}}
     from rest_framework.throttling import SimpleRateThrottle
@@ -117,9 +131,12 @@ def test_api_is_throttled(actors, api_as, settings):
     cache.clear()
     try:
         api = api_as(actors.member)
-        codes = [api.get(f"/api/v1/orgs/{actors.org.slug}/projects/").status_code for _ in range(4)]
-        assert codes == [200, 200, 200, 429]
+        responses = [api.get(f"/api/v1/orgs/{actors.org.slug}/projects/") for _ in range(4)]
+        assert [r.status_code for r in responses] == [200, 200, 200, 429]
+        assert 0 < int(responses[-1]["Retry-After"]) <= 60  # what is left of this minute's window
         assert "throttled" in api.get("/api/v1/me/").json()["error"]["code"]
+        # Each user has a counter of their own.
+        assert api_as(actors.viewer).get(f"/api/v1/orgs/{actors.org.slug}/projects/").status_code == 200
     finally:
         SimpleRateThrottle.THROTTLE_RATES = original
         cache.clear()
