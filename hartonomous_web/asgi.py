@@ -6,10 +6,17 @@ import os
 import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hartonomous_web.settings")
-# The server process pools its PostgreSQL connections (settings.py: DATABASE_POOL); set
-# DATABASE_POOL=0 to turn it off.
-os.environ.setdefault("DATABASE_POOL", "1")
-django.setup(set_prefix=False)  # what django.core.asgi.get_asgi_application() does
+# The server process pools its database connections (settings.py: DATABASE_POOL); set
+# DATABASE_POOL=0 to turn it off. Only this process: the variable is not left for the
+# processes it starts (nor for a test run that imports this module) to inherit.
+if "DATABASE_POOL" in os.environ:
+    django.setup(set_prefix=False)  # what django.core.asgi.get_asgi_application() does
+else:
+    os.environ["DATABASE_POOL"] = "1"
+    try:
+        django.setup(set_prefix=False)
+    finally:
+        del os.environ["DATABASE_POOL"]
 
 from django.conf import settings  # noqa: E402
 
