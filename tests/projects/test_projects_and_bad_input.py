@@ -193,3 +193,21 @@ def test_list_filters_narrow_api_lists(actors, api_as):
     assert [j["status"] for j in api.get(base + "?status=failed").json()["results"]] == ["failed"]
     assert [j["kind"] for j in api.get(base + f"?project={actors.project.slug}").json()["results"]] == ["projects.recount_stats"]
     assert api.get(base + "?kind=tests.slow_count").json()["count"] == 1
+
+
+def test_the_page_frame_links_the_users_organisations_and_the_current_ones_sections(actors, client_as):
+    from django.urls import reverse
+
+    from projects import actions
+
+    third = actions.do_create_organization(actors.member, "Aardvark Org", "aardvark")
+    page = client_as(actors.member).get(reverse("project-list", kwargs={"org_slug": actors.org.slug})).content.decode()
+    switcher = page[page.index('<select id="org-switch"'):page.index("</select>")]
+    # The member's organisations, by name, each option the organisation's dashboard; the current one selected.
+    assert switcher.index("Aardvark Org") < switcher.index("Alice Labs")
+    assert f'value="{reverse("dashboard", kwargs={"org_slug": third.slug})}"' in switcher
+    assert f'value="{reverse("dashboard", kwargs={"org_slug": actors.org.slug})}" selected' in switcher
+    assert "Charlie Co" not in switcher
+    for name in ("dashboard", "project-list", "model-list", "job-list", "org-settings"):
+        assert f'href="{reverse(name, kwargs={"org_slug": actors.org.slug})}"' in page
+    assert f'action="{reverse("logout")}"' in page
