@@ -27,10 +27,16 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             secret = header[1].decode()
         except UnicodeError:
             raise exceptions.AuthenticationFailed("The token contains invalid characters.")
-        token = ApiToken.objects.active().select_related("user", "organization").filter(token_hash=hash_secret(secret)).first()
-        if token is None:
-            raise exceptions.AuthenticationFailed("Invalid, expired or revoked API token.")
-        membership = Membership.objects.for_org(token.organization).filter(user=token.user).order_by().first()
+        # get(), not first(): both lookups are unique, and first() would order (and compile
+        # the ordering of) what can only be one row, on every API request.
+        try:
+            token = ApiToken.objects.active().select_related("user", "organization").get(token_hash=hash_secret(secret))
+        except ApiToken.DoesNotExist:
+            raise exceptions.AuthenticationFailed("Invalid, expired or revoked API token.") from None
+        try:
+            membership = Membership.objects.for_org(token.organization).get(user=token.user)
+        except Membership.DoesNotExist:
+            membership = None
         if not token.user.is_active or membership is None:
             raise exceptions.AuthenticationFailed("This token's owner is no longer a member of its organisation.")
         # The organisation's views need this membership next (OrgScopedMixin.resolve_org): one
