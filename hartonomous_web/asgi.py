@@ -9,13 +9,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hartonomous_web.settings")
 # The server process pools its database connections (settings.py: DATABASE_POOL); set
 # DATABASE_POOL=0 to turn it off. Only this process: the variable is not left for the
 # processes it starts (nor for a test run that imports this module) to inherit.
-if "DATABASE_POOL" in os.environ:
-    django.setup(set_prefix=False)  # what django.core.asgi.get_asgi_application() does
-else:
+_pool_set_here = "DATABASE_POOL" not in os.environ
+if _pool_set_here:
     os.environ["DATABASE_POOL"] = "1"
-    try:
-        django.setup(set_prefix=False)
-    finally:
+try:
+    django.setup(set_prefix=False)  # what django.core.asgi.get_asgi_application() does
+finally:
+    if _pool_set_here:
         del os.environ["DATABASE_POOL"]
 
 from django.conf import settings  # noqa: E402

@@ -98,24 +98,21 @@ class _Forgiving:
     def __contains__(self, key) -> bool:
         return bool(self._try("has_key", self._cache.has_key, key, default=False))
 
-    async def aget(self, key):
+    async def _atry(self, what: str, call, *args, default=None):
         try:
-            return await self._cache.aget(key)
+            return await call(*args)
         except Exception:
-            logger.error("Session cache unreachable (get): using the database alone.", exc_info=True)
-            return None
+            logger.error("Session cache unreachable (%s): using the database alone.", what, exc_info=True)
+            return default
+
+    async def aget(self, key):
+        return await self._atry("get", self._cache.aget, key)
 
     async def aset(self, key, value, timeout):
-        try:
-            await self._cache.aset(key, value, timeout)
-        except Exception:
-            logger.error("Session cache unreachable (set): using the database alone.", exc_info=True)
+        await self._atry("set", self._cache.aset, key, value, timeout)
 
     async def adelete(self, key):
-        try:
-            await self._cache.adelete(key)
-        except Exception:
-            logger.error("Session cache unreachable (delete): using the database alone.", exc_info=True)
+        await self._atry("delete", self._cache.adelete, key)
 
 
 class SessionStore(cached_db.SessionStore):

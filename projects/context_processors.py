@@ -2,6 +2,7 @@ from functools import lru_cache
 
 from django.core.signals import setting_changed
 from django.urls import get_script_prefix, reverse
+from django.utils.functional import SimpleLazyObject
 
 from projects.models import Organization
 
@@ -41,11 +42,15 @@ def tenancy(request):
     user = getattr(request, "user", None)
     if not user or not user.is_authenticated:
         return {"site_urls": site_urls(prefix)}
-    # Pages inside an organisation found them while resolving the membership (views_base).
-    my_orgs = getattr(request, "my_orgs", None) or Organization.objects.for_user(user).order_by("name")
+    def switcher():
+        # Pages inside an organisation found them while resolving the membership (views_base).
+        my_orgs = getattr(request, "my_orgs", None) or Organization.objects.for_user(user).order_by("name")
+        return [(o, org_urls(prefix, o.slug)["dashboard"]) for o in my_orgs]
+
     current_org = getattr(request, "org", None)
     return {
-        "org_switcher": [(o, org_urls(prefix, o.slug)["dashboard"]) for o in my_orgs],
+        # Built when a template first uses it: htmx fragments render without the header.
+        "org_switcher": SimpleLazyObject(switcher),
         "current_org": current_org,
         "current_membership": getattr(request, "membership", None),
         "section_urls": org_urls(prefix, current_org.slug) if current_org else {},

@@ -65,10 +65,6 @@ def track(*model_classes: type[models.Model]) -> None:
         post_delete.connect(_row_written, sender=model, dispatch_uid=f"tenant-cache-delete-{model._meta.label}")
 
 
-def is_tracked(model: type[models.Model]) -> bool:
-    return model in _tracked
-
-
 def _org_id_of(instance: models.Model) -> int | None:
     path = _tracked[type(instance)]
     return instance.pk if path == "pk" else getattr(instance, f"{path}_id", None)

@@ -154,19 +154,20 @@ class EndpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
     @action(detail=True, methods=["post"])
     def promote(self, request, **kwargs):
         """The candidate becomes the baseline; the test ends (its results are kept in the history)."""
-        endpoint = self.get_object()
-        data = s.NoteSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        return Response(self.detail_of(actions.do_promote_candidate(endpoint, request.user, data.validated_data["note"])))
+        return self.noted(request, actions.do_promote_candidate)
 
     @extend_schema(request=s.NoteSerializer, responses=s.EndpointDetailSerializer)
     @action(detail=True, methods=["post"])
     def stop(self, request, **kwargs):
         """End the test: everything goes to the baseline again."""
+        return self.noted(request, actions.do_stop_test)
+
+    def noted(self, request, do):
+        """``do(endpoint, user, note)`` with the note of the request body; the endpoint's detail."""
         endpoint = self.get_object()
         data = s.NoteSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return Response(self.detail_of(actions.do_stop_test(endpoint, request.user, data.validated_data["note"])))
+        return Response(self.detail_of(do(endpoint, request.user, data.validated_data["note"])))
 
 
 CONVERSATION_FILTERS = [
