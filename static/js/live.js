@@ -111,7 +111,8 @@
       attempt = 0;
       document.body.dataset.live = "ws";
       if (pollTimer) { window.clearInterval(pollTimer); pollTimer = null; }
-      // Catch up on anything that changed between rendering the page and connecting.
+      // Catch up on anything that changed between rendering the page and connecting: job
+      // panels and table rows that were queued or running carry a data-poll-url.
       refreshPanels();
     };
     socket.onmessage = function (message) {

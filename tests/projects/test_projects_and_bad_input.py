@@ -105,6 +105,9 @@ def test_job_pages_render_for_each_state(actors, client):
         assert ("data-poll-url" in fragment) == (status in ("queued", "running"))
         row = client.get(f"/o/{actors.org.slug}/jobs/{job.pk}/?fragment=row").content.decode()
         assert row.lstrip().startswith(f'<tr data-job-id="{job.pk}"')
+        # A row still moving refreshes itself when the page's socket opens (events sent before
+        # it connected) or, without a socket, by polling; a finished one is final.
+        assert (f'data-poll-url="/o/{actors.org.slug}/jobs/{job.pk}/?fragment=row"' in row) == (status in ("queued", "running"))
     assert client.get(f"/o/{actors.org.slug}/jobs/?status=failed").context["jobs"].count() == 1
 
 
