@@ -41,6 +41,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from _machine import describe  # noqa: E402
 from _processes import free_port, start_redis, stop, wait_for  # noqa: E402
 
+from hartonomous_web.server_command import uvicorn_command  # noqa: E402
+
 GOAL_DECODE_RATIO = 0.97
 GOAL_TTFT_OVERHEAD_MS = 30.0
 CONTEXT = 2048
@@ -266,8 +268,7 @@ def main() -> int:
 
         log("starting the server as scripts/run.sh does (one uvicorn process)")
         server_log = open(work / "server.log", "wb")
-        server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--lifespan", "off",
-                                   "hartonomous_web.asgi:application"], cwd=ROOT, env=env, stdout=server_log,
+        server = subprocess.Popen(uvicorn_command(sys.executable, "127.0.0.1", port), cwd=ROOT, env=env, stdout=server_log,
                                   stderr=subprocess.STDOUT, start_new_session=True)
         wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status == 200, "server", 90)
 

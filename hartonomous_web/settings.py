@@ -230,6 +230,9 @@ UPLOAD_MAX_BYTES = int(env("UPLOAD_MAX_BYTES", str(200 * 1024**3)))
 #: (X-Chunk-SHA256), hence 64 MiB there; API clients may send up to UPLOAD_MAX_CHUNK_BYTES.
 UPLOAD_CHUNK_BYTES = int(env("UPLOAD_CHUNK_BYTES", str(64 * 1024**2)))
 UPLOAD_MAX_CHUNK_BYTES = 256 * 1024**2
+#: Write upload chunks with O_DIRECT (straight to the disk, not through the page cache) where the
+#: file system allows it; file systems that refuse it (tmpfs) are written through the page cache.
+UPLOAD_DIRECT_IO = env_bool("UPLOAD_DIRECT_IO", True)
 
 # --- Auth ----------------------------------------------------------------------------
 LOGIN_URL = "login"

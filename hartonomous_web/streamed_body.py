@@ -118,12 +118,32 @@ class StreamedBody(io.RawIOBase):
 
     def read(self, size: int = -1) -> bytes:
         """Up to ``size`` bytes (all that is left with -1); ``b""`` at the end of the body."""
+        if size is None or size < 0:
+            self._check_thread()
+            return b"".join(iter(lambda: self.read(self._read_ahead), b""))
+        taken = self._take(size)
+        if len(taken) == 1 and type(taken[0]) is bytes:
+            return taken[0]
+        return b"".join(taken)
+
+    def readinto(self, buffer) -> int:
+        """Fill ``buffer`` with up to its length in bytes, copied once from the pieces received; 0 at the end."""
+        view = memoryview(buffer).cast("B")
+        count = 0
+        for piece in self._take(len(view)):
+            view[count:count + len(piece)] = piece
+            count += len(piece)
+        return count
+
+    def _check_thread(self) -> None:
         if threading.get_ident() == self._loop_thread:
             raise RuntimeError("A streamed request body cannot be read on the event loop's thread.")
-        if size is None or size < 0:
-            return b"".join(iter(lambda: self.read(self._read_ahead), b""))
+
+    def _take(self, size: int) -> list:
+        """The next pieces, ``size`` bytes at most, once ``MIN_READ`` bytes wait (or the body ended)."""
+        self._check_thread()
         if size == 0:
-            return b""
+            return []
         want = min(size, MIN_READ, self._read_ahead)
         with self._cond:
             waited_since = time.monotonic()
@@ -136,13 +156,14 @@ class StreamedBody(io.RawIOBase):
                     self._ended = self._disconnected = True  # a stalled client counts as gone
                     break
             if not self._pieces:
-                return b""
+                return []
             was_full = self._buffered >= self._read_ahead
             taken, count = [], 0
             while self._pieces and count < size:
                 piece = self._pieces.popleft()
-                if count + len(piece) > size:
+                if count + len(piece) > size:  # split without copying: the rest stays as a view
                     keep = size - count
+                    piece = memoryview(piece)
                     self._pieces.appendleft(piece[keep:])
                     piece = piece[:keep]
                 taken.append(piece)
@@ -150,12 +171,7 @@ class StreamedBody(io.RawIOBase):
             self._buffered -= count
         if was_full:
             self._loop.call_soon_threadsafe(self._room.set)
-        return taken[0] if len(taken) == 1 else b"".join(taken)
-
-    def readinto(self, buffer) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+        return taken
 
     def close(self) -> None:
         with self._cond:
@@ -181,6 +197,13 @@ class StreamingBodyHandler(ASGIHandler):
             await super().handle(scope, body.receive_after_body, send)
         finally:
             body.close()
+
+    def create_request(self, scope, body_file):
+        request, error = super().create_request(scope, body_file)
+        if request is not None and isinstance(body_file, StreamedBody):
+            # Views that can take the bytes straight into their own buffers (``readinto``) find it here.
+            request.streamed_body = body_file
+        return request, error
 
     async def read_body(self, receive):
         body = getattr(receive, "__self__", None)

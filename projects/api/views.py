@@ -310,7 +310,10 @@ class UploadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Des
         if int(request.headers.get("Content-Length") or 0) != length:
             raise actions.ActionError("Content-Length must equal the length given by Content-Range.", field="Content-Length")
         try:
-            blobs.receive_chunk(upload, start, request.stream, length, request.headers.get("X-Chunk-SHA256"))
+            # The raw body as the server streams it (hartonomous_web/streamed_body.py), read into the
+            # upload's own buffers; Django's request stream otherwise (the test client, other servers).
+            body = getattr(request, "streamed_body", None) or request.stream
+            blobs.receive_chunk(upload, start, body, length, request.headers.get("X-Chunk-SHA256"))
         except blobs.ChunkOffsetError as exc:
             return Response(
                 {"error": {"status": 409, "code": "offset_mismatch", "message": str(exc), "fields": {}, "offset": exc.expected}},

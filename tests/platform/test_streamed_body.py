@@ -107,6 +107,26 @@ def test_the_view_reads_every_byte_in_order_and_never_more_than_asked(loop):
     assert body.read(10) == b""  # the end stays the end
 
 
+def test_readinto_fills_the_callers_buffer_across_pieces_and_mixes_with_read(loop):
+    pieces = [bytes([i]) * (700 + 91 * i) for i in range(30)]
+    body = loop.body(read_ahead=8_000)
+    for piece in pieces[:-1]:
+        loop.send(piece)
+    loop.send(pieces[-1], more=False)
+    buffer = bytearray(3000)
+    got = []
+    while True:
+        # readinto and read take turns: a piece split by one is continued by the other.
+        count = body.readinto(memoryview(buffer)[:2500])
+        if not count:
+            break
+        got.append(bytes(buffer[:count]))
+        assert count <= 2500
+        got.append(body.read(333))
+    assert b"".join(got) == b"".join(pieces)
+    assert body.readinto(buffer) == 0
+
+
 def test_the_event_loop_receives_no_further_ahead_than_its_buffer(loop):
     body = loop.body(read_ahead=5000)
     for _ in range(20):

@@ -7,6 +7,7 @@ import io
 import os
 from pathlib import Path
 
+import pytest
 from django.core.files.storage import default_storage
 
 from projects import blobs
@@ -183,3 +184,102 @@ def test_chunk_checked_in_many_pieces_keeps_both_digests_in_order(actors, api_as
     assert blobs._running[str(upload.pk)][3].hexdigest() == hashlib.sha256(data).hexdigest()  # complete will use it
     body = api.post(f"{url}complete/").json()
     assert body["blob_sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def _upload_in_chunks(api, org, project, data: bytes, sizes: list[int]) -> tuple[str, dict]:
+    base = f"/api/v1/orgs/{org.slug}/uploads/"
+    url = f"{base}{api.post(base, {'project': project.slug, 'filename': 'm.gguf', 'size': len(data)}, format='json').json()['id']}/"
+    start = 0
+    for size in sizes:
+        response = put_chunk(api, url, data[start:start + size], start, len(data))
+        assert response.status_code == 200, response.content
+        start += size
+    assert start == len(data)
+    return url, api.post(f"{url}complete/").json()
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["o_direct", "page_cache"])
+def test_chunks_at_unaligned_offsets_are_stored_exactly(actors, api_as, settings, monkeypatch, direct):
+    """Chunks that start and end mid-block, each spanning several buffers: with O_DIRECT the partial
+    block a chunk leaves is read back and rewritten whole by the next one."""
+    settings.UPLOAD_DIRECT_IO = direct
+    monkeypatch.setattr(blobs, "IO_CHUNK", 64 * 1024)
+    direct_bytes = []
+    real_pwrite_all = blobs._pwrite_all
+
+    def counting_pwrite_all(fd, view, offset):
+        if os.O_DIRECT & _fd_flags(fd):
+            direct_bytes.append(len(view))
+        real_pwrite_all(fd, view, offset)
+
+    monkeypatch.setattr(blobs, "_pwrite_all", counting_pwrite_all)
+    data = payload(300_001, seed=11)
+    _, body = _upload_in_chunks(api_as(actors.member), actors.org, actors.project, data, [70_001, 12_345, 4096, 200_000, 13_559])
+    assert body["blob_sha256"] == hashlib.sha256(data).hexdigest()
+    assert blobs.local_path(Blob.objects.get(pk=body["blob_sha256"])).read_bytes() == data
+    if direct:
+        # Most bytes went around the page cache (the test's DATA_DIR is on a disk that allows it).
+        assert sum(direct_bytes) > len(data) // 2
+        assert all(size % blobs.DIRECT_ALIGN == 0 for size in direct_bytes)
+    else:
+        assert not direct_bytes
+
+
+def _fd_flags(fd: int) -> int:
+    import fcntl
+
+    return fcntl.fcntl(fd, fcntl.F_GETFL)
+
+
+def test_a_chunk_the_disk_refuses_keeps_nothing_and_the_upload_goes_on(actors, api_as, monkeypatch):
+    """A full disk cannot be made here: the part file's second write raises ENOSPC as the kernel would."""
+    import errno
+
+    monkeypatch.setattr(blobs, "IO_CHUNK", 16 * 1024)
+    data = payload(100_000, seed=12)
+    api = api_as(actors.member)
+    base = f"/api/v1/orgs/{actors.org.slug}/uploads/"
+    url = f"{base}{api.post(base, {'project': actors.project.slug, 'filename': 'm.gguf', 'size': len(data)}, format='json').json()['id']}/"
+    assert put_chunk(api, url, data[:30_000], 0, len(data)).status_code == 200
+    real_write, calls = blobs._PartFile.write, []
+
+    def write_until_full(self, view, offset):
+        calls.append(offset)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_write(self, view, offset)
+
+    monkeypatch.setattr(blobs._PartFile, "write", write_until_full)
+    response = put_chunk(api, url, data[30_000:], 30_000, len(data))
+    assert response.status_code == 409
+    assert "could not store the chunk at byte 30000 (No space left on device); nothing of it was kept" in response.json()["error"]["message"]
+    assert api.get(url).json()["offset"] == 30_000
+    assert blobs.part_path(Upload.objects.get(pk=url.rstrip("/").rsplit("/", 1)[1])).stat().st_size == 30_000
+    monkeypatch.setattr(blobs._PartFile, "write", real_write)
+    assert put_chunk(api, url, data[30_000:], 30_000, len(data)).status_code == 200
+    assert api.post(f"{url}complete/").json()["blob_sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_direct_writes_the_file_system_refuses_fall_back_to_the_page_cache(tmp_path, monkeypatch):
+    """A file system that opens files for O_DIRECT but wants another alignment answers EINVAL to
+    the write (none here does: the direct write is made to fail as such a file system fails it)."""
+    import errno
+
+    real_pwrite_all = blobs._pwrite_all
+
+    def refusing_direct(fd, view, offset):
+        if os.O_DIRECT & _fd_flags(fd):
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        real_pwrite_all(fd, view, offset)
+
+    monkeypatch.setattr(blobs, "_pwrite_all", refusing_direct)
+    data = payload(3 * blobs.DIRECT_ALIGN + 100, seed=13)
+    part = blobs._PartFile(tmp_path / "x.part", direct=True)
+    try:
+        assert part.direct
+        part.write(memoryview(data)[: 2 * blobs.DIRECT_ALIGN], 0)
+        assert not part.direct  # from now on through the page cache
+        part.write(memoryview(data)[2 * blobs.DIRECT_ALIGN:], 2 * blobs.DIRECT_ALIGN)
+    finally:
+        part.close()
+    assert (tmp_path / "x.part").read_bytes() == data

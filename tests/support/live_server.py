@@ -16,6 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from hartonomous_web.server_command import APP, uvicorn_command
 from tests.conftest import ROOT, database_url_of_test_db
 
 #: Django's escape hatch for ORM calls beside a running event loop (the browser tests set it for
@@ -52,7 +53,7 @@ class AsgiServer:
     """
 
     def __init__(self, *, media_root: str | Path | None = None, env: dict[str, str] | None = None,
-                 app: str = "hartonomous_web.asgi:application") -> None:
+                 app: str = APP) -> None:
         from django.conf import settings
 
         self.port = free_port()
@@ -64,8 +65,7 @@ class AsgiServer:
         process_env = child_env(DATABASE_URL=database_url_of_test_db(), PYTHONUNBUFFERED="1",
                                 MEDIA_ROOT=str(self.media_root), **(env or {}))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(self.port), "--lifespan", "off",
-             app],
+            uvicorn_command(sys.executable, "127.0.0.1", self.port, app=app),
             cwd=ROOT, env=process_env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
