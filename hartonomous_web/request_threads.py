@@ -28,9 +28,12 @@ request that came through :class:`RequestThreads` (marked in its scope) instead 
 it — signal, middleware, view, rendering, and closing a response whose content is already
 in memory — in one call on its thread, through a second, synchronous middleware chain
 (Django's WSGI path), which adapts async views as Django does. Only sending stays on the
-event loop. Everything else — requests outside the slots (``unbounded_prefixes``), raw
-bodies that stream while the view runs (streamed_body.py) — takes Django's own path.
-Measured by ``bench/web_latency.py``: ``/healthz`` 1.5 -> 0.56 ms of server CPU per request.
+event loop; so does receiving a raw body that streams while the view runs (streamed_body.py:
+upload chunks), which the view reads from its thread. Requests outside the slots
+(``unbounded_prefixes``) take Django's own path. Measured by ``bench/web_latency.py``:
+``/healthz`` 1.5 -> 0.56 ms of server CPU per request; by ``bench/upload.py``: an upload
+chunk's setup before its view ran took 17-27 ms on Django's path, beside an event loop busy
+receiving the body.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from django.core.handlers.base import BaseHandler
 from django.http import FileResponse
 from django.urls import set_script_prefix
 
-from hartonomous_web.streamed_body import StreamingBodyHandler, streams_raw_body
+from hartonomous_web.streamed_body import StreamedBody, StreamingBodyHandler, streams_raw_body
 
 #: Set in the scope of a request that runs on one of the threads of :class:`RequestThreads`.
 ON_REQUEST_THREAD = "hartonomous.request_thread"
@@ -117,12 +120,16 @@ class RequestThreadHandler(StreamingBodyHandler):
         self._sync_chain.load_middleware(is_async=False)
 
     async def handle(self, scope, receive, send):
-        if not scope.get(ON_REQUEST_THREAD) or streams_raw_body(scope):
+        if not scope.get(ON_REQUEST_THREAD):
             return await super().handle(scope, receive, send)
-        try:
-            body_file = await self.read_body(receive)
-        except RequestAborted:
-            return
+        if streams_raw_body(scope):
+            # The view reads it while it arrives; a client that goes away ends it early.
+            body_file = StreamedBody(receive, asyncio.get_running_loop())
+        else:
+            try:
+                body_file = await self.read_body(receive)
+            except RequestAborted:
+                return
         set_script_prefix(get_script_prefix(scope))
         try:
             response = await sync_to_async(self._respond, thread_sensitive=True)(scope, body_file)

@@ -132,10 +132,13 @@ def test_the_event_loop_receives_no_further_ahead_than_its_buffer(loop):
     for _ in range(20):
         loop.send(b"x" * 1000)
     time.sleep(0.3)
-    assert loop.taken == 5  # 5,000 bytes buffered: the pump waits for the reader
+    assert loop.taken == 0  # nothing is received before the view first reads
+    assert len(body.read(1000)) == 1000
+    time.sleep(0.3)
+    assert loop.taken == 6  # 5,000 bytes buffered after the first read: the pump waits for the reader
     assert len(body.read(3000)) == 3000
     time.sleep(0.3)
-    assert loop.taken == 8  # room for 3,000 more, and no more than that
+    assert loop.taken == 9  # room for 3,000 more, and no more than that
 
 
 def test_a_client_that_goes_away_ends_the_body_early(loop):
