@@ -76,6 +76,17 @@ RESULTS = ROOT / "bench" / "results"
 MIB = 1024 * 1024
 BLOCK = 64 * MIB
 GOAL_RATIO = 0.5
+#: Why each copy is made twice (the JSON's ``fairness`` quotes it).
+RECYCLED = (
+    "On this VM (Firecracker) writing into guest memory the hypervisor has not backed yet is several times "
+    "slower than writing into memory just freed: a 2 GiB copy into the page cache ran at 0.5-0.7 GB/s as a "
+    "one-off and at 3-4 GB/s when it followed another copy within a second or two (measured 571/3043/1285 "
+    "MB/s back to back, then 708/4030/1434 after a 10 s pause). So every round copies twice: `copies` is a "
+    "one-off copy (as a person copying a file gets it), `recycled_copies` the same copy at once again, into "
+    "the page-cache memory the first one freed (the copy at its best here, and what a copy gets on hardware "
+    "without this cost). Uploads write with O_DIRECT, which does not go through the page cache, so their "
+    "speed does not depend on it."
+)
 GOAL_RSS_MB = 100.0
 
 
@@ -521,7 +532,7 @@ def main() -> int:
         make_file(warm, min(size, 3 * MIB))
 
         media = Path(seed["settings"]["MEDIA_ROOT"])
-        copies, cold_copies, uploads, hashes, hwm = [], [], [], [], {}
+        copies, recycled, cold_copies, uploads, hashes, hwm = [], [], [], [], [], {}
         run = 0
         for chunk in chunks:
             # A fresh server per chunk size: what one size left in the allocator does not hide
@@ -536,6 +547,10 @@ def main() -> int:
                 copies.append({"run": run, **copy_once(source, work / "copy.bin")})
                 log(f"copy {run}: {mb_s(size, copies[-1]['seconds_copy'])} MB/s "
                     f"(+fsync {mb_s(size, copies[-1]['seconds_copy_and_fsync'])} MB/s)")
+                # At once again: into the page-cache memory the first copy just freed (see RECYCLED).
+                recycled.append({"run": run, **copy_once(source, work / "copy.bin")})
+                log(f"copy {run} again at once: {mb_s(size, recycled[-1]['seconds_copy'])} MB/s "
+                    f"(+fsync {mb_s(size, recycled[-1]['seconds_copy_and_fsync'])} MB/s)")
                 hashes.append(hash_once(source))
                 log(f"SHA-256 alone {run}: {mb_s(size, hashes[-1]['seconds'])} MB/s")
                 sha = stamp(source, run)
@@ -595,6 +610,8 @@ def main() -> int:
         median_copy_fsync = statistics.median(c["seconds_copy_and_fsync"] for c in copies)
         best_copy = min(c["seconds_copy"] for c in copies)
         best_hash = min(h["seconds"] for h in hashes)
+        best_recycled = min(c["seconds_copy"] for c in recycled)
+        best_recycled_fsync = min(c["seconds_copy_and_fsync"] for c in recycled)
         best_copy_fsync = min(c["seconds_copy_and_fsync"] for c in copies)
         by_chunk = {}
         for chunk in chunks:
@@ -607,6 +624,8 @@ def main() -> int:
                 "median_mb_per_s": mb_s(size, median_upload),
                 "median_ratio_vs_copy": round(median_copy / median_upload, 3),
                 "median_ratio_vs_copy_and_fsync": round(median_copy_fsync / median_upload, 3),
+                "ratio_vs_recycled_copy": round(best_recycled / best["seconds_total"], 3),
+                "ratio_vs_recycled_copy_and_fsync": round(best_recycled_fsync / best["seconds_total"], 3),
                 "max_rss_growth_mb": max(u["rss_growth_mb"] for u in runs),
                 "server_vmhwm_mb": hwm[f"{chunk / MIB:g}"],
                 "server_cpu_seconds_per_gib": round(min(u["server_cpu_seconds"] for u in runs) * 1024 / args.size_mib, 2),
@@ -637,12 +656,19 @@ def main() -> int:
                 "cold_copy_and_fsync_mb_per_s": mb_s(size, best_cold_fsync) if cold_copies else None,
                 "ratio_vs_cold_copy": by_chunk[main_chunk].get("ratio_vs_cold_copy"),
                 "ratio_vs_cold_copy_and_fsync": by_chunk[main_chunk].get("ratio_vs_cold_copy_and_fsync"),
+                "recycled_copy_mb_per_s": mb_s(size, best_recycled),
+                "recycled_copy_and_fsync_mb_per_s": mb_s(size, best_recycled_fsync),
+                "recycled_copy_mb_per_s_all": [mb_s(size, c["seconds_copy"]) for c in recycled],
+                "ratio_vs_recycled_copy": by_chunk[main_chunk]["ratio_vs_recycled_copy"],
+                "ratio_vs_recycled_copy_and_fsync": by_chunk[main_chunk]["ratio_vs_recycled_copy_and_fsync"],
                 "sha256_alone_mb_per_s": mb_s(size, best_hash),
                 "ceiling_ratio_vs_copy": round(best_copy / best_hash, 3),
+                "ceiling_ratio_vs_recycled_copy": round(best_recycled / best_hash, 3),
                 "rss_growth_mb_max": max(u["rss_growth_mb"] for u in uploads if u["chunk_mib"] == float(main_chunk)),
                 "by_chunk_mib": by_chunk,
             },
             "copies": [{k: round(v, 3) if isinstance(v, float) else v for k, v in c.items()} for c in copies],
+            "recycled_copies": [{k: round(v, 3) if isinstance(v, float) else v for k, v in c.items()} for c in recycled],
             "sha256_alone": hashes,
             "cold_copies": [{k: round(v, 3) if isinstance(v, float) else v for k, v in c.items()} for c in cold_copies],
             "uploads": uploads,
@@ -662,15 +688,18 @@ def main() -> int:
                 "as it can from the server. A second, cold copy (cold_copies) runs after emptying the page cache "
                 "(/proc/sys/vm/drop_caches, root only; skipped otherwise): the source is read from the disk. "
                 "os.sync() runs before each timed step so the previous step's dirty pages are not flushed during "
-                "it. Copies and upload alternate."
+                "it. Copies and upload alternate. " + RECYCLED
             ),
         })
-        busiest = max([u["other_processes_cores"] for u in uploads] + [c["other_processes_cores"] for c in copies + cold_copies])
+        busiest = max([u["other_processes_cores"] for u in uploads]
+                      + [c["other_processes_cores"] for c in copies + recycled + cold_copies])
         result["summary"]["other_processes_cores_max"] = round(busiest, 2)
         result["summary"]["disturbed"] = busiest > 0.25  # other work on the machine during a timed step
         result["summary"]["goal_met"] = {
             "throughput": result["summary"]["ratio_vs_copy"] >= GOAL_RATIO,
             "throughput_like_for_like": result["summary"]["ratio_vs_copy_and_fsync"] >= GOAL_RATIO,
+            "throughput_vs_recycled_copy": result["summary"]["ratio_vs_recycled_copy"] >= GOAL_RATIO,
+            "throughput_vs_recycled_copy_like_for_like": result["summary"]["ratio_vs_recycled_copy_and_fsync"] >= GOAL_RATIO,
             "rss": result["summary"]["rss_growth_mb_max"] <= GOAL_RSS_MB,
         }
         if not args.skip_inspect:

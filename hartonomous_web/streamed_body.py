@@ -68,6 +68,7 @@ class StreamedBody(io.RawIOBase):
         self._pieces: deque[bytes] = deque()
         self._buffered = 0
         self._cond = threading.Condition()
+        self._waiting_for = 0  # bytes the reader waits for: it is woken once they are there
         self._ended = False  # no more bytes will come (last message, disconnect or close)
         self._disconnected = False
         self._room = asyncio.Event()
@@ -99,7 +100,10 @@ class StreamedBody(io.RawIOBase):
                         self._buffered += len(data)
                     if not more:
                         self._ended = True
-                    self._cond.notify_all()
+                    # Waking the reader for every piece (a few hundred KiB) only to let it wait
+                    # again made the two threads fight over the interpreter lock.
+                    if self._ended or self._buffered >= self._waiting_for:
+                        self._cond.notify_all()
                 if not more:
                     return
         finally:
@@ -167,7 +171,9 @@ class StreamedBody(io.RawIOBase):
             waited_since = time.monotonic()
             while self._buffered < want and not self._ended:
                 had = self._buffered
+                self._waiting_for = want
                 self._cond.wait(timeout=min(1.0, self._stall_seconds))
+                self._waiting_for = 0
                 if self._buffered != had:
                     waited_since = time.monotonic()
                 elif time.monotonic() - waited_since > self._stall_seconds:
