@@ -8,7 +8,7 @@ What it does:
    when one is installed (cache and throttling, as ``make run``), and the test file;
 2. seeds one user, organisation, project and API token through ``projects.actions``;
 3. starts the server the way ``scripts/run.sh`` does
-   (``python -m uvicorn --host 127.0.0.1 --port PORT --lifespan off hartonomous_web.asgi:application``) with
+   (``python -m uvicorn --host 127.0.0.1 --port PORT --lifespan off --http hartonomous_web.http_protocol:HttpProtocol hartonomous_web.asgi:application``) with
    production settings (DEBUG=0, a random SECRET_KEY, SECURE_SSL_REDIRECT=0,
    ALLOWED_HOSTS=127.0.0.1);
 4. writes a ``--size-mib`` file (default 2048) of random bytes (one 64 MiB ``os.urandom``

@@ -12,7 +12,7 @@ What it does, per database (SQLite and/or PostgreSQL):
    (the header's organisation switcher) and 60 jobs, then counts the SQL queries of each
    benchmarked request in-process (``CaptureQueriesContext``);
 4. starts the real server the way ``scripts/run.sh`` does
-   (``python -m uvicorn --host 127.0.0.1 --port PORT --lifespan off hartonomous_web.asgi:application``)
+   (``python -m uvicorn --host 127.0.0.1 --port PORT --lifespan off --http hartonomous_web.http_protocol:HttpProtocol hartonomous_web.asgi:application``)
    but with production settings (DEBUG=0, SECRET_KEY, SECURE_SSL_REDIRECT=0, ALLOWED_HOSTS),
    then the alternatives asked for with ``--servers`` (``uvicorn --workers N``; one or N
    daphne processes sharing the port with ``SO_REUSEPORT``, the server used before);
