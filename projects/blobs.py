@@ -14,6 +14,7 @@ import os
 import shutil
 import threading
 from collections import OrderedDict, deque
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -335,6 +336,32 @@ def _read_into(stream: BinaryIO, view: memoryview) -> int:
     return len(data)
 
 
+# Uploads with a request working on their part file in this process (the web server is one
+# process): a second chunk, a completion or an abort arriving meanwhile is refused rather than
+# writing over or removing the bytes the first is writing.
+_busy: set[str] = set()
+
+
+class UploadBusyError(BlobError):
+    def __init__(self) -> None:
+        super().__init__("Another request is writing this upload right now (a chunk still arriving, perhaps from "
+                         "another tab or script). Wait for it, then ask the upload for its offset and resume from there.")
+
+
+@contextmanager
+def _exclusive(upload: Upload):
+    key = str(upload.pk)
+    with _running_lock:
+        if key in _busy:
+            raise UploadBusyError()
+        _busy.add(key)
+    try:
+        yield
+    finally:
+        with _running_lock:
+            _busy.discard(key)
+
+
 def _running_take(upload: Upload, start: int):
     """The running hash of the part file's first ``start`` bytes, or None (taken out: one request at a time)."""
     with _running_lock:
@@ -366,6 +393,11 @@ def _running_digest(upload: Upload, path: Path) -> str | None:
 
 
 def receive_chunk(upload: Upload, start: int, stream: BinaryIO, length: int, chunk_sha256: str | None = None) -> int:
+    with _exclusive(upload):
+        return _receive_chunk(upload, start, stream, length, chunk_sha256)
+
+
+def _receive_chunk(upload: Upload, start: int, stream: BinaryIO, length: int, chunk_sha256: str | None) -> int:
     """Append ``length`` bytes at ``start`` to the upload's part file. Returns the new offset.
 
     ``start`` must equal what is on disk: a client that lost track asks for the offset
@@ -475,6 +507,11 @@ def complete_upload(upload: Upload) -> Blob:
     """Check the finished part file (size, SHA-256) and turn it into a blob."""
     if upload.status == UploadStatus.COMPLETE and upload.blob_id:
         return upload.blob
+    with _exclusive(upload):
+        return _complete_upload(upload)
+
+
+def _complete_upload(upload: Upload) -> Blob:
     if upload.status != UploadStatus.RECEIVING:
         raise BlobError(f"This upload is {upload.status}; start a new one.")
     path = part_path(upload)
@@ -498,6 +535,11 @@ def complete_upload(upload: Upload) -> Blob:
 
 
 def abort_upload(upload: Upload) -> None:
+    with _exclusive(upload):
+        _abort_upload(upload)
+
+
+def _abort_upload(upload: Upload) -> None:
     with _running_lock:
         _running.pop(str(upload.pk), None)
     part_path(upload).unlink(missing_ok=True)

@@ -335,4 +335,7 @@ class UploadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Des
 
     def perform_destroy(self, instance):
         if instance.status == UploadStatus.RECEIVING:
-            blobs.abort_upload(instance)
+            try:
+                blobs.abort_upload(instance)
+            except blobs.BlobError as exc:
+                raise actions.ActionError(str(exc), code="conflict")

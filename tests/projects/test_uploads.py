@@ -283,3 +283,21 @@ def test_direct_writes_the_file_system_refuses_fall_back_to_the_page_cache(tmp_p
     finally:
         part.close()
     assert (tmp_path / "x.part").read_bytes() == data
+
+
+def test_a_request_arriving_while_another_writes_the_upload_is_refused(actors, api_as):
+    """Two writers of one part file (a second tab, a script resuming the same upload) would write
+    over each other: while one request works on the upload, chunks, completion and abort wait."""
+    data = payload(5000, seed=14)
+    api = api_as(actors.member)
+    base = f"/api/v1/orgs/{actors.org.slug}/uploads/"
+    url = f"{base}{api.post(base, {'project': actors.project.slug, 'filename': 'm.gguf', 'size': len(data)}, format='json').json()['id']}/"
+    assert put_chunk(api, url, data[:2000], 0, len(data)).status_code == 200
+    upload = Upload.objects.get(pk=url.rstrip("/").rsplit("/", 1)[1])
+    with blobs._exclusive(upload):  # a chunk of this upload is being received
+        for response in (put_chunk(api, url, data[2000:], 2000, len(data)), api.post(f"{url}complete/"), api.delete(url)):
+            assert response.status_code == 409, response.content
+            assert "Another request is writing this upload right now" in response.json()["error"]["message"]
+        assert blobs.part_path(upload).stat().st_size == 2000
+    assert put_chunk(api, url, data[2000:], 2000, len(data)).status_code == 200
+    assert api.post(f"{url}complete/").json()["blob_sha256"] == hashlib.sha256(data).hexdigest()
