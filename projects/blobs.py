@@ -279,12 +279,13 @@ class _PartFile:
 
     def __init__(self, path: Path, direct: bool) -> None:
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        self.direct_fd: int | None = None
+        self._direct_opened: int | None = None  # closed in close(), once no write can be using it
         if direct and hasattr(os, "O_DIRECT"):
             try:
-                self.direct_fd = os.open(path, os.O_WRONLY | os.O_DIRECT)
+                self._direct_opened = os.open(path, os.O_WRONLY | os.O_DIRECT)
             except OSError:
-                self.direct_fd = None
+                pass
+        self.direct_fd = self._direct_opened  # None once the file system refused a direct write
 
     @property
     def direct(self) -> bool:
@@ -301,16 +302,18 @@ class _PartFile:
 
     def write(self, view: memoryview, offset: int) -> None:
         """Write ``view`` at ``offset`` (on a writer thread)."""
-        if self.direct_fd is not None and offset % DIRECT_ALIGN == 0:
+        direct_fd = self.direct_fd
+        if direct_fd is not None and offset % DIRECT_ALIGN == 0:
             whole = len(view) - len(view) % DIRECT_ALIGN
             if whole:
                 try:
-                    _pwrite_all(self.direct_fd, view[:whole], offset)
+                    _pwrite_all(direct_fd, view[:whole], offset)
                 except OSError as exc:
                     if exc.errno != errno.EINVAL:
                         raise
-                    # The file system opened the file for O_DIRECT but wants other alignment: go buffered.
-                    os.close(self.direct_fd)
+                    # The file system opened the file for O_DIRECT but wants other alignment: go
+                    # buffered. The descriptor stays open until close(): writes of this chunk's
+                    # other buffers, on other writer threads, may still be using it.
                     self.direct_fd = None
                     whole = 0
                 view, offset = view[whole:], offset + whole
@@ -322,7 +325,7 @@ class _PartFile:
                 os.posix_fadvise(self.fd, offset, len(view), os.POSIX_FADV_DONTNEED)
 
     def close(self) -> None:
-        for fd in (self.fd, self.direct_fd):
+        for fd in (self.fd, self._direct_opened):
             if fd is not None:
                 os.close(fd)
 
