@@ -4,5 +4,12 @@ from projects.views import SectionView
 
 # Mounted under /o/<org_slug>/analyses/.
 urlpatterns = [
-    path("", SectionView.as_view(section="Analyses", explanation="Activation captures, transcoders and circuit graphs of your teachers will appear here."), name="analysis-list"),
+    path(
+        "",
+        SectionView.as_view(
+            section="Analyses",
+            explanation="Activation captures, transcoders and circuit graphs of your teachers will appear here.",
+        ),
+        name="analysis-list",
+    ),
 ]

@@ -15,8 +15,23 @@ import sqlite3
 import subprocess
 from importlib import metadata
 
-PACKAGES = ("Django", "uvicorn", "uvloop", "httptools", "websockets", "daphne", "Twisted", "channels",
-            "channels-redis", "djangorestframework", "asgiref", "psycopg", "psycopg-pool", "whitenoise", "redis")
+PACKAGES = (
+    "Django",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "websockets",
+    "daphne",
+    "Twisted",
+    "channels",
+    "channels-redis",
+    "djangorestframework",
+    "asgiref",
+    "psycopg",
+    "psycopg-pool",
+    "whitenoise",
+    "redis",
+)
 
 
 def _read(path: str) -> str:
@@ -96,7 +111,7 @@ def calibrate(rounds: int = 5) -> float:
 
 def describe() -> dict:
     return {
-        "date_utc": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "date_utc": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
         "cpu": cpu(),
         "ram_gib": memory_gib(),
         "os": os_name(),

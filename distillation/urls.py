@@ -4,5 +4,9 @@ from projects.views import SectionView
 
 # Mounted under /o/<org_slug>/students/.
 urlpatterns = [
-    path("", SectionView.as_view(section="Students", explanation="Proposed and built student models will appear here."), name="student-list"),
+    path(
+        "",
+        SectionView.as_view(section="Students", explanation="Proposed and built student models will appear here."),
+        name="student-list",
+    ),
 ]

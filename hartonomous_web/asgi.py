@@ -39,7 +39,9 @@ application = ProtocolTypeRouter(
         # HTTP: Django on WEB_THREADS long-lived request threads (see request_threads.py); the
         # OpenAI-compatible API streams answers from async views and is not bounded by them.
         "http": RequestThreads(
-            django_asgi_app, settings.WEB_THREADS, handoff=settings.WEB_THREAD_HANDOFF_MS / 1000,
+            django_asgi_app,
+            settings.WEB_THREADS,
+            handoff=settings.WEB_THREAD_HANDOFF_MS / 1000,
             unbounded_prefixes=("/v1/",),
         ),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter([*project_ws, *runtime_ws]))),

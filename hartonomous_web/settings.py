@@ -151,8 +151,10 @@ else:
         # (psycopg_pool) hands connections back instead of closing them; at most
         # DATABASE_POOL_MAX_SIZE per process. The ASGI server turns it on (asgi.py); RQ
         # workers do not, because a work horse is a fork and must not share the pool's sockets.
-        _db["OPTIONS"] = {**_db.get("OPTIONS", {}), "pool": {
-            "min_size": 2, "max_size": int(env("DATABASE_POOL_MAX_SIZE", "10")), "timeout": 30}}
+        _db["OPTIONS"] = {
+            **_db.get("OPTIONS", {}),
+            "pool": {"min_size": 2, "max_size": int(env("DATABASE_POOL_MAX_SIZE", "10")), "timeout": 30},
+        }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -334,8 +336,14 @@ MODEL_ARCHIVE_MAX_FILES = int(env("MODEL_ARCHIVE_MAX_FILES", "10000"))
 # --- Runtime: agents and chat -------------------------------------------------------
 #: Memory the in-process llama.cpp model cache may fill before it evicts idle models (MiB);
 #: default: half of this machine's memory.
-AGENT_MEMORY_BUDGET_MB = int(env("AGENT_MEMORY_BUDGET_MB", str(
-    (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // 2**20 // 2 if hasattr(os, "sysconf") else 4096)))
+AGENT_MEMORY_BUDGET_MB = int(
+    env(
+        "AGENT_MEMORY_BUDGET_MB",
+        str(
+            (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // 2**20 // 2 if hasattr(os, "sysconf") else 4096
+        ),
+    )
+)
 #: Saved llama.cpp conversation states (KV cache), so resuming a long conversation skips re-reading it.
 AGENT_STATE_DIR = Path(env("AGENT_STATE_DIR", str(DATA_DIR / "kv-states")))
 #: The longest user message accepted, in characters.

@@ -57,8 +57,13 @@ class StreamedBody(io.RawIOBase):
     between the two: past that the pump stops receiving until the reader makes room.
     """
 
-    def __init__(self, receive, loop: asyncio.AbstractEventLoop, read_ahead: int = READ_AHEAD,
-                 stall_seconds: float = STALL_SECONDS) -> None:
+    def __init__(
+        self,
+        receive,
+        loop: asyncio.AbstractEventLoop,
+        read_ahead: int = READ_AHEAD,
+        stall_seconds: float = STALL_SECONDS,
+    ) -> None:
         super().__init__()
         self._receive = receive
         self._loop = loop
@@ -150,7 +155,7 @@ class StreamedBody(io.RawIOBase):
         view = memoryview(buffer).cast("B")
         count = 0
         for piece in self._take(len(view)):
-            view[count:count + len(piece)] = piece
+            view[count : count + len(piece)] = piece
             count += len(piece)
         return count
 

@@ -8,12 +8,17 @@ from runtime.api.urls import openai_urlpatterns
 urlpatterns = [
     path("", include("projects.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
-    path("o/<slug:org_slug>/", include([
-        *org_urlpatterns,
-        path("analyses/", include("analysis.urls")),
-        path("students/", include("distillation.urls")),
-        path("agents/", include("runtime.urls")),
-    ])),
+    path(
+        "o/<slug:org_slug>/",
+        include(
+            [
+                *org_urlpatterns,
+                path("analyses/", include("analysis.urls")),
+                path("students/", include("distillation.urls")),
+                path("agents/", include("runtime.urls")),
+            ]
+        ),
+    ),
     path("api/v1/", include("projects.api.urls")),
     # The OpenAI-compatible API (runtime/api/openai.py): bearer tokens only.
     path("v1/", include(openai_urlpatterns)),

@@ -15,7 +15,6 @@ from django.utils.text import slugify
 from projects.jobs_base import notify_end_without_success, publish_job_event, registry
 from projects.models import (
     ApiToken,
-    Upload,
     Invitation,
     Job,
     JobStatus,
@@ -23,6 +22,7 @@ from projects.models import (
     Organization,
     Project,
     Role,
+    Upload,
     hash_secret,
 )
 
@@ -94,6 +94,7 @@ def do_delete_organization(org: Organization, *, confirm_slug: str) -> None:
 
 
 # --- Members and invitations ------------------------------------------------------------
+
 
 def _check_can_assign(actor: Membership, role: str) -> None:
     if role not in Role.values:
@@ -188,6 +189,7 @@ def do_accept_invitation(user, org_slug: str, key: str) -> Membership:
 
 # --- Projects ----------------------------------------------------------------------------
 
+
 @transaction.atomic
 def do_create_project(org: Organization, user, name: str, slug: str = "", description: str = "") -> Project:
     name = name.strip()
@@ -222,6 +224,7 @@ def do_archive_project(project: Project, archived: bool = True) -> Project:
 
 # --- API tokens --------------------------------------------------------------------------
 
+
 def do_create_token(org: Organization, user, name: str) -> tuple[ApiToken, str]:
     """Create a personal token; returns the row and the token itself (shown once)."""
     name = name.strip()
@@ -229,7 +232,11 @@ def do_create_token(org: Organization, user, name: str) -> tuple[ApiToken, str]:
         raise ActionError("Give the token a name, e.g. the script that will use it.", field="name")
     secret = ApiToken.generate()
     token = ApiToken.objects.create(
-        organization=org, user=user, name=name[:80], prefix=secret[: len(ApiToken.PREFIX) + 6], token_hash=hash_secret(secret)
+        organization=org,
+        user=user,
+        name=name[:80],
+        prefix=secret[: len(ApiToken.PREFIX) + 6],
+        token_hash=hash_secret(secret),
     )
     return token, secret
 
@@ -242,9 +249,16 @@ def do_revoke_token(token: ApiToken) -> None:
 
 # --- Jobs --------------------------------------------------------------------------------
 
+
 def do_enqueue_job(
-    org: Organization, kind: str, *, user=None, project: Project | None = None, params: dict[str, Any] | None = None,
-    retry_of: Job | None = None, enqueue: bool = True,
+    org: Organization,
+    kind: str,
+    *,
+    user=None,
+    project: Project | None = None,
+    params: dict[str, Any] | None = None,
+    retry_of: Job | None = None,
+    enqueue: bool = True,
 ) -> Job:
     """Create a job row and enqueue it once the surrounding transaction commits.
 
@@ -265,8 +279,14 @@ def do_enqueue_job(
     except ValueError as exc:
         raise ActionError(str(exc), field="params")
     job = Job.objects.create(
-        organization=org, project=project, kind=kind, queue=kind_cls.queue, params=params, created_by=user,
-        retry_of=retry_of, message="Waiting for a worker",
+        organization=org,
+        project=project,
+        kind=kind,
+        queue=kind_cls.queue,
+        params=params,
+        created_by=user,
+        retry_of=retry_of,
+        message="Waiting for a worker",
     )
     if enqueue:
         transaction.on_commit(lambda: _enqueue(job))
@@ -284,7 +304,9 @@ def _enqueue(job: Job) -> None:
         )
     except Exception as exc:  # noqa: BLE001 - Redis down: say so on the job instead of losing it
         Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
-            status=JobStatus.FAILED, finished_at=timezone.now(), message="Not queued",
+            status=JobStatus.FAILED,
+            finished_at=timezone.now(),
+            message="Not queued",
             error=f"Could not reach the job queue ({type(exc).__name__}: {exc}). Check that Redis is running, then retry.",
         )
         job.refresh_from_db()
@@ -337,7 +359,10 @@ def do_retry_job(job: Job, user) -> Job:
 
 # --- Uploads -------------------------------------------------------------------------------
 
-def do_start_upload(project: Project, user, *, filename: str, size: int, relative_path: str = "", expected_sha256: str = "") -> Upload:
+
+def do_start_upload(
+    project: Project, user, *, filename: str, size: int, relative_path: str = "", expected_sha256: str = ""
+) -> Upload:
     """Open a resumable upload into a project."""
     from django.conf import settings
 
@@ -349,19 +374,27 @@ def do_start_upload(project: Project, user, *, filename: str, size: int, relativ
     if size > settings.UPLOAD_MAX_BYTES:
         raise ActionError(
             f"{name} is {size} bytes, more than this platform accepts ({settings.UPLOAD_MAX_BYTES} bytes; "
-            "UPLOAD_MAX_BYTES). Import it on the server with `manage.py import_model` instead.", field="size")
+            "UPLOAD_MAX_BYTES). Import it on the server with `manage.py import_model` instead.",
+            field="size",
+        )
     if project.is_archived:
         raise ActionError(f"Project {project} is archived; unarchive it to upload.", field="project")
     relative = relative_path.replace("\\", "/").strip("/")
     if ".." in relative.split("/"):
         raise ActionError("The relative path may not contain “..”.", field="relative_path")
     return Upload.objects.create(
-        organization=project.organization, project=project, filename=name, relative_path=relative, size=size,
-        expected_sha256=expected_sha256.lower(), created_by=user,
+        organization=project.organization,
+        project=project,
+        filename=name,
+        relative_path=relative,
+        size=size,
+        expected_sha256=expected_sha256.lower(),
+        created_by=user,
     )
 
 
 # --- Deleting rows that own blobs -----------------------------------------------------------
+
 
 def do_delete_owning_blobs(obj, blob_shas: list[str]) -> None:
     """Delete a row unless something depends on it (PROTECT), then free its unreferenced blobs."""
@@ -376,5 +409,7 @@ def do_delete_owning_blobs(obj, blob_shas: list[str]) -> None:
         users = sorted({f"{o._meta.verbose_name} “{o}”" for o in exc.protected_objects})
         raise ActionError(
             f"{obj} cannot be deleted: {', '.join(users[:5])}{' and more' if len(users) > 5 else ''} "
-            "depend on it. Delete those first.", code="conflict")
+            "depend on it. Delete those first.",
+            code="conflict",
+        )
     blobs.collect_garbage(only=[sha for sha in blob_shas if sha])

@@ -19,8 +19,13 @@ TO_GGUF_JOB = "projects.convert_to_gguf"
 #: The job kind that produces each target format.
 CONVERSION_JOBS = {ModelFormat.SAFETENSORS: TO_HF_JOB, ModelFormat.GGUF: TO_GGUF_JOB}
 #: What people and API clients may call the target formats.
-FORMAT_ALIASES = {"safetensors": ModelFormat.SAFETENSORS, "hf": ModelFormat.SAFETENSORS, "huggingface": ModelFormat.SAFETENSORS,
-                  "torch": ModelFormat.SAFETENSORS, "gguf": ModelFormat.GGUF}
+FORMAT_ALIASES = {
+    "safetensors": ModelFormat.SAFETENSORS,
+    "hf": ModelFormat.SAFETENSORS,
+    "huggingface": ModelFormat.SAFETENSORS,
+    "torch": ModelFormat.SAFETENSORS,
+    "gguf": ModelFormat.GGUF,
+}
 DEFAULT_GGUF_OUTTYPE = "f16"
 
 
@@ -47,7 +52,8 @@ def derivative_file_type(target: str, outtype: str | None) -> str | None:
 def existing_derivative(source: LanguageModel, target: str, outtype: str | None = None) -> LanguageModel | None:
     """A copy of ``source`` in ``target`` that is ready or being inventoried (failed ones do not count)."""
     derivatives = LanguageModel.objects.for_org(source.organization).filter(
-        derived_from=source, format=target, status__in=[ModelStatus.READY, ModelStatus.IMPORTING])
+        derived_from=source, format=target, status__in=[ModelStatus.READY, ModelStatus.IMPORTING]
+    )
     if file_type := derivative_file_type(target, outtype):
         derivatives = derivatives.filter(file_type=file_type)
     return derivatives.order_by("created_at", "pk").first()
@@ -56,7 +62,8 @@ def existing_derivative(source: LanguageModel, target: str, outtype: str | None 
 def conversion_under_way(source: LanguageModel, target: str, outtype: str | None = None) -> Job | None:
     """A queued or running job already converting ``source`` into ``target``."""
     jobs = Job.objects.for_org(source.organization).filter(
-        kind=CONVERSION_JOBS[target], params__model=source.pk, status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
+        kind=CONVERSION_JOBS[target], params__model=source.pk, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
+    )
     if target == ModelFormat.GGUF and outtype:
         jobs = jobs.filter(params__outtype=outtype)
     return jobs.order_by("created_at", "pk").first()
@@ -68,16 +75,22 @@ def check_convertible(model: LanguageModel, target: str) -> None:
     if model.format == target:
         raise ActionError(f"{model} is already {label}; there is nothing to convert.", field="format")
     if model.status != ModelStatus.READY:
-        raise ActionError(f"{model} is {model.get_status_display().lower()}; convert it once its inventory has finished "
-                          "and it is ready.", code="conflict")
+        raise ActionError(
+            f"{model} is {model.get_status_display().lower()}; convert it once its inventory has finished "
+            "and it is ready.",
+            code="conflict",
+        )
     if not model.can("analysis"):
         reason = (model.capabilities.get("reasons") or {}).get("analysis") or "its architecture is not known"
-        raise ActionError(f"{model} cannot be converted: only complete llama-family models are converted, and {reason}.",
-                          field="format")
+        raise ActionError(
+            f"{model} cannot be converted: only complete llama-family models are converted, and {reason}.",
+            field="format",
+        )
 
 
-def do_request_conversion(model: LanguageModel, user, target: str, *, outtype: str | None = None,
-                          enqueue: bool = True) -> ConversionRequest:
+def do_request_conversion(
+    model: LanguageModel, user, target: str, *, outtype: str | None = None, enqueue: bool = True
+) -> ConversionRequest:
     """Ask for ``model`` in the ``target`` format (``gguf`` or ``safetensors``; ``hf`` is accepted).
 
     Returns the derivative when one exists (ready or being inventoried), else the job making it
@@ -88,15 +101,20 @@ def do_request_conversion(model: LanguageModel, user, target: str, *, outtype: s
     if target == ModelFormat.GGUF:
         outtype = (outtype or DEFAULT_GGUF_OUTTYPE).lower()
         if outtype not in GGUF_OUTTYPES:
-            raise ActionError(f"The GGUF type must be one of {', '.join(GGUF_OUTTYPES)}, not “{outtype}”.", field="outtype")
+            raise ActionError(
+                f"The GGUF type must be one of {', '.join(GGUF_OUTTYPES)}, not “{outtype}”.", field="outtype"
+            )
     elif outtype:
-        raise ActionError("`outtype` applies to GGUF conversions only; a Hugging Face copy is float32.", field="outtype")
+        raise ActionError(
+            "`outtype` applies to GGUF conversions only; a Hugging Face copy is float32.", field="outtype"
+        )
     check_convertible(model, target)
     if derivative := existing_derivative(model, target, outtype):
         return ConversionRequest(derivative, None)
     if job := conversion_under_way(model, target, outtype):
         return ConversionRequest(None, job)
     params = {"model": model.pk} | ({"outtype": outtype} if target == ModelFormat.GGUF else {})
-    job = do_enqueue_job(model.organization, CONVERSION_JOBS[target], user=user, project=model.project, params=params,
-                         enqueue=enqueue)
+    job = do_enqueue_job(
+        model.organization, CONVERSION_JOBS[target], user=user, project=model.project, params=params, enqueue=enqueue
+    )
     return ConversionRequest(None, job)

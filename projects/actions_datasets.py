@@ -59,8 +59,9 @@ def dataset_options(dataset: Dataset) -> engine.DatasetOptions:
 # --- Uploads and blobs -------------------------------------------------------------------
 
 
-def do_store_upload(project: Project, user, *, filename: str, stream: BinaryIO | None = None,
-                    path: Path | None = None) -> Upload:
+def do_store_upload(
+    project: Project, user, *, filename: str, stream: BinaryIO | None = None, path: Path | None = None
+) -> Upload:
     """A complete Upload holding a file that arrived whole (a form's file, a file on the server).
 
     Same checks as a resumable upload (name, size, archived project); the bytes go through
@@ -78,7 +79,9 @@ def do_store_upload(project: Project, user, *, filename: str, stream: BinaryIO |
     except blobs.BlobError as exc:
         upload.delete()
         raise ActionError(str(exc), field="file")
-    Upload.objects.filter(pk=upload.pk).update(status=UploadStatus.COMPLETE, size=blob.size, received=blob.size, blob=blob)
+    Upload.objects.filter(pk=upload.pk).update(
+        status=UploadStatus.COMPLETE, size=blob.size, received=blob.size, blob=blob
+    )
     upload.refresh_from_db()
     return upload
 
@@ -99,7 +102,7 @@ def _clean_options(format: str, role: str, options: dict | None) -> engine.Datas
     if role not in DatasetRole.values:
         raise ActionError(f"Unknown role “{role}”; choose one of {', '.join(DatasetRole.values)}.", field="role")
     if not isinstance(options, (dict, type(None))):
-        raise ActionError("The options must be an object, e.g. {\"text_field\": \"text\"}.", field="options")
+        raise ActionError('The options must be an object, e.g. {"text_field": "text"}.', field="options")
     try:
         return engine.DatasetOptions.from_dict(format, role, options or {})
     except engine.DatasetOptionsError as exc:
@@ -111,14 +114,26 @@ def _clean_split(ratio, seed) -> tuple[float, int]:
         ratio, seed = float(ratio), int(seed)
         engine.validate_split(ratio, seed)
     except (TypeError, ValueError) as exc:
-        message = str(exc) if "must be" in str(exc) else f"The split needs a ratio between 0 and 1 and a whole-number seed ({exc})."
+        message = (
+            str(exc)
+            if "must be" in str(exc)
+            else f"The split needs a ratio between 0 and 1 and a whole-number seed ({exc})."
+        )
         raise ActionError(message, field="split")
     return ratio, seed
 
 
 def do_create_dataset(
-    upload: Upload, user, *, name: str = "", role: str = DatasetRole.DOMAIN, format: str = "",
-    options: dict | None = None, split_ratio: float = 0.9, split_seed: int = 0, discard_on_error: bool = False,
+    upload: Upload,
+    user,
+    *,
+    name: str = "",
+    role: str = DatasetRole.DOMAIN,
+    format: str = "",
+    options: dict | None = None,
+    split_ratio: float = 0.9,
+    split_seed: int = 0,
+    discard_on_error: bool = False,
     count_tokens_with=None,
 ) -> Dataset:
     """Check a completed upload and create a dataset from it; processing runs as a job.
@@ -130,17 +145,27 @@ def do_create_dataset(
     With ``discard_on_error`` the upload is deleted whatever the error.
     """
     try:
-        return _create_dataset(upload, user, name=name, role=role, format=format, options=options,
-                               split_ratio=split_ratio, split_seed=split_seed, keep_upload=not discard_on_error,
-                               count_tokens_with=count_tokens_with)
+        return _create_dataset(
+            upload,
+            user,
+            name=name,
+            role=role,
+            format=format,
+            options=options,
+            split_ratio=split_ratio,
+            split_seed=split_seed,
+            keep_upload=not discard_on_error,
+            count_tokens_with=count_tokens_with,
+        )
     except ActionError:
         if discard_on_error:
             discard_upload(upload)
         raise
 
 
-def _create_dataset(upload: Upload, user, *, name, role, format, options, split_ratio, split_seed, keep_upload,
-                    count_tokens_with=None) -> Dataset:
+def _create_dataset(
+    upload: Upload, user, *, name, role, format, options, split_ratio, split_seed, keep_upload, count_tokens_with=None
+) -> Dataset:
     project = upload.project
     org = project.organization
     if project.is_archived:
@@ -148,20 +173,29 @@ def _create_dataset(upload: Upload, user, *, name, role, format, options, split_
     if upload.status != UploadStatus.COMPLETE or upload.blob_id is None:
         raise ActionError(
             f"{upload.filename} has not finished uploading ({upload.received} of {upload.size} bytes); complete it first.",
-            field="upload", code="conflict")
+            field="upload",
+            code="conflict",
+        )
     format = (format or "").strip() or engine.detect_format(upload.filename) or ""
     if not format:
         raise ActionError(
             f"The name “{upload.filename}” does not say what the file is: choose the format "
-            f"({', '.join(engine.FORMATS)}).", field="format")
+            f"({', '.join(engine.FORMATS)}).",
+            field="format",
+        )
     dataset_options_ = _clean_options(format, role, options)
     split_ratio, split_seed = _clean_split(split_ratio, split_seed)
     name = ((name or "").strip() or Path(upload.filename).stem or upload.filename)[:200]
     if Dataset.objects.for_org(org).filter(project=project, name=name).exists():
         raise ActionError(
-            f"Project {project} already has a dataset called “{name}”; choose another name.", field="name", code="duplicate")
+            f"Project {project} already has a dataset called “{name}”; choose another name.",
+            field="name",
+            code="duplicate",
+        )
     try:
-        inspection = engine.inspect_source(blobs.local_path(upload.blob), dataset_options_, dataset_limits(), name=upload.filename)
+        inspection = engine.inspect_source(
+            blobs.local_path(upload.blob), dataset_options_, dataset_limits(), name=upload.filename
+        )
     except engine.DatasetOptionsError as exc:
         kept = " The upload is kept: try again with other options." if keep_upload else ""
         raise ActionError(f"{exc}{kept}", field="options")
@@ -171,26 +205,49 @@ def _create_dataset(upload: Upload, user, *, name, role, format, options, split_
     try:
         with transaction.atomic():
             dataset = Dataset.objects.create(
-                organization=org, project=project, name=name, role=role, format=format, status=DatasetStatus.PROCESSING,
-                source_blob_id=upload.blob_id, source_filename=upload.filename, options=dataset_options_.as_dict(),
-                encoding=inspection.encoding, preview=inspection.preview, split_ratio=split_ratio, split_seed=split_seed,
-                stats={"fields": inspection.fields, "files": inspection.files}, created_by=user,
+                organization=org,
+                project=project,
+                name=name,
+                role=role,
+                format=format,
+                status=DatasetStatus.PROCESSING,
+                source_blob_id=upload.blob_id,
+                source_filename=upload.filename,
+                options=dataset_options_.as_dict(),
+                encoding=inspection.encoding,
+                preview=inspection.preview,
+                split_ratio=split_ratio,
+                split_seed=split_seed,
+                stats={"fields": inspection.fields, "files": inspection.files},
+                created_by=user,
             )
             then = {"count_tokens_with": count_tokens_with.pk} if count_tokens_with is not None else {}
             dataset.job = do_enqueue_job(
-                org, PROCESS_JOB, user=user, project=project,
+                org,
+                PROCESS_JOB,
+                user=user,
+                project=project,
                 params={"dataset": dataset.pk, "name": name, "filename": upload.filename, **then},
             )
             dataset.save(update_fields=["job"])
             Upload.objects.filter(pk=upload.pk).delete()  # consumed: the dataset holds the blob now
     except IntegrityError:
-        raise ActionError(f"A dataset called “{name}” was just created in {project}; choose another name.",
-                          field="name", code="duplicate")
+        raise ActionError(
+            f"A dataset called “{name}” was just created in {project}; choose another name.",
+            field="name",
+            code="duplicate",
+        )
     return dataset
 
 
 def do_create_dataset_from_file(
-    project: Project, user, *, filename: str, stream: BinaryIO | None = None, path: Path | None = None, **kwargs,
+    project: Project,
+    user,
+    *,
+    filename: str,
+    stream: BinaryIO | None = None,
+    path: Path | None = None,
+    **kwargs,
 ) -> Dataset:
     """Store a whole file as an upload and create a dataset from it (the HTML form, the demo data).
 
@@ -219,7 +276,9 @@ def do_set_split(dataset: Dataset, ratio, seed) -> Dataset:
         raise ActionError(f"{dataset} is {dataset.status}; a split can be set once it is ready.", code="conflict")
     ratio, seed = _clean_split(ratio, seed)
     train, eval_ = engine.split_counts(seed, ratio, dataset.document_count)
-    Dataset.objects.filter(pk=dataset.pk).update(split_ratio=ratio, split_seed=seed, train_count=train, eval_count=eval_)
+    Dataset.objects.filter(pk=dataset.pk).update(
+        split_ratio=ratio, split_seed=seed, train_count=train, eval_count=eval_
+    )
     dataset.refresh_from_db()
     return dataset
 
@@ -254,12 +313,18 @@ def _model_source(model) -> TokenizerSource | None:
     files = list(model.files.select_related("blob"))
     for file in files:
         if file.path.rsplit("/", 1)[-1] == "tokenizer.json":
-            return TokenizerSource("model", str(model.pk), f"tokenizer.json of model “{model.name}” (#{model.pk})",
-                                   "tokenizer.json", file.blob)
+            return TokenizerSource(
+                "model",
+                str(model.pk),
+                f"tokenizer.json of model “{model.name}” (#{model.pk})",
+                "tokenizer.json",
+                file.blob,
+            )
     for file in files:
         if file.path.lower().endswith(".gguf"):
-            return TokenizerSource("model", str(model.pk), f"GGUF vocabulary of model “{model.name}” (#{model.pk})",
-                                   "gguf", file.blob)
+            return TokenizerSource(
+                "model", str(model.pk), f"GGUF vocabulary of model “{model.name}” (#{model.pk})", "gguf", file.blob
+            )
     return None
 
 
@@ -284,18 +349,26 @@ def find_tokenizer_source(org: Organization, project: Project, *, model=None, to
             model_id = int(model)
         except (TypeError, ValueError):
             raise ActionError(f"“{model}” is not a model id.", field="model")
-        found = LanguageModel.objects.for_org(org).filter(pk=model_id, project=project).first() if LanguageModel else None
+        found = (
+            LanguageModel.objects.for_org(org).filter(pk=model_id, project=project).first() if LanguageModel else None
+        )
         if found is None:
             raise ActionError(f"Project {project} has no model #{model_id}.", field="model", code="not_found")
         source = _model_source(found)
         if source is None:
-            raise ActionError(f"Model “{found.name}” has neither a tokenizer.json nor a GGUF vocabulary.", field="model")
+            raise ActionError(
+                f"Model “{found.name}” has neither a tokenizer.json nor a GGUF vocabulary.", field="model"
+            )
     elif tokenizer_upload not in (None, ""):
         upload = Upload.objects.for_org(org).filter(pk=_uuid(tokenizer_upload), project=project).first()
         if upload is None:
-            raise ActionError(f"Project {project} has no upload {tokenizer_upload}.", field="tokenizer_upload", code="not_found")
+            raise ActionError(
+                f"Project {project} has no upload {tokenizer_upload}.", field="tokenizer_upload", code="not_found"
+            )
         if upload.status != UploadStatus.COMPLETE or upload.blob_id is None:
-            raise ActionError(f"{upload.filename} has not finished uploading.", field="tokenizer_upload", code="conflict")
+            raise ActionError(
+                f"{upload.filename} has not finished uploading.", field="tokenizer_upload", code="conflict"
+            )
         try:
             engine.load_tokenizer(blobs.local_path(upload.blob), "tokenizer.json")
         except engine.TokenizerError as exc:
@@ -307,7 +380,9 @@ def find_tokenizer_source(org: Organization, project: Project, *, model=None, to
             raise ActionError(
                 f"No tokenizer is available in project {project}: token counts need the tokenizer of the model they are "
                 "for. Add a model with a tokenizer.json (a Hugging Face folder) to the project, or upload a tokenizer.json "
-                "and name it (tokenizer_upload). Counts are never estimated.", field="model")
+                "and name it (tokenizer_upload). Counts are never estimated.",
+                field="model",
+            )
         source = sources[0]
     return source
 
@@ -325,10 +400,14 @@ def tokenizer_source_from_params(org: Organization, params: dict) -> TokenizerSo
     """Re-find a job's tokenizer source through the scoped managers (it may have been deleted since)."""
     if params["source"] == "model":
         LanguageModel = _language_models()
-        model = LanguageModel.objects.for_org(org).filter(pk=int(params["source_id"])).first() if LanguageModel else None
+        model = (
+            LanguageModel.objects.for_org(org).filter(pk=int(params["source_id"])).first() if LanguageModel else None
+        )
         source = _model_source(model) if model is not None else None
         if source is None:
-            raise engine.TokenizerError("The model whose tokenizer was chosen no longer exists (or lost its tokenizer).")
+            raise engine.TokenizerError(
+                "The model whose tokenizer was chosen no longer exists (or lost its tokenizer)."
+            )
         return source
     upload = Upload.objects.for_org(org).filter(pk=params["source_id"]).select_related("blob").first()
     if upload is None or upload.blob is None:
@@ -340,10 +419,15 @@ def do_count_tokens(dataset: Dataset, user, *, model=None, tokenizer_upload=None
     """Count the dataset's tokens with a model's tokenizer (a job on the ``cpu`` queue)."""
     if dataset.status != DatasetStatus.READY:
         raise ActionError(f"{dataset} is {dataset.status}; tokens can be counted once it is ready.", code="conflict")
-    source = find_tokenizer_source(dataset.organization, dataset.project, model=model, tokenizer_upload=tokenizer_upload)
+    source = find_tokenizer_source(
+        dataset.organization, dataset.project, model=model, tokenizer_upload=tokenizer_upload
+    )
     with transaction.atomic():
         job = do_enqueue_job(
-            dataset.organization, COUNT_TOKENS_JOB, user=user, project=dataset.project,
+            dataset.organization,
+            COUNT_TOKENS_JOB,
+            user=user,
+            project=dataset.project,
             params={"dataset": dataset.pk, **source.params, "label": source.label},
         )
         Dataset.objects.filter(pk=dataset.pk).update(job=job)
@@ -370,15 +454,24 @@ def do_delete_dataset(dataset: Dataset) -> None:
 #: The datasets ``manage.py bootstrap_demo`` loads (files under projects/demo_data/, see ATTRIBUTION.md).
 DEMO_DATASETS = (
     {
-        "name": "MedQuAD (subset)", "file": "medquad-train-subset.jsonl", "role": DatasetRole.DOMAIN, "format": "jsonl",
+        "name": "MedQuAD (subset)",
+        "file": "medquad-train-subset.jsonl",
+        "role": DatasetRole.DOMAIN,
+        "format": "jsonl",
         "options": {"template": "Question: {question}\nAnswer: {answer}"},
     },
     {
-        "name": "Python language reference", "file": "python-reference.jsonl", "role": DatasetRole.CONTROL, "format": "jsonl",
+        "name": "Python language reference",
+        "file": "python-reference.jsonl",
+        "role": DatasetRole.CONTROL,
+        "format": "jsonl",
         "options": {"text_field": "text"},
     },
     {
-        "name": "Factual recall pairs", "file": "prompt-pairs.jsonl", "role": DatasetRole.PROMPT_PAIRS, "format": "jsonl",
+        "name": "Factual recall pairs",
+        "file": "prompt-pairs.jsonl",
+        "role": DatasetRole.PROMPT_PAIRS,
+        "format": "jsonl",
         "options": {},
     },
 )
@@ -399,10 +492,19 @@ def load_demo_datasets(project: Project, user, *, count_tokens_with=None) -> lis
             continue
         if existing is not None:
             do_delete_dataset(existing)
-        created.append(do_create_dataset_from_file(
-            project, user, filename=spec["file"], path=DEMO_DIR / spec["file"], name=spec["name"], role=spec["role"],
-            format=spec["format"], options=spec["options"], count_tokens_with=count_tokens_with,
-        ))
+        created.append(
+            do_create_dataset_from_file(
+                project,
+                user,
+                filename=spec["file"],
+                path=DEMO_DIR / spec["file"],
+                name=spec["name"],
+                role=spec["role"],
+                format=spec["format"],
+                options=spec["options"],
+                count_tokens_with=count_tokens_with,
+            )
+        )
     return created
 
 
@@ -419,7 +521,8 @@ def start_demo_token_counts(datasets: list[Dataset], model, user) -> list[Job]:
         if dataset.token_count is not None or dataset.status == DatasetStatus.FAILED:
             continue
         counting = Job.objects.for_org(dataset.organization).filter(
-            kind=COUNT_TOKENS_JOB, params__dataset=dataset.pk, status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
+            kind=COUNT_TOKENS_JOB, params__dataset=dataset.pk, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
+        )
         if counting.exists():
             continue
         if dataset.status != DatasetStatus.READY:

@@ -15,9 +15,9 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from pathlib import Path
-from typing import Callable, Sequence
 
 from django.conf import settings
 from django.db import transaction
@@ -26,7 +26,14 @@ from tqdm import tqdm
 from projects import blobs
 from projects.actions import ActionError, do_delete_owning_blobs, do_enqueue_job
 from projects.engine import archives
-from projects.engine.model_formats import MODEL_FILE_SUFFIXES, ModelArchive, ModelFormatError, ModelInfo, inspect_model, plan_model_archive
+from projects.engine.model_formats import (
+    MODEL_FILE_SUFFIXES,
+    ModelArchive,
+    ModelFormatError,
+    ModelInfo,
+    inspect_model,
+    plan_model_archive,
+)
 from projects.jobs_base import execute
 from projects.models import Blob, Job, LanguageModel, ModelFile, ModelRole, ModelStatus, Project, Upload, UploadStatus
 
@@ -74,15 +81,34 @@ def _header_fields(info: ModelInfo) -> dict:
         "warnings": list(info.warnings),
         "metadata": {
             key: getattr(info, key)
-            for key in ("name", "model_type", "block_count", "embedding_length", "head_count", "head_count_kv",
-                        "feed_forward_length", "context_length", "vocab_size", "chat_template", "gguf_version")
-        } | {"quant_types": info.quant_types, "tensor_count": len(info.tensors)},
+            for key in (
+                "name",
+                "model_type",
+                "block_count",
+                "embedding_length",
+                "head_count",
+                "head_count_kv",
+                "feed_forward_length",
+                "context_length",
+                "vocab_size",
+                "chat_template",
+                "gguf_version",
+            )
+        }
+        | {"quant_types": info.quant_types, "tensor_count": len(info.tensors)},
     }
 
 
 def do_create_model(
-    project: Project, user, *, name: str, files: list[tuple[str, Blob]], role: str = ModelRole.TEACHER,
-    derived_from: LanguageModel | None = None, enqueue: bool = True, notes: Sequence[str] = (),
+    project: Project,
+    user,
+    *,
+    name: str,
+    files: list[tuple[str, Blob]],
+    role: str = ModelRole.TEACHER,
+    derived_from: LanguageModel | None = None,
+    enqueue: bool = True,
+    notes: Sequence[str] = (),
 ) -> LanguageModel:
     """Check the files' headers and create the model; its tensor inventory runs as a job.
 
@@ -102,13 +128,25 @@ def do_create_model(
     fields["warnings"] += list(notes)
     with transaction.atomic():
         model = LanguageModel.objects.create(
-            organization=project.organization, project=project, name=name[:200], role=role, created_by=user,
-            derived_from=derived_from, status=ModelStatus.IMPORTING, **fields,
+            organization=project.organization,
+            project=project,
+            name=name[:200],
+            role=role,
+            created_by=user,
+            derived_from=derived_from,
+            status=ModelStatus.IMPORTING,
+            **fields,
         )
         kept = _kept_files(info, files)
         ModelFile.objects.bulk_create([ModelFile(model=model, path=path, blob=blob) for path, blob in kept])
-        do_enqueue_job(project.organization, "projects.inventory_model", user=user, project=project,
-                       params={"model": model.pk}, enqueue=enqueue)
+        do_enqueue_job(
+            project.organization,
+            "projects.inventory_model",
+            user=user,
+            project=project,
+            params={"model": model.pk},
+            enqueue=enqueue,
+        )
     return model
 
 
@@ -125,7 +163,10 @@ def _check_uploads(project: Project, uploads: list[Upload]) -> None:
         if upload.project_id != project.pk:
             raise ActionError("An upload belongs to another project.", field="uploads", code="not_found")
         if upload.status != UploadStatus.COMPLETE or upload.blob_id is None:
-            raise ActionError(f"{upload.filename} has not finished uploading ({upload.received} of {upload.size} bytes).", field="uploads")
+            raise ActionError(
+                f"{upload.filename} has not finished uploading ({upload.received} of {upload.size} bytes).",
+                field="uploads",
+            )
 
 
 def do_create_model_from_uploads(project: Project, user, *, name: str, uploads: list[Upload]) -> LanguageModel:
@@ -142,7 +183,9 @@ def do_create_model_from_uploads(project: Project, user, *, name: str, uploads: 
         if zipped:
             raise ActionError(
                 f"{zipped[0]} is a zip: a zipped model folder is uploaded on its own, not beside other files. "
-                "Upload the zip alone, or the folder's files without it.", field="uploads")
+                "Upload the zip alone, or the folder's files without it.",
+                field="uploads",
+            )
         model = do_create_model(project, user, name=name, files=files)
     except ActionError:
         _consume(uploads, shas)
@@ -171,7 +214,8 @@ def model_archive_limits() -> archives.ArchiveLimits:
     return archives.ArchiveLimits(
         max_uncompressed_bytes=settings.MODEL_ARCHIVE_MAX_UNCOMPRESSED_BYTES,
         max_members=settings.MODEL_ARCHIVE_MAX_FILES,
-        uncompressed_setting="MODEL_ARCHIVE_MAX_UNCOMPRESSED_BYTES", members_setting="MODEL_ARCHIVE_MAX_FILES",
+        uncompressed_setting="MODEL_ARCHIVE_MAX_UNCOMPRESSED_BYTES",
+        members_setting="MODEL_ARCHIVE_MAX_FILES",
     )
 
 
@@ -186,7 +230,9 @@ def check_model_archive(path: Path, label: str) -> tuple[ModelArchive, archives.
         listing = archives.list_zip(path, model_archive_limits(), label)
         return plan_model_archive(listing.members, label), listing
     except archives.NotAZipError as exc:
-        raise ActionError(f"{exc}: the file is damaged or not a zip; create the zip again and upload it.", field="uploads")
+        raise ActionError(
+            f"{exc}: the file is damaged or not a zip; create the zip again and upload it.", field="uploads"
+        )
     except (archives.ArchiveError, ModelFormatError) as exc:
         raise ActionError(str(exc), field="uploads")
 
@@ -200,16 +246,28 @@ def do_start_model_from_archive(project: Project, user, *, name: str, upload: Up
     _check_uploads(project, [upload])
     try:
         check_model_archive(blobs.local_path(upload.blob), upload.filename)
-        return do_enqueue_job(project.organization, UNPACK_JOB, user=user, project=project,
-                              params={"upload": str(upload.pk), "name": (name or "").strip()})
+        return do_enqueue_job(
+            project.organization,
+            UNPACK_JOB,
+            user=user,
+            project=project,
+            params={"upload": str(upload.pk), "name": (name or "").strip()},
+        )
     except ActionError:
         _consume([upload], [upload.blob_id])
         raise
 
 
 def unpack_model_archive(
-    path: Path, label: str, project: Project, user, *, name: str = "", enqueue: bool = True,
-    progress: Callable[[int, int, str], None] | None = None, upload: Upload | None = None,
+    path: Path,
+    label: str,
+    project: Project,
+    user,
+    *,
+    name: str = "",
+    enqueue: bool = True,
+    progress: Callable[[int, int, str], None] | None = None,
+    upload: Upload | None = None,
 ) -> LanguageModel:
     """Unpack a zipped model folder into blobs and create the model from them (:func:`do_create_model`).
 
@@ -223,8 +281,11 @@ def unpack_model_archive(
     plan, listing = check_model_archive(path, label)
     total = sum(member.size for member in plan.files)
     inflation = archives.Inflation(
-        model_archive_limits(), label, listing.declared_bytes,
-        progress=(lambda done, member: progress(done, total, member.path)) if progress else None)
+        model_archive_limits(),
+        label,
+        listing.declared_bytes,
+        progress=(lambda done, member: progress(done, total, member.path)) if progress else None,
+    )
     stored: list[tuple[str, Blob]] = []
     try:
         try:
@@ -236,9 +297,13 @@ def unpack_model_archive(
         notes = []
         if plan.left_out:
             more = f" and {len(plan.left_out) - 10} more" if len(plan.left_out) > 10 else ""
-            notes.append(f"files of the zip that are not model files were left out: {', '.join(plan.left_out[:10])}{more}")
+            notes.append(
+                f"files of the zip that are not model files were left out: {', '.join(plan.left_out[:10])}{more}"
+            )
         with transaction.atomic():
-            model = do_create_model(project, user, name=name or Path(label).stem, files=stored, enqueue=enqueue, notes=notes)
+            model = do_create_model(
+                project, user, name=name or Path(label).stem, files=stored, enqueue=enqueue, notes=notes
+            )
             if upload is not None:
                 Upload.objects.filter(pk=upload.pk).delete()  # consumed: the model holds its files now
         return model
@@ -247,13 +312,21 @@ def unpack_model_archive(
         blobs.collect_garbage(only=[blob.pk for _, blob in stored])
 
 
-def do_create_model_from_archive(upload: Upload, user, *, name: str = "",
-                                 progress: Callable[[int, int, str], None] | None = None) -> LanguageModel:
+def do_create_model_from_archive(
+    upload: Upload, user, *, name: str = "", progress: Callable[[int, int, str], None] | None = None
+) -> LanguageModel:
     """Create a model from an uploaded zip (what the unpack job runs); the upload is consumed
     when the zip becomes a model and when it is refused (ActionError): nothing is kept."""
     try:
-        model = unpack_model_archive(blobs.local_path(upload.blob), upload.filename, upload.project, user,
-                                     name=name, progress=progress, upload=upload)
+        model = unpack_model_archive(
+            blobs.local_path(upload.blob),
+            upload.filename,
+            upload.project,
+            user,
+            name=name,
+            progress=progress,
+            upload=upload,
+        )
     except ActionError:
         _consume([upload], [upload.blob_id])
         raise
@@ -265,7 +338,9 @@ def do_create_model_from_archive(upload: Upload, user, *, name: str = "",
 FOLDER_SUFFIXES = MODEL_FILE_SUFFIXES
 
 
-def do_import_model_files(path: Path, project: Project, user, *, name: str = "", stdout=None, inline_inventory: bool = True) -> LanguageModel:
+def do_import_model_files(
+    path: Path, project: Project, user, *, name: str = "", stdout=None, inline_inventory: bool = True
+) -> LanguageModel:
     """Import files already on this machine: store them as blobs, then :func:`do_create_model`.
 
     ``path`` is a GGUF file, a Hugging Face folder or a zip of one (unpacked here, as the unpack
@@ -277,14 +352,22 @@ def do_import_model_files(path: Path, project: Project, user, *, name: str = "",
     if not path.exists():
         raise ActionError(f"{path} does not exist.", field="path")
     if path.is_file() and path.suffix.lower() == ".zip":
-        with tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"unpacking {path.name}", file=stdout or sys.stderr,
-                  disable=stdout is None) as bar:
+        with tqdm(
+            total=path.stat().st_size,
+            unit="B",
+            unit_scale=True,
+            desc=f"unpacking {path.name}",
+            file=stdout or sys.stderr,
+            disable=stdout is None,
+        ) as bar:
+
             def unpacked(done: int, total: int, member: str) -> None:
                 bar.total = total
                 bar.update(done - bar.n)
 
-            model = unpack_model_archive(path, path.name, project, user, name=name or path.stem,
-                                         enqueue=not inline_inventory, progress=unpacked)
+            model = unpack_model_archive(
+                path, path.name, project, user, name=name or path.stem, enqueue=not inline_inventory, progress=unpacked
+            )
         return _inventory_inline(model) if inline_inventory else model
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in FOLDER_SUFFIXES)
@@ -295,8 +378,14 @@ def do_import_model_files(path: Path, project: Project, user, *, name: str = "",
     stored = []
     for file in files:
         relative = file.relative_to(path).as_posix() if path.is_dir() else file.name
-        with tqdm(total=file.stat().st_size, unit="B", unit_scale=True, desc=f"hashing {relative}", file=stdout or sys.stderr,
-                  disable=stdout is None) as bar:
+        with tqdm(
+            total=file.stat().st_size,
+            unit="B",
+            unit_scale=True,
+            desc=f"hashing {relative}",
+            file=stdout or sys.stderr,
+            disable=stdout is None,
+        ) as bar:
             sha = blobs.sha256_of(file, progress=lambda done, total: bar.update(done - bar.n))
         stored.append((relative, blobs.store_path(file, sha256=sha)))
     try:

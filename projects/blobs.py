@@ -14,10 +14,11 @@ import os
 import shutil
 import threading
 from collections import OrderedDict, deque
-from contextlib import contextmanager
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from django.conf import settings
 from django.core.files import File
@@ -220,7 +221,7 @@ def collect_garbage(only: list[str] | None = None) -> tuple[int, int]:
 # part file is exactly as this process left it (same size, modification time and inode);
 # otherwise (chunks went to another server process, the server restarted, ...) the file is
 # hashed again at completion.
-_running: OrderedDict[str, tuple[int, int, int, "hashlib._Hash"]] = OrderedDict()
+_running: OrderedDict[str, tuple[int, int, int, hashlib._Hash]] = OrderedDict()
 _running_lock = threading.Lock()
 _RUNNING_MAX = 256
 
@@ -297,7 +298,9 @@ class _PartFile:
         while count < len(view):
             got = os.preadv(self.fd, [view[count:]], offset + count)
             if not got:
-                raise BlobError("The upload's part file is shorter than its offset; resume from the offset the server gives.")
+                raise BlobError(
+                    "The upload's part file is shorter than its offset; resume from the offset the server gives."
+                )
             count += got
 
     def write(self, view: memoryview, offset: int) -> None:
@@ -347,8 +350,10 @@ _busy: set[str] = set()
 
 class UploadBusyError(BlobError):
     def __init__(self) -> None:
-        super().__init__("Another request is writing this upload right now (a chunk still arriving, perhaps from "
-                         "another tab or script). Wait for it, then ask the upload for its offset and resume from there.")
+        super().__init__(
+            "Another request is writing this upload right now (a chunk still arriving, perhaps from "
+            "another tab or script). Wait for it, then ask the upload for its offset and resume from there."
+        )
 
 
 @contextmanager
@@ -439,12 +444,12 @@ def _receive_chunk(upload: Upload, start: int, stream: BinaryIO, length: int, ch
             part.read_head(view[:fill], offset)
         while remaining:
             try:
-                got = _read_into(stream, view[fill: min(IO_CHUNK, fill + remaining)])
+                got = _read_into(stream, view[fill : min(IO_CHUNK, fill + remaining)])
             except OSError:  # Django's UnreadablePostError and the like: the client went away
                 got = 0
             if not got:
                 break  # the connection dropped mid-chunk: keep what arrived, the client resumes
-            piece = view[fill: fill + got]
+            piece = view[fill : fill + got]
             for state in (running, digest):
                 if state is not None:
                     if state in hashing:
@@ -485,8 +490,10 @@ def _receive_chunk(upload: Upload, start: int, stream: BinaryIO, length: int, ch
         os.truncate(path, start)
         if before is not None:
             _running_put(upload, path, start, before)
-        raise BlobError(f"The server could not store the chunk at byte {start} ({failed.strerror or failed}); "
-                        "nothing of it was kept. Try again, or tell the administrator if it persists.")
+        raise BlobError(
+            f"The server could not store the chunk at byte {start} ({failed.strerror or failed}); "
+            "nothing of it was kept. Try again, or tell the administrator if it persists."
+        )
     if digest is not None and not remaining and digest.hexdigest() != chunk_sha256.lower():
         os.truncate(path, start)
         if before is not None:
@@ -520,7 +527,9 @@ def _complete_upload(upload: Upload) -> Blob:
     path = part_path(upload)
     on_disk = path.stat().st_size if path.exists() else 0
     if on_disk != upload.size:
-        raise BlobError(f"The upload is incomplete: {on_disk} of {upload.size} bytes arrived. Send the rest, then complete it.")
+        raise BlobError(
+            f"The upload is incomplete: {on_disk} of {upload.size} bytes arrived. Send the rest, then complete it."
+        )
     sha256 = _running_digest(upload, path) or sha256_of(path)
     if upload.expected_sha256 and upload.expected_sha256.lower() != sha256:
         path.unlink(missing_ok=True)

@@ -20,7 +20,9 @@ class JobsConsumer(OrgConsumer):
         if isinstance(content, dict) and content.get("type") == "ping":
             await self.send_json({"type": "pong"})
         else:
-            await self.send_json({"type": "error", "message": "This socket only sends job updates; send {\"type\": \"ping\"} to check it."})
+            await self.send_json(
+                {"type": "error", "message": 'This socket only sends job updates; send {"type": "ping"} to check it.'}
+            )
 
     async def job_update(self, event):
         await self.send_json({"type": "job", "job": event["job"]})

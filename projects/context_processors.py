@@ -7,8 +7,17 @@ from django.utils.functional import SimpleLazyObject
 from projects.models import Organization
 
 #: The sections of an organisation in the side navigation (URL names, all under /o/<slug>/).
-ORG_SECTIONS = ("dashboard", "project-list", "model-list", "dataset-list", "analysis-list", "student-list",
-                "agent-list", "job-list", "org-settings")
+ORG_SECTIONS = (
+    "dashboard",
+    "project-list",
+    "model-list",
+    "dataset-list",
+    "analysis-list",
+    "student-list",
+    "agent-list",
+    "job-list",
+    "org-settings",
+)
 
 
 @lru_cache(maxsize=4096)
@@ -42,6 +51,7 @@ def tenancy(request):
     user = getattr(request, "user", None)
     if not user or not user.is_authenticated:
         return {"site_urls": site_urls(prefix)}
+
     def switcher():
         # Pages inside an organisation found them while resolving the membership (views_base).
         my_orgs = getattr(request, "my_orgs", None) or Organization.objects.for_user(user).order_by("name")

@@ -5,7 +5,9 @@ from projects.models import Role
 
 class OrganizationForm(forms.Form):
     name = forms.CharField(max_length=120)
-    slug = forms.SlugField(max_length=60, required=False, help_text="Used in addresses; derived from the name if empty.")
+    slug = forms.SlugField(
+        max_length=60, required=False, help_text="Used in addresses; derived from the name if empty."
+    )
 
 
 class ProjectForm(forms.Form):

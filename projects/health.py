@@ -31,7 +31,9 @@ def readiness() -> dict[str, dict]:
                 seen.append({"name": worker.name, "queues": worker.queue_names()})
         checks["workers"] = {"ok": bool(seen), "seen": seen}
         if not seen:
-            checks["workers"]["error"] = "No RQ worker reported recently: start one with `python manage.py rqworker default cpu gpu`."
+            checks["workers"]["error"] = (
+                "No RQ worker reported recently: start one with `python manage.py rqworker default cpu gpu`."
+            )
     except Exception as exc:  # noqa: BLE001
         checks["redis"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         checks["workers"] = {"ok": False, "error": "Unknown: Redis is unreachable."}

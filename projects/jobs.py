@@ -36,7 +36,9 @@ class InventoryModel(JobKind):
         path = model_path(model)
 
         def hashed(done: int, total: int) -> None:
-            ctx.progress(0.95 * done / max(total, 1), f"Hashing tensors: {done / 2**20:,.0f} of {total / 2**20:,.0f} MiB")
+            ctx.progress(
+                0.95 * done / max(total, 1), f"Hashing tensors: {done / 2**20:,.0f} of {total / 2**20:,.0f} MiB"
+            )
 
         info = inspect_model(path, with_hashes=True, progress=hashed)
         files = {f.path: f for f in model.files.all()}
@@ -47,8 +49,16 @@ class InventoryModel(JobKind):
             TensorRecord.objects.bulk_create(
                 [
                     TensorRecord(
-                        model=model, file=single or files[t.file], name=t.name, layer=t.layer, component=t.component,
-                        shape=list(t.shape), dtype=t.dtype, n_params=t.n_params, offset=t.offset, n_bytes=t.n_bytes,
+                        model=model,
+                        file=single or files[t.file],
+                        name=t.name,
+                        layer=t.layer,
+                        component=t.component,
+                        shape=list(t.shape),
+                        dtype=t.dtype,
+                        n_params=t.n_params,
+                        offset=t.offset,
+                        n_bytes=t.n_bytes,
                         sha256=t.sha256 or "",
                     )
                     for t in info.tensors
@@ -89,22 +99,31 @@ class UnpackModelArchive(JobKind):
         try:
             upload = str(uuid.UUID(str(params["upload"])))
         except (KeyError, ValueError):
-            raise ValueError("Unpacking needs the id of a completed upload of a zip: {\"upload\": \"<uuid>\"}.")
+            raise ValueError('Unpacking needs the id of a completed upload of a zip: {"upload": "<uuid>"}.')
         return {"upload": upload, "name": str(params.get("name") or "")[:200]}
 
     def run(self, job: Job, ctx: JobContext) -> dict:
-        upload = (Upload.objects.for_org(job.organization).filter(pk=job.params["upload"], project=job.project)
-                  .select_related("blob", "project").first())
+        upload = (
+            Upload.objects.for_org(job.organization)
+            .filter(pk=job.params["upload"], project=job.project)
+            .select_related("blob", "project")
+            .first()
+        )
         if upload is None or upload.blob is None:
-            raise LookupError("The uploaded zip no longer exists (it was refused, cancelled or unpacked already); upload it again.")
+            raise LookupError(
+                "The uploaded zip no longer exists (it was refused, cancelled or unpacked already); upload it again."
+            )
         ctx.progress(0.0, f"Unpacking {upload.filename}", force=True)
 
         def unpacked(done: int, total: int, member: str) -> None:
-            ctx.progress(0.99 * done / max(total, 1), f"Unpacking {member}: {done / 2**20:,.0f} of {total / 2**20:,.0f} MiB")
+            ctx.progress(
+                0.99 * done / max(total, 1), f"Unpacking {member}: {done / 2**20:,.0f} of {total / 2**20:,.0f} MiB"
+            )
 
         try:
-            model = actions_models.do_create_model_from_archive(upload, job.created_by, name=job.params.get("name", ""),
-                                                                progress=unpacked)
+            model = actions_models.do_create_model_from_archive(
+                upload, job.created_by, name=job.params.get("name", ""), progress=unpacked
+            )
         except ActionError as exc:
             ctx.log(f"refused: {exc.message}")
             raise Refused(f"{exc.message} Nothing was kept: fix the zip and upload it again.") from None
@@ -142,9 +161,13 @@ class RecountProjectStats(JobKind):
         project = Project.objects.for_org(job.organization).get(pk=job.project_id)
         others = Job.objects.for_org(job.organization).filter(project=project).exclude(pk=job.pk)
         steps = [
-            ("jobs by status", lambda: {
-                status: 0 for status in JobStatus.values
-            } | dict(others.values_list("status").annotate(n=Count("id")).order_by())),
+            (
+                "jobs by status",
+                lambda: (
+                    {status: 0 for status in JobStatus.values}
+                    | dict(others.values_list("status").annotate(n=Count("id")).order_by())
+                ),
+            ),
             ("jobs by kind", lambda: dict(others.values_list("kind").annotate(n=Count("id")).order_by())),
             ("members", lambda: Membership.objects.for_org(job.organization).count()),
         ]
@@ -161,5 +184,5 @@ class RecountProjectStats(JobKind):
         return stats
 
 
-import projects.jobs_datasets  # noqa: E402,F401  (dataset job kinds register on import)
 import projects.jobs_conversion  # noqa: E402,F401  (conversion job kinds register on import)
+import projects.jobs_datasets  # noqa: E402,F401  (dataset job kinds register on import)

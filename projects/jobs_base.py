@@ -54,7 +54,7 @@ class JobKind:
             raise ValueError(f"Job kind {cls.name!r} takes no parameters; got {sorted(params)}.")
         return {}
 
-    def run(self, job, ctx: "JobContext") -> dict[str, Any] | None:  # pragma: no cover - abstract
+    def run(self, job, ctx: JobContext) -> dict[str, Any] | None:  # pragma: no cover - abstract
         raise NotImplementedError
 
     @classmethod
@@ -156,7 +156,9 @@ def publish_job_event(job) -> None:
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(org_jobs_group(job.organization_id), {"type": "job.update", "job": job.as_event()})
+        async_to_sync(layer.group_send)(
+            org_jobs_group(job.organization_id), {"type": "job.update", "job": job.as_event()}
+        )
     except Exception:  # noqa: BLE001 - realtime is a convenience; the row is the truth
         logger.warning("could not publish progress of job %s", job.pk, exc_info=True)
 

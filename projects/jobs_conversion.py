@@ -52,7 +52,7 @@ class ConvertModel(JobKind):
         try:
             return {"model": int(params["model"])}
         except (KeyError, TypeError, ValueError):
-            raise ValueError("A conversion needs the id of the model to convert: {\"model\": <id>}.")
+            raise ValueError('A conversion needs the id of the model to convert: {"model": <id>}.')
 
     @classmethod
     def on_end_without_success(cls, job: Job, status: str, error: str) -> None:
@@ -73,7 +73,12 @@ class ConvertModel(JobKind):
     def run(self, job: Job, ctx: JobContext) -> dict:
         from projects.actions_models import do_create_model
 
-        source = LanguageModel.objects.for_org(job.organization).select_related("project").filter(pk=job.params["model"]).first()
+        source = (
+            LanguageModel.objects.for_org(job.organization)
+            .select_related("project")
+            .filter(pk=job.params["model"])
+            .first()
+        )
         if source is None:
             raise LookupError("The model to convert no longer exists; there is nothing to do.")
         outtype = self.outtype(job)
@@ -102,8 +107,14 @@ class ConvertModel(JobKind):
                 blobs.collect_garbage(only=[blob.sha256 for _, blob in stored])
                 return done
             ctx.progress(0.98, "Creating the converted model", force=True)
-            derivative = do_create_model(source.project, job.created_by, name=self.derivative_name(source, job),
-                                         files=stored, role=source.role, derived_from=source)
+            derivative = do_create_model(
+                source.project,
+                job.created_by,
+                name=self.derivative_name(source, job),
+                files=stored,
+                role=source.role,
+                derived_from=source,
+            )
         except BaseException:
             # No model was created: free the blobs just stored (those another row uses are kept).
             blobs.collect_garbage(only=[blob.sha256 for _, blob in stored])
@@ -111,19 +122,29 @@ class ConvertModel(JobKind):
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         size = sum(blob.size for _, blob in stored)
-        ctx.log(f"converted {source.name} ({source.get_format_display()}) in {converted_in:.1f} s: "
-                f"{len(stored)} files, {size:,} bytes; the inventory of {derivative.name} follows")
+        ctx.log(
+            f"converted {source.name} ({source.get_format_display()}) in {converted_in:.1f} s: "
+            f"{len(stored)} files, {size:,} bytes; the inventory of {derivative.name} follows"
+        )
         ctx.add_artifact(derivative.name, f"/o/{job.organization.slug}/models/{derivative.pk}/")
         ctx.progress(1.0, f"{derivative.name} created; its inventory job follows", force=True)
-        return {"model": derivative.pk, "source": source.pk, "reused": False, "files": len(stored), "bytes": size,
-                "seconds": round(converted_in, 2)}
+        return {
+            "model": derivative.pk,
+            "source": source.pk,
+            "reused": False,
+            "files": len(stored),
+            "bytes": size,
+            "seconds": round(converted_in, 2),
+        }
 
     def _reuse(self, source: LanguageModel, outtype: str | None, ctx: JobContext, job: Job) -> dict | None:
         existing = existing_derivative(source, self.target, outtype)
         if existing is None:
             return None
-        ctx.log(f"{existing.name} (model #{existing.pk}) is already a {existing.get_format_display()} copy of {source.name}; "
-                "nothing was converted")
+        ctx.log(
+            f"{existing.name} (model #{existing.pk}) is already a {existing.get_format_display()} copy of {source.name}; "
+            "nothing was converted"
+        )
         ctx.add_artifact(existing.name, f"/o/{job.organization.slug}/models/{existing.pk}/")
         ctx.progress(1.0, f"Already converted: {existing.name}", force=True)
         return {"model": existing.pk, "source": source.pk, "reused": True}
@@ -136,7 +157,9 @@ class ConvertModel(JobKind):
         shared folder may be in use, and ``blobs.materialize_folder`` refuses to lay out a folder
         a second time (its escape check follows the existing links).
         """
-        folder = blobs.materialize_folder([(f.path, f.blob) for f in source.files.select_related("blob")], workdir / "source")
+        folder = blobs.materialize_folder(
+            [(f.path, f.blob) for f in source.files.select_related("blob")], workdir / "source"
+        )
         if source.format == ModelFormat.GGUF:
             return next(folder.rglob("*.gguf"))
         return folder
@@ -195,5 +218,10 @@ class ConvertToGGUF(ConvertModel):
         converter = fetch_converter(tools_dir(), progress=lambda _f, message: ctx.progress(0.0, message, force=True))
         ctx.log(f"converter: {converter}")
         stem = slugify(source.name)[:80] or f"model-{source.pk}"
-        return hf_to_gguf(self.source_path(source, workdir), workdir / f"{stem}-{outtype}.gguf", self._engine_progress(ctx),
-                          outtype=outtype, converter=converter)
+        return hf_to_gguf(
+            self.source_path(source, workdir),
+            workdir / f"{stem}-{outtype}.gguf",
+            self._engine_progress(ctx),
+            outtype=outtype,
+            converter=converter,
+        )

@@ -18,11 +18,15 @@ from projects.models import Dataset, DatasetStatus, Job
 
 def _dataset(job: Job) -> Dataset:
     dataset = (
-        Dataset.objects.for_org(job.organization).filter(pk=job.params["dataset"])
-        .select_related("source_blob", "documents_blob", "project").first()
+        Dataset.objects.for_org(job.organization)
+        .filter(pk=job.params["dataset"])
+        .select_related("source_blob", "documents_blob", "project")
+        .first()
     )
     if dataset is None:
-        raise LookupError("The dataset no longer exists (it was deleted, or its file was refused); there is nothing to do.")
+        raise LookupError(
+            "The dataset no longer exists (it was deleted, or its file was refused); there is nothing to do."
+        )
     return dataset
 
 
@@ -30,7 +34,7 @@ def _dataset_params(params: dict[str, Any], *extra: str) -> dict[str, Any]:
     try:
         cleaned = {"dataset": int(params["dataset"])}
     except (KeyError, TypeError, ValueError):
-        raise ValueError("These jobs need the id of a dataset: {\"dataset\": <id>}.")
+        raise ValueError('These jobs need the id of a dataset: {"dataset": <id>}.')
     for key in extra:
         if key in params:
             cleaned[key] = str(params[key])[:300]
@@ -65,7 +69,8 @@ class ProcessDataset(JobKind):
         # is kept and the job can be retried. (A refused file's dataset is already deleted.)
         reason = error or f"Processing was {status}."
         Dataset.objects.filter(pk=job.params.get("dataset"), status=DatasetStatus.PROCESSING).update(
-            status=DatasetStatus.FAILED, error=f"{reason} (job #{job.pk}; retry it from the job page)")
+            status=DatasetStatus.FAILED, error=f"{reason} (job #{job.pk}; retry it from the job page)"
+        )
 
     def run(self, job: Job, ctx: JobContext) -> dict:
         dataset = _dataset(job)
@@ -75,8 +80,11 @@ class ProcessDataset(JobKind):
         output = blobs.uploads_dir() / f"dataset-{dataset.pk}-job-{job.pk}.jsonl.partial"
         try:
             result = engine.normalise(
-                blobs.local_path(dataset.source_blob), actions_datasets.dataset_options(dataset), output,
-                actions_datasets.dataset_limits(), name=name,
+                blobs.local_path(dataset.source_blob),
+                actions_datasets.dataset_options(dataset),
+                output,
+                actions_datasets.dataset_limits(),
+                name=name,
                 progress=lambda fraction, documents: ctx.progress(0.95 * fraction, f"Read {documents:,} documents"),
             )
             ctx.log(f"read {result.documents:,} documents, {result.characters:,} characters ({result.encoding})")
@@ -94,12 +102,23 @@ class ProcessDataset(JobKind):
                 train, eval_ = engine.split_counts(current.split_seed, current.split_ratio, result.documents)
                 stats = {
                     **{k: v for k, v in current.stats.items() if k != "tokens"},
-                    "characters": result.lengths, "skipped": result.skipped, "files": result.files,
+                    "characters": result.lengths,
+                    "skipped": result.skipped,
+                    "files": result.files,
                 }
                 Dataset.objects.filter(pk=dataset.pk).update(
-                    status=DatasetStatus.READY, documents_blob=documents_blob, document_count=result.documents,
-                    character_count=result.characters, encoding=result.encoding[:200], preview=result.preview,
-                    train_count=train, eval_count=eval_, stats=stats, token_count=None, tokenizer="", error="",
+                    status=DatasetStatus.READY,
+                    documents_blob=documents_blob,
+                    document_count=result.documents,
+                    character_count=result.characters,
+                    encoding=result.encoding[:200],
+                    preview=result.preview,
+                    train_count=train,
+                    eval_count=eval_,
+                    stats=stats,
+                    token_count=None,
+                    tokenizer="",
+                    error="",
                 )
         except engine.DatasetFormatError as exc:
             ctx.log(f"refused: {exc}")
@@ -112,8 +131,12 @@ class ProcessDataset(JobKind):
         if job.params.get("count_tokens_with"):
             self._count_tokens(job, ctx, dataset.pk, job.params["count_tokens_with"])
         return {
-            "documents": result.documents, "characters": result.characters, "skipped": result.skipped,
-            "encoding": result.encoding, "train": train, "eval": eval_,
+            "documents": result.documents,
+            "characters": result.characters,
+            "skipped": result.skipped,
+            "encoding": result.encoding,
+            "train": train,
+            "eval": eval_,
         }
 
     @staticmethod
@@ -142,7 +165,7 @@ class CountDatasetTokens(JobKind):
     def clean_params(cls, params: dict[str, Any]) -> dict[str, Any]:
         cleaned = _dataset_params(params, "source", "source_id", "label")
         if cleaned.get("source") not in ("model", "upload") or not cleaned.get("source_id"):
-            raise ValueError("Counting tokens needs a tokenizer source: {\"source\": \"model\"|\"upload\", \"source_id\": …}.")
+            raise ValueError('Counting tokens needs a tokenizer source: {"source": "model"|"upload", "source_id": …}.')
         return cleaned
 
     def run(self, job: Job, ctx: JobContext) -> dict:
@@ -154,8 +177,11 @@ class CountDatasetTokens(JobKind):
         tokenizer = engine.load_tokenizer(blobs.local_path(source.blob), source.tokenizer_kind)
         ctx.log(f"counting with the {source.label}: {tokenizer.description}")
         counted = engine.count_tokens(
-            blobs.local_path(dataset.documents_blob), tokenizer,
-            progress=lambda fraction, documents: ctx.progress(fraction, f"Counted {documents:,} of {dataset.document_count:,} documents"),
+            blobs.local_path(dataset.documents_blob),
+            tokenizer,
+            progress=lambda fraction, documents: ctx.progress(
+                fraction, f"Counted {documents:,} of {dataset.document_count:,} documents"
+            ),
         )
         label = f"{source.label}: {tokenizer.description}"[:300]
         with transaction.atomic():
@@ -163,7 +189,8 @@ class CountDatasetTokens(JobKind):
             if current is None:
                 return {"deleted": True}
             Dataset.objects.filter(pk=dataset.pk).update(
-                token_count=counted.tokens, tokenizer=label,
+                token_count=counted.tokens,
+                tokenizer=label,
                 stats={**current.stats, "tokens": counted.lengths, "tokenizer_sha256": source.blob.pk},
             )
         ctx.progress(1.0, f"{counted.tokens:,} tokens", force=True)

@@ -40,12 +40,12 @@ class Role(models.TextChoices):
 
 
 class OrganizationQuerySet(TrackedWritesQuerySet):
-    def for_user(self, user) -> "OrganizationQuerySet":
+    def for_user(self, user) -> OrganizationQuerySet:
         if not user or not user.is_authenticated:
             return self.none()
         return self.filter(memberships__user=user)
 
-    def for_org(self, org: "Organization") -> "OrganizationQuerySet":
+    def for_org(self, org: Organization) -> OrganizationQuerySet:
         return self.filter(pk=org.pk)
 
 
@@ -86,7 +86,7 @@ class Membership(TenantModel):
 
 
 class InvitationQuerySet(TenantQuerySet):
-    def pending(self) -> "InvitationQuerySet":
+    def pending(self) -> InvitationQuerySet:
         return self.filter(accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now())
 
 
@@ -97,9 +97,7 @@ class Invitation(TenantModel):
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
     email = models.EmailField(blank=True, help_text="Who it is meant for (informational).")
     key_hash = models.CharField(max_length=64, unique=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     accepted_at = models.DateTimeField(null=True, blank=True)
@@ -133,7 +131,7 @@ class Invitation(TenantModel):
 
 
 class ProjectQuerySet(TenantQuerySet):
-    def active(self) -> "ProjectQuerySet":
+    def active(self) -> ProjectQuerySet:
         return self.filter(archived_at__isnull=True)
 
 
@@ -172,7 +170,7 @@ class Project(TenantModel):
 
 
 class ApiTokenQuerySet(TenantQuerySet):
-    def active(self) -> "ApiTokenQuerySet":
+    def active(self) -> ApiTokenQuerySet:
         now = timezone.now()
         return self.filter(revoked_at__isnull=True).filter(
             models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now)
@@ -331,7 +329,6 @@ class Blob(models.Model):
         return f"blobs/{sha256[:2]}/{sha256[2:4]}/{sha256}"
 
 
-
 class ModelFormat(models.TextChoices):
     GGUF = "gguf", "GGUF"
     SAFETENSORS = "safetensors", "Safetensors (Hugging Face)"
@@ -363,7 +360,9 @@ class LanguageModel(TenantModel):
     status = models.CharField(max_length=10, choices=ModelStatus.choices, default=ModelStatus.IMPORTING)
     error = models.TextField(blank=True)
     #: The model this one was converted from (GGUF -> HF checkpoint, or back).
-    derived_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="derivatives")
+    derived_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="derivatives"
+    )
     architecture = models.CharField(max_length=60, blank=True)
     parameter_count = models.BigIntegerField(default=0)
     size_bytes = models.BigIntegerField(default=0)
@@ -373,7 +372,9 @@ class LanguageModel(TenantModel):
     #: {"chat": bool, "analysis": bool, "distillation": bool, "reasons": {...}}
     capabilities = models.JSONField(default=dict, blank=True)
     warnings = models.JSONField(default=list, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -430,6 +431,7 @@ class TensorRecord(TenantModel):
 
     def __str__(self) -> str:
         return self.name
+
 
 class UploadStatus(models.TextChoices):
     RECEIVING = "receiving", "Receiving"

@@ -127,9 +127,7 @@ def _coerce_option(key, value):
         try:
             return int(value)
         except ValueError:
-            raise ValueError(
-                "DATABASE_URL option %s=%r is not an integer" % (key, value)
-            ) from None
+            raise ValueError("DATABASE_URL option %s=%r is not an integer" % (key, value)) from None
     return value
 
 
@@ -349,11 +347,7 @@ class SimulatedCatalog:
         entry = self.tables.get(table)
         if entry is None:
             return []
-        return [
-            name
-            for name, info in entry["constraints"].items()
-            if info["default"] and info["columns"] == [column]
-        ]
+        return [name for name, info in entry["constraints"].items() if info["default"] and info["columns"] == [column]]
 
     # -- bookkeeping ------------------------------------------------------
 
@@ -373,12 +367,11 @@ class SimulatedCatalog:
             entry["columns"].append(column)
         masked = _mask(definition)
         for match in re.finditer(
-            r"(?:\bCONSTRAINT\s+(%s)\s+)?\b(PRIMARY\s+KEY|UNIQUE|CHECK|DEFAULT|REFERENCES)\b"
-            % _IDENT,
+            r"(?:\bCONSTRAINT\s+(%s)\s+)?\b(PRIMARY\s+KEY|UNIQUE|CHECK|DEFAULT|REFERENCES)\b" % _IDENT,
             masked,
             re.I,
         ):
-            name = _unquote(definition[match.start(1):match.end(1)]) if match.group(1) else None
+            name = _unquote(definition[match.start(1) : match.end(1)]) if match.group(1) else None
             kind = re.sub(r"\s+", " ", match.group(2).upper())
             if kind == "PRIMARY KEY":
                 info = _constraint_info([column], primary_key=True, unique=True)
@@ -389,14 +382,10 @@ class SimulatedCatalog:
             elif kind == "DEFAULT":
                 info = _constraint_info([column], default=True)
             else:  # inline REFERENCES [table] ([column])
-                ref = re.match(
-                    r"\s*(%s)\s*\(\s*(%s)\s*\)" % (_IDENT, _IDENT), definition[match.end():]
-                )
+                ref = re.match(r"\s*(%s)\s*\(\s*(%s)\s*\)" % (_IDENT, _IDENT), definition[match.end() :])
                 if not ref:
                     continue
-                info = _constraint_info(
-                    [column], foreign_key=(_unquote(ref.group(1)), _unquote(ref.group(2)))
-                )
+                info = _constraint_info([column], foreign_key=(_unquote(ref.group(1)), _unquote(ref.group(2))))
             self._add(table, name, info)
 
     def _add_table_constraint(self, table, name, body):
@@ -410,15 +399,13 @@ class SimulatedCatalog:
         if open_index < 0:
             return
         close = _closing_paren(body, open_index)
-        inside = body[open_index + 1:close]
+        inside = body[open_index + 1 : close]
         if kind == "PRIMARY KEY":
             columns, _ = _index_columns(inside)
             self._add(table, name, _constraint_info(columns, primary_key=True, unique=True))
         elif kind == "UNIQUE":
             columns, _ = _index_columns(inside)
-            self._add(
-                table, name, _constraint_info(columns, unique=True, unique_constraint=True)
-            )
+            self._add(table, name, _constraint_info(columns, unique=True, unique_constraint=True))
         elif kind == "CHECK":
             known = self._table(table)["columns"]
             referenced = []
@@ -434,9 +421,7 @@ class SimulatedCatalog:
             self._add(table, name, _constraint_info(referenced, check=True))
         else:
             columns, _ = _index_columns(inside)
-            ref = re.match(
-                r"\s*REFERENCES\s+(%s)\s*\(([^)]*)\)" % _IDENT, body[close + 1:], re.I
-            )
+            ref = re.match(r"\s*REFERENCES\s+(%s)\s*\(([^)]*)\)" % _IDENT, body[close + 1 :], re.I)
             if ref:
                 to_columns, _ = _index_columns(ref.group(2))
                 self._add(
@@ -469,9 +454,7 @@ class SimulatedCatalog:
             del self.filters[key]
         for entry in self.tables.values():  # sql_delete_table drops incoming FKs
             for name in [
-                n
-                for n, i in entry["constraints"].items()
-                if i["foreign_key"] and i["foreign_key"][0] == table
+                n for n, i in entry["constraints"].items() if i["foreign_key"] and i["foreign_key"][0] == table
             ]:
                 del entry["constraints"][name]
 
@@ -515,25 +498,22 @@ class SimulatedCatalog:
             table = _unquote(match.group(1))
             self._table(table)
             open_index = match.end() - 1
-            body = stripped[open_index + 1:_closing_paren(stripped, open_index)]
+            body = stripped[open_index + 1 : _closing_paren(stripped, open_index)]
             for item in _split_top_level(body, ","):
                 head = _mask(item)
                 named = re.match(r"CONSTRAINT\s+(%s)\s+" % _IDENT, item, re.I)
                 if named and head.upper().startswith("CONSTRAINT"):
-                    self._add_table_constraint(
-                        table, _unquote(named.group(1)), item[named.end():]
-                    )
+                    self._add_table_constraint(table, _unquote(named.group(1)), item[named.end() :])
                 elif re.match(r"(PRIMARY\s+KEY|UNIQUE|CHECK|FOREIGN\s+KEY)\b", head, re.I):
                     self._add_table_constraint(table, None, item)
                 else:
                     col = re.match(r"(%s)\s*" % _IDENT, item)
                     if col:
-                        self._add_column(table, _unquote(col.group(1)), item[col.end():])
+                        self._add_column(table, _unquote(col.group(1)), item[col.end() :])
             return
 
         match = re.match(
-            r"CREATE\s+(UNIQUE\s+)?(?:(?:NON)?CLUSTERED\s+)?INDEX\s+(%s)\s+ON\s+(%s)\s*\("
-            % (_IDENT, _IDENT),
+            r"CREATE\s+(UNIQUE\s+)?(?:(?:NON)?CLUSTERED\s+)?INDEX\s+(%s)\s+ON\s+(%s)\s*\(" % (_IDENT, _IDENT),
             stripped,
             flags,
         )
@@ -541,14 +521,14 @@ class SimulatedCatalog:
             name, table = _unquote(match.group(2)), _unquote(match.group(3))
             open_index = match.end() - 1
             close = _closing_paren(stripped, open_index)
-            columns, orders = _index_columns(stripped[open_index + 1:close])
+            columns, orders = _index_columns(stripped[open_index + 1 : close])
             info = _constraint_info(columns, unique=bool(match.group(1)), index=True)
             info["orders"] = orders
             info["type"] = "idx"
             self._add(table, name, info)
-            where = re.search(r"\bWHERE\b", _mask(stripped[close + 1:]), re.I)
+            where = re.search(r"\bWHERE\b", _mask(stripped[close + 1 :]), re.I)
             if where:
-                condition = stripped[close + 1 + where.end():].strip().rstrip(";").strip()
+                condition = stripped[close + 1 + where.end() :].strip().rstrip(";").strip()
                 self.filters[(table, name)] = "(%s)" % condition
             return
 
@@ -559,19 +539,16 @@ class SimulatedCatalog:
 
         match = re.match(r"ALTER\s+TABLE\s+(%s)\s+" % _IDENT, stripped, flags)
         if match:
-            self._apply_alter_table(_unquote(match.group(1)), stripped[match.end():])
+            self._apply_alter_table(_unquote(match.group(1)), stripped[match.end() :])
             return
 
         match = re.match(
-            r"EXEC(?:UTE)?\s+sp_rename\s+N?'(%s)\.(%s)'\s*,\s*N?'?(%s)'?\s*,\s*N?'COLUMN'"
-            % (_IDENT, _IDENT, _IDENT),
+            r"EXEC(?:UTE)?\s+sp_rename\s+N?'(%s)\.(%s)'\s*,\s*N?'?(%s)'?\s*,\s*N?'COLUMN'" % (_IDENT, _IDENT, _IDENT),
             stripped,
             flags,
         )
         if match:
-            self._rename_column(
-                _unquote(match.group(1)), _unquote(match.group(2)), _unquote(match.group(3))
-            )
+            self._rename_column(_unquote(match.group(1)), _unquote(match.group(2)), _unquote(match.group(3)))
             return
         match = re.match(
             r"EXEC(?:UTE)?\s+sp_rename\s+N?'?(%s)'?\s*,\s*N?'?(%s)'?\s*$" % (_IDENT, _IDENT),
@@ -584,7 +561,7 @@ class SimulatedCatalog:
 
         # mssql-django's DROP TABLE is a batch that first drops incoming FKs.
         for found in re.finditer(r"\bDROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?", masked, re.I):
-            ident = re.match(_IDENT, sql[found.end():])
+            ident = re.match(_IDENT, sql[found.end() :])
             if ident:
                 self._drop_table(_unquote(ident.group(0)))
 
@@ -592,7 +569,7 @@ class SimulatedCatalog:
         flags = re.I | re.S
         match = re.match(r"ADD\s+CONSTRAINT\s+(%s)\s+" % _IDENT, rest, flags)
         if match:
-            body = rest[match.end():]
+            body = rest[match.end() :]
             if re.match(r"DEFAULT\b", _mask(body), re.I):
                 target = re.search(r"\bFOR\s+(%s)\s*$" % _IDENT, body, flags)
                 if target:
@@ -619,7 +596,7 @@ class SimulatedCatalog:
             for item in _split_top_level(rest[3:], ","):
                 col = re.match(r"(%s)\s*" % _IDENT, item)
                 if col:
-                    self._add_column(table, _unquote(col.group(1)), item[col.end():])
+                    self._add_column(table, _unquote(col.group(1)), item[col.end() :])
             return
         match = re.match(r"DROP\s+CONSTRAINT\s+(?:IF\s+EXISTS\s+)?(%s)" % _IDENT, rest, flags)
         if match:
@@ -682,21 +659,16 @@ class SimulatedCatalog:
             name = "__mssql_sysname_%s__" % token
             table, info = self.find(name)
             if info is None:
-                raise OfflineConnectionError(
-                    "sqlserver_ddl: statement refers to an unknown constraint: %s" % sql
-                )
+                raise OfflineConnectionError("sqlserver_ddl: statement refers to an unknown constraint: %s" % sql)
             variable = "@name%d" % number
             what, query = self._lookup_sql(variable, table, info)
             declares.append("%s sysname" % variable)
             lookups.append(query)
             lookups.append(
-                "IF %s IS NULL THROW 50000, %s, 1;"
-                % (variable, _literal("%s on %s not found" % (what, _quote(table))))
+                "IF %s IS NULL THROW 50000, %s, 1;" % (variable, _literal("%s on %s not found" % (what, _quote(table))))
             )
             if _quote(name) not in sql:
-                raise OfflineConnectionError(
-                    "sqlserver_ddl: placeholder used unquoted in: %s" % sql
-                )
+                raise OfflineConnectionError("sqlserver_ddl: placeholder used unquoted in: %s" % sql)
             replaced = "REPLACE(%s, %s, QUOTENAME(%s))" % (
                 replaced,
                 _literal(_quote(name)),
@@ -713,9 +685,7 @@ class SimulatedCatalog:
     def answer(self, sql, params=None):
         """Rows for a raw query issued through ``connection.cursor()``."""
         text = " ".join(sql.split())
-        match = re.search(
-            r"OBJECT_ID\('([^']*)'\) and i\.name = '([^']*)'", text, re.I
-        )
+        match = re.search(r"OBJECT_ID\('([^']*)'\) and i\.name = '([^']*)'", text, re.I)
         if match and "filter_definition" in text:
             table, name = _unquote(match.group(1)), match.group(2)
             info = self.tables.get(table, {}).get("constraints", {}).get(name)
@@ -733,16 +703,12 @@ class SimulatedCatalog:
             if info is not None and not info["index"] and not info["default"]:
                 return [(1,)]
             return []
-        match = re.search(
-            r"t\.name = '((?:[^']|'')*)' AND c\.name = '((?:[^']|'')*)'", text, re.I
-        )
+        match = re.search(r"t\.name = '((?:[^']|'')*)' AND c\.name = '((?:[^']|'')*)'", text, re.I)
         if match and "sys.default_constraints" in text:
             table = match.group(1).replace("''", "'")
             column = match.group(2).replace("''", "'")
             return [(name,) for name in self.default_constraint(table, column)]
-        raise OfflineConnectionError(
-            "sqlserver_ddl runs without a database; this query would need one: %s" % text
-        )
+        raise OfflineConnectionError("sqlserver_ddl runs without a database; this query would need one: %s" % text)
 
 
 # ---------------------------------------------------------------------------
@@ -839,9 +805,7 @@ def _offline_classes():
 
         def __init__(self, connection, collect_sql=True, atomic=True):
             if not collect_sql:
-                raise OfflineConnectionError(
-                    "sqlserver_ddl: the offline schema editor can only collect SQL"
-                )
+                raise OfflineConnectionError("sqlserver_ddl: the offline schema editor can only collect SQL")
             super().__init__(connection, collect_sql=True, atomic=atomic)
             # Claim to be atomic so Migration.apply() never opens
             # transaction.atomic() (which would connect); the generator writes
@@ -874,9 +838,7 @@ def _offline_classes():
             position = {}
             for index, statement in enumerate(recording.order):
                 position.setdefault(id(statement), index)
-            known = sorted(
-                (s for s in produced if id(s) in position), key=lambda s: position[id(s)]
-            )
+            known = sorted((s for s in produced if id(s) in position), key=lambda s: position[id(s)])
             later = [s for s in produced if id(s) not in position]
             for statement in known + later:
                 if statement not in self.deferred_sql:
@@ -919,8 +881,7 @@ def _offline_classes():
 
         def _refuse(self, *args, **kwargs):
             raise OfflineConnectionError(
-                "sqlserver_ddl generates DDL offline and must not connect to SQL Server "
-                "(alias %r)" % self.alias
+                "sqlserver_ddl generates DDL offline and must not connect to SQL Server (alias %r)" % self.alias
             )
 
         get_new_connection = _refuse
@@ -1000,8 +961,7 @@ def migration_plan():
     conflicts = executor.loader.detect_conflicts()
     if conflicts:
         names = "; ".join(
-            "%s: %s" % (app, ", ".join(sorted(migrations)))
-            for app, migrations in sorted(conflicts.items())
+            "%s: %s" % (app, ", ".join(sorted(migrations))) for app, migrations in sorted(conflicts.items())
         )
         raise CommandError("Conflicting migrations (run makemigrations --merge): %s" % names)
     targets = executor.loader.graph.leaf_nodes()
@@ -1092,9 +1052,7 @@ def render_schema_sql(collected, connection):
         for statement in statements:
             text = "\n".join(line.rstrip() for line in str(statement).strip("\n").splitlines())
             text = _dedent_block(text)
-            if text.lstrip().startswith("--") and all(
-                line.lstrip().startswith("--") for line in text.splitlines()
-            ):
+            if text.lstrip().startswith("--") and all(line.lstrip().startswith("--") for line in text.splitlines()):
                 out.append(text)
                 continue
             out.append(text)

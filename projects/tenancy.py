@@ -19,15 +19,17 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 class TenantQuerySet(TrackedWritesQuerySet):
-    def for_org(self, org: "Organization") -> "TenantQuerySet":
+    def for_org(self, org: Organization) -> TenantQuerySet:
         """Rows belonging to ``org`` (and nothing else)."""
         return self.filter(**{self.model.tenant_field: org})
 
-    def for_user(self, user) -> "TenantQuerySet":
+    def for_user(self, user) -> TenantQuerySet:
         """Rows of every organisation ``user`` is a member of."""
         if not user or not user.is_authenticated:
             return self.none()
-        member_path = f"{self.model.tenant_field}__memberships__user" if self.model.tenant_field else "memberships__user"
+        member_path = (
+            f"{self.model.tenant_field}__memberships__user" if self.model.tenant_field else "memberships__user"
+        )
         return self.filter(**{member_path: user})
 
 
@@ -50,7 +52,7 @@ class TenantModel(models.Model):
         abstract = True
 
     @property
-    def tenant(self) -> "Organization":
+    def tenant(self) -> Organization:
         obj = self
         for part in self.tenant_field.split("__"):
             obj = getattr(obj, part)

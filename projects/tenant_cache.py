@@ -30,7 +30,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from typing import Callable, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from django.core.cache import cache
 from django.db import models, transaction
@@ -54,12 +55,16 @@ def track(*model_classes: type[models.Model]) -> None:
         elif getattr(model, "tenant_field", None) and "__" not in model.tenant_field:
             path = model.tenant_field
         else:
-            raise ValueError(f"{model.__name__} cannot be tracked: only the organisation and models with a "
-                             "direct organisation foreign key are (its tenant_field has more than one step).")
+            raise ValueError(
+                f"{model.__name__} cannot be tracked: only the organisation and models with a "
+                "direct organisation foreign key are (its tenant_field has more than one step)."
+            )
         queryset_class = model._default_manager._queryset_class
         if not issubclass(queryset_class, TrackedWritesQuerySet):
-            raise ValueError(f"{model.__name__}'s default queryset ({queryset_class.__name__}) does not report "
-                             "update() and bulk writes: base it on projects.tenancy.TenantQuerySet.")
+            raise ValueError(
+                f"{model.__name__}'s default queryset ({queryset_class.__name__}) does not report "
+                "update() and bulk writes: base it on projects.tenancy.TenantQuerySet."
+            )
         _tracked[model] = path
         post_save.connect(_row_written, sender=model, dispatch_uid=f"tenant-cache-save-{model._meta.label}")
         post_delete.connect(_row_written, sender=model, dispatch_uid=f"tenant-cache-delete-{model._meta.label}")
@@ -106,8 +111,9 @@ def _version_key(org_id: int, model: type[models.Model]) -> str:
     return f"tenant-cache:v:{org_id}:{model._meta.label_lower}"
 
 
-def cached(org_id: int, name: str, depends_on: Iterable[type[models.Model]], build: Callable[[], T],
-           timeout: int = 300) -> T:
+def cached(
+    org_id: int, name: str, depends_on: Iterable[type[models.Model]], build: Callable[[], T], timeout: int = 300
+) -> T:
     """``build()``'s value for this organisation, from the cache while ``depends_on`` are unchanged.
 
     ``name`` tells renderings of one organisation apart (include whatever else the value

@@ -13,7 +13,11 @@ org_urlpatterns = [
     path("jobs/<int:job_id>/<str:action>/", views.JobActionView.as_view(), name="job-action"),
     path("settings/", views.SettingsView.as_view(), name="org-settings"),
     path("settings/invitations/", views.InvitationCreateView.as_view(), name="invitation-create"),
-    path("settings/invitations/<int:invitation_id>/revoke/", views.InvitationRevokeView.as_view(), name="invitation-revoke"),
+    path(
+        "settings/invitations/<int:invitation_id>/revoke/",
+        views.InvitationRevokeView.as_view(),
+        name="invitation-revoke",
+    ),
     path("settings/members/<int:member_id>/<str:action>/", views.MemberView.as_view(), name="member-action"),
     path("settings/delete/", views.OrgDeleteView.as_view(), name="org-delete"),
     path("settings/tokens/", views.TokenListView.as_view(), name="tokens"),

@@ -50,7 +50,9 @@ def signup(request):
     form = UserCreationForm(request.POST or None)
     # Where to go afterwards, e.g. back to the invitation link that sent them here.
     next_url = request.POST.get("next") or request.GET.get("next") or ""
-    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+    if not url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         next_url = ""
     if request.method == "POST" and form.is_valid():
         user = form.save()
@@ -82,7 +84,9 @@ def join(request, org_slug: str, key: str):
     try:
         invitation = actions.find_invitation(org_slug, key)
     except ActionError as error:
-        return render(request, "projects/join.html", {"error": error.message}, status=404 if error.code == "not_found" else 410)
+        return render(
+            request, "projects/join.html", {"error": error.message}, status=404 if error.code == "not_found" else 410
+        )
     if request.method == "POST":
         try:
             membership = actions.do_accept_invitation(request.user, org_slug, key)
@@ -124,18 +128,23 @@ class DashboardView(OrgPageView):
         reap_stale_jobs()
         context = super().get_context_data(**kwargs)
         role = self.membership.role
-        context["content"] = mark_safe(tenant_cache.cached(  # our own template's output, escaped there
-            self.org.pk, f"dashboard:{role}:{int(time.time() // 60)}",
-            depends_on=(Organization, Membership, Project, Job, Agent, LanguageModel),
-            build=lambda: render_to_string("projects/_dashboard_content.html", self.content_context(Agent)),
-        ))
+        context["content"] = mark_safe(
+            tenant_cache.cached(  # our own template's output, escaped there
+                self.org.pk,
+                f"dashboard:{role}:{int(time.time() // 60)}",
+                depends_on=(Organization, Membership, Project, Job, Agent, LanguageModel),
+                build=lambda: render_to_string("projects/_dashboard_content.html", self.content_context(Agent)),
+            )
+        )
         return context
 
     def content_context(self, agent_model) -> dict:
         active = self.scoped(Project).active()
         return {
-            "org": self.org, "membership": self.membership,
-            "projects": list(active[:10]), "project_count": active.count(),
+            "org": self.org,
+            "membership": self.membership,
+            "projects": list(active[:10]),
+            "project_count": active.count(),
             "jobs": list(self.scoped(Job).select_related("project")[:10]),
             "running_count": self.scoped(Job).filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).count(),
             "member_count": self.scoped(Membership).count(),
@@ -286,12 +295,17 @@ class InvitationCreateView(OrgView):
             messages.error(request, "Choose a role (and a valid e-mail address, if you give one).")
             return redirect("org-settings", org_slug=self.org.slug)
         try:
-            invitation, key = actions.do_create_invitation(self.membership, form.cleaned_data["role"], form.cleaned_data["email"])
+            invitation, key = actions.do_create_invitation(
+                self.membership, form.cleaned_data["role"], form.cleaned_data["email"]
+            )
         except ActionError as error:
             return self.action_failed(error, reverse("org-settings", kwargs={"org_slug": self.org.slug}))
         link = request.build_absolute_uri(reverse("join", kwargs={"org_slug": self.org.slug, "key": key}))
-        messages.success(request, f"Invitation created for the {invitation.get_role_display().lower()} role. "
-                                  f"Send this link; it works once and is shown only now: {link}")
+        messages.success(
+            request,
+            f"Invitation created for the {invitation.get_role_display().lower()} role. "
+            f"Send this link; it works once and is shown only now: {link}",
+        )
         return redirect("org-settings", org_slug=self.org.slug)
 
 

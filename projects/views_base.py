@@ -40,8 +40,10 @@ def resolve_membership_among_all(user, org_slug: str) -> tuple[Membership, list[
     name) from the same query: a page needs them for its organisation switcher anyway."""
     if not user.is_authenticated:
         raise Http404
-    everywhere = sorted(Membership.objects.select_related("organization").filter(user=user).order_by(),
-                        key=lambda m: (m.organization.name, m.organization_id))
+    everywhere = sorted(
+        Membership.objects.select_related("organization").filter(user=user).order_by(),
+        key=lambda m: (m.organization.name, m.organization_id),
+    )
     for membership in everywhere:
         membership.user = user
         if membership.organization.slug == org_slug:

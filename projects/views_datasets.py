@@ -38,13 +38,26 @@ def histogram_chart(histogram: dict | None, unit: str) -> dict | None:
         h = round(height * bucket["count"] / tallest, 1)
         lo, hi = bucket["lo"], bucket["hi"]
         span = _compact(lo) if lo == hi else f"{_compact(lo)}–{_compact(hi)}"
-        bars.append({
-            "x": round(i * (bar_width + gap), 1), "y": round(height - h, 1), "width": round(bar_width, 1), "height": h,
-            "count": bucket["count"], "span": span, "label": span if i % label_every == 0 else "",
-            "label_x": round(i * (bar_width + gap) + bar_width / 2, 1),
-        })
-    return {"width": width, "height": height, "total_height": height + 22, "bars": bars, "unit": unit,
-            "summary": histogram}
+        bars.append(
+            {
+                "x": round(i * (bar_width + gap), 1),
+                "y": round(height - h, 1),
+                "width": round(bar_width, 1),
+                "height": h,
+                "count": bucket["count"],
+                "span": span,
+                "label": span if i % label_every == 0 else "",
+                "label_x": round(i * (bar_width + gap) + bar_width / 2, 1),
+            }
+        )
+    return {
+        "width": width,
+        "height": height,
+        "total_height": height + 22,
+        "bars": bars,
+        "unit": unit,
+        "summary": histogram,
+    }
 
 
 class DatasetListView(OrgPageView):
@@ -62,10 +75,19 @@ class DatasetListView(OrgPageView):
             datasets = datasets.filter(role=role)
         datasets = list(datasets[:500])
         # Uploads refused while they were processed leave only their failed job: show why.
-        refused = self.scoped(Job).filter(kind=actions_datasets.PROCESS_JOB, status=JobStatus.FAILED).select_related("project")[:20]
-        existing = set(self.scoped(Dataset).filter(pk__in=[j.params.get("dataset") for j in refused]).values_list("pk", flat=True))
+        refused = (
+            self.scoped(Job)
+            .filter(kind=actions_datasets.PROCESS_JOB, status=JobStatus.FAILED)
+            .select_related("project")[:20]
+        )
+        existing = set(
+            self.scoped(Dataset).filter(pk__in=[j.params.get("dataset") for j in refused]).values_list("pk", flat=True)
+        )
         context.update(
-            datasets=datasets, roles=DatasetRole.choices, role_filter=role, project_filter=project,
+            datasets=datasets,
+            roles=DatasetRole.choices,
+            role_filter=role,
+            project_filter=project,
             projects=self.scoped(Project).active(),
             refused=[j for j in refused if j.params.get("dataset") not in existing][:10],
         )
@@ -94,16 +116,25 @@ class DatasetCreateView(OrgPageView):
             upload = form.cleaned_data["file"]
             try:
                 dataset = actions_datasets.do_create_dataset_from_file(
-                    project, request.user, filename=upload.name, stream=upload, name=form.cleaned_data["name"],
-                    role=form.cleaned_data["role"], format=form.cleaned_data["format"], options=form.options(),
-                    split_ratio=form.cleaned_data["split_ratio"], split_seed=form.cleaned_data["split_seed"],
+                    project,
+                    request.user,
+                    filename=upload.name,
+                    stream=upload,
+                    name=form.cleaned_data["name"],
+                    role=form.cleaned_data["role"],
+                    format=form.cleaned_data["format"],
+                    options=form.options(),
+                    split_ratio=form.cleaned_data["split_ratio"],
+                    split_seed=form.cleaned_data["split_seed"],
                 )
             except ActionError as error:
                 field = {"upload": "file", "options": None, "split": None}.get(error.field, error.field)
                 form.add_error(field if field in form.fields else None, error.message)
             else:
-                messages.success(request, f"Dataset {dataset} created ({dataset.encoding or 'text'} detected); "
-                                          "its documents are being read.")
+                messages.success(
+                    request,
+                    f"Dataset {dataset} created ({dataset.encoding or 'text'} detected); its documents are being read.",
+                )
                 return redirect("dataset-detail", org_slug=self.org.slug, dataset_id=dataset.pk)
         return self.render_to_response(self.get_context_data(form=form), status=400)
 
@@ -120,10 +151,13 @@ class DatasetDetailView(OrgPageView):
     def get_context_data(self, **kwargs):
         reap_stale_jobs()
         context = super().get_context_data(**kwargs)
-        dataset = get_object_or_404(self.scoped(Dataset).select_related("project", "job", "created_by"), pk=kwargs["dataset_id"])
+        dataset = get_object_or_404(
+            self.scoped(Dataset).select_related("project", "job", "created_by"), pk=kwargs["dataset_id"]
+        )
         stats = dataset.stats or {}
         context.update(
-            dataset=dataset, job=dataset.job,
+            dataset=dataset,
+            job=dataset.job,
             characters_chart=histogram_chart(stats.get("characters"), "characters"),
             tokens_chart=histogram_chart(stats.get("tokens"), "tokens"),
             split_form=SplitForm(initial={"ratio": dataset.split_ratio, "seed": dataset.split_seed}),
@@ -146,12 +180,16 @@ class DatasetActionView(OrgView):
                 if not form.is_valid():
                     raise ActionError("Give a train fraction between 0.01 and 0.99 and a whole-number seed.")
                 dataset = actions_datasets.do_set_split(dataset, form.cleaned_data["ratio"], form.cleaned_data["seed"])
-                messages.success(request, f"Split set: {dataset.train_count:,} train, {dataset.eval_count:,} eval documents.")
+                messages.success(
+                    request, f"Split set: {dataset.train_count:,} train, {dataset.eval_count:,} eval documents."
+                )
             elif action == "count-tokens":
                 source = request.POST.get("source", "")
                 kind, _, value = source.partition(":")
                 actions_datasets.do_count_tokens(
-                    dataset, request.user, model=value if kind == "model" else None,
+                    dataset,
+                    request.user,
+                    model=value if kind == "model" else None,
                     tokenizer_upload=value if kind == "upload" else None,
                 )
                 messages.success(request, "Counting tokens; the figures appear here when the job is done.")

@@ -44,7 +44,9 @@ class ModelDetailView(OrgPageView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         model = self.get_scoped(LanguageModel.objects.select_related("project", "derived_from"), pk=kwargs["model_id"])
-        rows = model.tensors.values("layer", "component").annotate(params=Sum("n_params"), size=Sum("n_bytes")).order_by()
+        rows = (
+            model.tensors.values("layer", "component").annotate(params=Sum("n_params"), size=Sum("n_bytes")).order_by()
+        )
         by_layer: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         totals: dict[str, int] = defaultdict(int)
         for row in rows:
@@ -60,7 +62,8 @@ class ModelDetailView(OrgPageView):
             layers=[{"index": i, **by_layer[i]} for i in sorted(by_layer)],
             breakdown=[
                 {"group": g, "label": "MLP" if g == "mlp" else g.capitalize(), "params": p, "percent": 100 * p / total}
-                for g, p in totals.items() if p
+                for g, p in totals.items()
+                if p
             ],
             others=self.scoped(LanguageModel).filter(status="ready").exclude(pk=model.pk),
             files=model.files.select_related("blob"),
@@ -79,11 +82,17 @@ def conversion_offer(model: LanguageModel) -> dict | None:
     if model.derived_from_id and model.derived_from.format != model.format:
         return None
     if model.format == "gguf":
-        return {"target": "safetensors", "label": "Make a torch copy (Hugging Face)",
-                "help": "Dequantizes the GGUF into a float32 safetensors checkpoint for analysis; done once, then reused."}
+        return {
+            "target": "safetensors",
+            "label": "Make a torch copy (Hugging Face)",
+            "help": "Dequantizes the GGUF into a float32 safetensors checkpoint for analysis; done once, then reused.",
+        }
     if model.format == "safetensors":
-        return {"target": "gguf", "label": "Convert to GGUF",
-                "help": "Writes an F16 GGUF with llama.cpp's converter, for chat; done once, then reused."}
+        return {
+            "target": "gguf",
+            "label": "Convert to GGUF",
+            "help": "Writes an F16 GGUF with llama.cpp's converter, for chat; done once, then reused.",
+        }
     return None
 
 
@@ -94,9 +103,12 @@ class ModelConvertView(OrgView):
         model = self.get_scoped(LanguageModel, pk=model_id)
         try:
             requested = actions_conversion.do_request_conversion(
-                model, request.user, request.POST.get("format", ""), outtype=request.POST.get("outtype") or None)
+                model, request.user, request.POST.get("format", ""), outtype=request.POST.get("outtype") or None
+            )
         except ActionError as error:
-            return self.action_failed(error, reverse("model-detail", kwargs={"org_slug": self.org.slug, "model_id": model_id}))
+            return self.action_failed(
+                error, reverse("model-detail", kwargs={"org_slug": self.org.slug, "model_id": model_id})
+            )
         if requested.derivative is not None:
             messages.info(request, f"{requested.derivative} is already a converted copy of {model}.")
             return redirect("model-detail", org_slug=self.org.slug, model_id=requested.derivative.pk)
@@ -110,7 +122,9 @@ class ModelDeleteView(OrgView):
         try:
             actions_models.do_delete_model(model)
         except ActionError as error:
-            return self.action_failed(error, reverse("model-detail", kwargs={"org_slug": self.org.slug, "model_id": model_id}))
+            return self.action_failed(
+                error, reverse("model-detail", kwargs={"org_slug": self.org.slug, "model_id": model_id})
+            )
         messages.success(request, f"Model {model} deleted.")
         return redirect("model-list", org_slug=self.org.slug)
 

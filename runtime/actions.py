@@ -31,10 +31,34 @@ from runtime.models import (
     Variant,
 )
 
-AGENT_FIELDS = ("name", "system_prompt", "temperature", "top_p", "max_tokens", "context_length", "gpu_layers",
-                "use_mmap", "threads", "backend", "model", "remote_url", "remote_model", "remote_api_key")
+AGENT_FIELDS = (
+    "name",
+    "system_prompt",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "context_length",
+    "gpu_layers",
+    "use_mmap",
+    "threads",
+    "backend",
+    "model",
+    "remote_url",
+    "remote_model",
+    "remote_api_key",
+)
 #: Changing these reloads the model.
-RELOAD_FIELDS = {"model", "context_length", "gpu_layers", "use_mmap", "threads", "backend", "remote_url", "remote_model", "remote_api_key"}
+RELOAD_FIELDS = {
+    "model",
+    "context_length",
+    "gpu_layers",
+    "use_mmap",
+    "threads",
+    "backend",
+    "remote_url",
+    "remote_model",
+    "remote_api_key",
+}
 
 
 # --- agents -------------------------------------------------------------------------------------
@@ -43,13 +67,19 @@ RELOAD_FIELDS = {"model", "context_length", "gpu_layers", "use_mmap", "threads",
 RESERVED_SLUGS = {"new", "endpoints"}
 
 
-def _unique_name(org: Organization, slug: str, *, exclude_agent: int | None = None, exclude_endpoint: int | None = None) -> None:
+def _unique_name(
+    org: Organization, slug: str, *, exclude_agent: int | None = None, exclude_endpoint: int | None = None
+) -> None:
     """Agents and endpoints share one namespace: the OpenAI API's ``model``."""
     if slug in RESERVED_SLUGS:
         raise ActionError(f"{slug!r} is reserved for the agent pages; choose another name.", field="slug")
-    if Agent.objects.for_org(org).filter(slug=slug).exclude(pk=exclude_agent).exists() or \
-            Endpoint.objects.for_org(org).filter(slug=slug).exclude(pk=exclude_endpoint).exists():
-        raise ActionError(f"An agent or endpoint called {slug!r} already exists in this organisation.", field="slug", code="duplicate")
+    if (
+        Agent.objects.for_org(org).filter(slug=slug).exclude(pk=exclude_agent).exists()
+        or Endpoint.objects.for_org(org).filter(slug=slug).exclude(pk=exclude_endpoint).exists()
+    ):
+        raise ActionError(
+            f"An agent or endpoint called {slug!r} already exists in this organisation.", field="slug", code="duplicate"
+        )
 
 
 def _check_agent(org: Organization, fields: dict) -> None:
@@ -61,13 +91,19 @@ def _check_agent(org: Organization, fields: dict) -> None:
         if model.organization_id != org.pk:
             raise ActionError("No such model.", field="model", code="not_found")
         if model.status == ModelStatus.FAILED:
-            raise ActionError(f"{model.name} failed to import ({model.error or 'see its page'}); pick another model.", field="model")
+            raise ActionError(
+                f"{model.name} failed to import ({model.error or 'see its page'}); pick another model.", field="model"
+            )
         if model.format != "gguf" or not model.can("chat"):
             reason = (model.capabilities.get("reasons") or {}).get("chat") or "chat runs GGUF models with llama.cpp"
-            raise ActionError(f"{model.name} cannot be chatted with: {reason}. Convert it to GGUF first.", field="model")
+            raise ActionError(
+                f"{model.name} cannot be chatted with: {reason}. Convert it to GGUF first.", field="model"
+            )
         trained = (model.metadata or {}).get("context_length")
         if trained and fields.get("context_length", 0) > trained:
-            raise ActionError(f"{model.name} was trained for {trained} tokens of context; use at most that.", field="context_length")
+            raise ActionError(
+                f"{model.name} was trained for {trained} tokens of context; use at most that.", field="context_length"
+            )
     elif backend == Backend.REMOTE:
         if not fields.get("remote_url"):
             raise ActionError("A remote agent needs the URL of an OpenAI-compatible API.", field="remote_url")
@@ -94,7 +130,9 @@ def do_create_agent(project: Project, user, *, slug: str = "", **fields) -> Agen
         with transaction.atomic():
             return Agent.objects.create(organization=org, project=project, slug=slug, created_by=user, **values)
     except IntegrityError:
-        raise ActionError(f"An agent called {slug!r} already exists in this organisation.", field="slug", code="duplicate")
+        raise ActionError(
+            f"An agent called {slug!r} already exists in this organisation.", field="slug", code="duplicate"
+        )
 
 
 def do_update_agent(agent: Agent, **fields) -> Agent:
@@ -119,7 +157,9 @@ def do_delete_agent(agent: Agent) -> None:
     uses = Endpoint.objects.for_org(agent.organization).filter(Q(baseline=agent) | Q(candidate=agent))
     if uses.exists():
         names = ", ".join(e.name for e in uses)
-        raise ActionError(f"{agent.name} is used by the endpoint(s) {names}; change or delete them first.", code="conflict")
+        raise ActionError(
+            f"{agent.name} is used by the endpoint(s) {names}; change or delete them first.", code="conflict"
+        )
     _unload(agent)
     agent.delete()
 
@@ -131,7 +171,9 @@ def do_deploy_agent(agent: Agent) -> Agent:
     """
     if agent.backend == Backend.LLAMA_CPP and agent.model is not None and agent.model.status != ModelStatus.READY:
         raise ActionError(f"{agent.model.name} is still being imported; deploy when it is ready.", code="conflict")
-    Agent.objects.for_org(agent.organization).filter(pk=agent.pk).update(status=AgentStatus.DEPLOYING, error="", updated_at=timezone.now())
+    Agent.objects.for_org(agent.organization).filter(pk=agent.pk).update(
+        status=AgentStatus.DEPLOYING, error="", updated_at=timezone.now()
+    )
     agent.status, agent.error = AgentStatus.DEPLOYING, ""
     agent_id, org_id = agent.pk, agent.organization_id
     from runtime import serving
@@ -154,10 +196,12 @@ def finish_deployment(org_id: int, agent_id: int) -> Agent | None:
     except (InferenceError, ValueError, StopIteration, OSError) as error:
         message = str(error) if not isinstance(error, StopIteration) else "The model's file is missing from storage."
         Agent.objects.for_org(org).filter(pk=agent_id, status=AgentStatus.DEPLOYING).update(
-            status=AgentStatus.FAILED, error=message, updated_at=timezone.now())
+            status=AgentStatus.FAILED, error=message, updated_at=timezone.now()
+        )
     else:
         Agent.objects.for_org(org).filter(pk=agent_id, status=AgentStatus.DEPLOYING).update(
-            status=AgentStatus.LIVE, error="", deployment=facts, deployed_at=timezone.now(), updated_at=timezone.now())
+            status=AgentStatus.LIVE, error="", deployment=facts, deployed_at=timezone.now(), updated_at=timezone.now()
+        )
     return Agent.objects.for_org(org).get(pk=agent_id)
 
 
@@ -166,7 +210,11 @@ def _unload(agent: Agent) -> None:
         return
     from runtime import serving
 
-    still_used = Agent.objects.for_org(agent.organization).filter(model_id=agent.model_id, status=AgentStatus.LIVE).exclude(pk=agent.pk)
+    still_used = (
+        Agent.objects.for_org(agent.organization)
+        .filter(model_id=agent.model_id, status=AgentStatus.LIVE)
+        .exclude(pk=agent.pk)
+    )
     if not still_used.exists():
         try:
             serving.model_cache().evict(serving.load_spec(agent).path)
@@ -175,7 +223,9 @@ def _unload(agent: Agent) -> None:
 
 
 def do_undeploy_agent(agent: Agent) -> Agent:
-    Agent.objects.for_org(agent.organization).filter(pk=agent.pk).update(status=AgentStatus.UNDEPLOYED, error="", updated_at=timezone.now())
+    Agent.objects.for_org(agent.organization).filter(pk=agent.pk).update(
+        status=AgentStatus.UNDEPLOYED, error="", updated_at=timezone.now()
+    )
     agent.status, agent.error = AgentStatus.UNDEPLOYED, ""
     _unload(agent)
     return agent
@@ -193,6 +243,7 @@ def lineage(model: LanguageModel | None) -> list[LanguageModel]:
 
 # --- endpoints (A/B tests) ----------------------------------------------------------------------
 
+
 def _check_endpoint_agents(org: Organization, baseline: Agent, candidate: Agent | None) -> None:
     for agent in (baseline, candidate):
         if agent is not None and agent.organization_id != org.pk:
@@ -204,13 +255,28 @@ def _check_endpoint_agents(org: Organization, baseline: Agent, candidate: Agent 
 def _record(endpoint: Endpoint, action: str, user, note: str = "") -> Promotion:
     from runtime.queries import ab_results
 
-    return Promotion.objects.create(endpoint=endpoint, action=action, baseline=endpoint.baseline, candidate=endpoint.candidate,
-                                    candidate_share=endpoint.candidate_share if endpoint.candidate_id else 0,
-                                    results=ab_results(endpoint), note=note[:500], by=user)
+    return Promotion.objects.create(
+        endpoint=endpoint,
+        action=action,
+        baseline=endpoint.baseline,
+        candidate=endpoint.candidate,
+        candidate_share=endpoint.candidate_share if endpoint.candidate_id else 0,
+        results=ab_results(endpoint),
+        note=note[:500],
+        by=user,
+    )
 
 
-def do_create_endpoint(project: Project, user, *, name: str, baseline: Agent, candidate: Agent | None = None,
-                       candidate_share: float = 0.5, slug: str = "") -> Endpoint:
+def do_create_endpoint(
+    project: Project,
+    user,
+    *,
+    name: str,
+    baseline: Agent,
+    candidate: Agent | None = None,
+    candidate_share: float = 0.5,
+    slug: str = "",
+) -> Endpoint:
     org = project.organization
     name = (name or "").strip()
     if not name:
@@ -223,20 +289,34 @@ def do_create_endpoint(project: Project, user, *, name: str, baseline: Agent, ca
     _check_endpoint_agents(org, baseline, candidate)
     _unique_name(org, slug)
     with transaction.atomic():
-        endpoint = Endpoint.objects.create(organization=org, project=project, name=name, slug=slug, baseline=baseline,
-                                           candidate=candidate, candidate_share=candidate_share, created_by=user)
+        endpoint = Endpoint.objects.create(
+            organization=org,
+            project=project,
+            name=name,
+            slug=slug,
+            baseline=baseline,
+            candidate=candidate,
+            candidate_share=candidate_share,
+            created_by=user,
+        )
         if candidate is not None:
             _record(endpoint, PromotionAction.STARTED, user)
     return endpoint
 
 
-def do_change_test(endpoint: Endpoint, user, *, candidate: Agent | None, candidate_share: float, note: str = "") -> Endpoint:
+def do_change_test(
+    endpoint: Endpoint, user, *, candidate: Agent | None, candidate_share: float, note: str = ""
+) -> Endpoint:
     if not 0 <= candidate_share <= 1:
         raise ActionError("The candidate's share of traffic is between 0 and 1.", field="candidate_share")
     _check_endpoint_agents(endpoint.organization, endpoint.baseline, candidate)
     with transaction.atomic():
         was_testing = endpoint.testing
-        endpoint.candidate, endpoint.candidate_share, endpoint.status = candidate, candidate_share, EndpointStatus.RUNNING
+        endpoint.candidate, endpoint.candidate_share, endpoint.status = (
+            candidate,
+            candidate_share,
+            EndpointStatus.RUNNING,
+        )
         endpoint.save()
         if candidate is not None:
             _record(endpoint, PromotionAction.CHANGED if was_testing else PromotionAction.STARTED, user, note)
@@ -301,10 +381,15 @@ def api_conversation_key(messages: list[dict], user: str = "") -> str:
 
 # --- conversations ------------------------------------------------------------------------------
 
-def do_start_conversation(org: Organization, user, *, agent: Agent | None = None, endpoint: Endpoint | None = None) -> Conversation:
+
+def do_start_conversation(
+    org: Organization, user, *, agent: Agent | None = None, endpoint: Endpoint | None = None
+) -> Conversation:
     if endpoint is not None:
         with transaction.atomic():
-            conversation = Conversation.objects.create(organization=org, agent=endpoint.baseline, endpoint=endpoint, user=user)
+            conversation = Conversation.objects.create(
+                organization=org, agent=endpoint.baseline, endpoint=endpoint, user=user
+            )
             chosen, variant = choose_variant(endpoint, f"conversation:{conversation.pk}")
             conversation.agent, conversation.variant = chosen, variant
             conversation.save(update_fields=["agent", "variant"])
@@ -321,15 +406,21 @@ def clean_message(content) -> str:
     if not content:
         raise ActionError("The message is empty.", field="content")
     if len(content) > settings.CHAT_MAX_MESSAGE_CHARS:
-        raise ActionError(f"The message is {len(content)} characters; the limit is {settings.CHAT_MAX_MESSAGE_CHARS}.", field="content")
+        raise ActionError(
+            f"The message is {len(content)} characters; the limit is {settings.CHAT_MAX_MESSAGE_CHARS}.",
+            field="content",
+        )
     return content
 
 
 def _check_ready(conversation: Conversation) -> None:
     agent = conversation.agent
     if agent.status != AgentStatus.LIVE:
-        raise ActionError(f"{agent.name if not conversation.endpoint_id else conversation.endpoint.name} is not deployed "
-                          f"({agent.get_status_display().lower()}); deploy it first.", code="conflict")
+        raise ActionError(
+            f"{agent.name if not conversation.endpoint_id else conversation.endpoint.name} is not deployed "
+            f"({agent.get_status_display().lower()}); deploy it first.",
+            code="conflict",
+        )
     reap_stale_answers(conversation)
     if conversation.messages.filter(status=MessageStatus.STREAMING).exists():
         raise ActionError("An answer is still being written in this conversation; stop it or wait.", code="conflict")
@@ -337,8 +428,14 @@ def _check_ready(conversation: Conversation) -> None:
 
 def _new_answer(conversation: Conversation) -> Message:
     now = timezone.now()
-    return Message.objects.create(conversation=conversation, role="assistant", status=MessageStatus.STREAMING,
-                                  agent=conversation.agent, created_at=now, updated_at=now)
+    return Message.objects.create(
+        conversation=conversation,
+        role="assistant",
+        status=MessageStatus.STREAMING,
+        agent=conversation.agent,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def do_post_message(conversation: Conversation, content) -> tuple[Message, Message]:
@@ -371,30 +468,65 @@ def do_regenerate(conversation: Conversation) -> Message:
 def prompt_messages(conversation: Conversation, agent: Agent, *, before: Message) -> list[dict]:
     """System prompt and the conversation so far (answers that failed or were replaced left out)."""
     messages = [{"role": "system", "content": agent.system_prompt}] if agent.system_prompt else []
-    history = conversation.messages.filter(superseded=False, id__lt=before.pk).exclude(status=MessageStatus.FAILED).exclude(content="")
+    history = (
+        conversation.messages.filter(superseded=False, id__lt=before.pk)
+        .exclude(status=MessageStatus.FAILED)
+        .exclude(content="")
+    )
     messages += [{"role": m.role, "content": m.content} for m in history]
     return messages
 
 
 def do_save_partial(answer_id: int, content: str) -> None:
-    Message.objects.filter(pk=answer_id, status=MessageStatus.STREAMING).update(content=content, updated_at=timezone.now())
+    Message.objects.filter(pk=answer_id, status=MessageStatus.STREAMING).update(
+        content=content, updated_at=timezone.now()
+    )
 
 
-def do_finish_answer(answer: Message, *, status: str, content: str, error: str = "", prompt_tokens: int = 0,
-                     completion_tokens: int = 0, ttft_ms: int | None = None, duration_ms: int | None = None,
-                     dropped_messages: int = 0) -> Message:
+def do_finish_answer(
+    answer: Message,
+    *,
+    status: str,
+    content: str,
+    error: str = "",
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    ttft_ms: int | None = None,
+    duration_ms: int | None = None,
+    dropped_messages: int = 0,
+) -> Message:
     """The answer's final state and its audit row, together."""
     conversation = answer.conversation
     with transaction.atomic():
         Message.objects.filter(pk=answer.pk).update(
-            status=status, content=content, error=error, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-            ttft_ms=ttft_ms, duration_ms=duration_ms, dropped_messages=dropped_messages, updated_at=timezone.now())
+            status=status,
+            content=content,
+            error=error,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            ttft_ms=ttft_ms,
+            duration_ms=duration_ms,
+            dropped_messages=dropped_messages,
+            updated_at=timezone.now(),
+        )
         Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
         agent = conversation.agent
         do_record_inference(
-            conversation.organization, agent=agent, source="chat", user=conversation.user, conversation=conversation,
-            message=answer, endpoint=conversation.endpoint, variant=conversation.variant, prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens, ttft_ms=ttft_ms, latency_ms=duration_ms or 0, outcome=status, error=error)
+            conversation.organization,
+            agent=agent,
+            source="chat",
+            user=conversation.user,
+            conversation=conversation,
+            message=answer,
+            endpoint=conversation.endpoint,
+            variant=conversation.variant,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            ttft_ms=ttft_ms,
+            latency_ms=duration_ms or 0,
+            outcome=status,
+            error=error,
+        )
     answer.refresh_from_db()
     return answer
 
@@ -407,7 +539,9 @@ def reap_stale_answers(conversation: Conversation | None = None, org: Organizati
         stale = stale.filter(conversation=conversation)
     elif org is not None:
         stale = stale.for_org(org)
-    return stale.update(status=MessageStatus.INTERRUPTED, error="The server stopped while this answer was being written.")
+    return stale.update(
+        status=MessageStatus.INTERRUPTED, error="The server stopped while this answer was being written."
+    )
 
 
 def do_feedback(message: Message, user, rating: int, comment: str = "") -> Feedback:
@@ -418,7 +552,9 @@ def do_feedback(message: Message, user, rating: int, comment: str = "") -> Feedb
     comment = (comment or "").strip()
     if len(comment) > 2000:
         raise ActionError("Keep the comment under 2,000 characters.", field="comment")
-    feedback, _ = Feedback.objects.update_or_create(message=message, user=user, defaults={"rating": rating, "comment": comment})
+    feedback, _ = Feedback.objects.update_or_create(
+        message=message, user=user, defaults={"rating": rating, "comment": comment}
+    )
     return feedback
 
 
@@ -432,13 +568,43 @@ def do_delete_conversation(conversation: Conversation) -> None:
 
 # --- audit --------------------------------------------------------------------------------------
 
-def do_record_inference(org: Organization, *, agent: Agent, source: str, outcome: str, user=None, token=None,
-                        conversation=None, message=None, endpoint=None, variant: str = "", prompt_tokens: int = 0,
-                        completion_tokens: int = 0, ttft_ms: int | None = None, latency_ms: int = 0, error: str = "") -> InferenceRecord:
+
+def do_record_inference(
+    org: Organization,
+    *,
+    agent: Agent,
+    source: str,
+    outcome: str,
+    user=None,
+    token=None,
+    conversation=None,
+    message=None,
+    endpoint=None,
+    variant: str = "",
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    ttft_ms: int | None = None,
+    latency_ms: int = 0,
+    error: str = "",
+) -> InferenceRecord:
     return InferenceRecord.objects.create(
-        organization=org, agent=agent, model_id=agent.model_id if agent else None, endpoint=endpoint, variant=variant or "",
-        conversation=conversation, message=message, user=user, token=token, source=source, prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens, ttft_ms=ttft_ms, latency_ms=latency_ms, outcome=outcome, error=error[:2000])
+        organization=org,
+        agent=agent,
+        model_id=agent.model_id if agent else None,
+        endpoint=endpoint,
+        variant=variant or "",
+        conversation=conversation,
+        message=message,
+        user=user,
+        token=token,
+        source=source,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        ttft_ms=ttft_ms,
+        latency_ms=latency_ms,
+        outcome=outcome,
+        error=error[:2000],
+    )
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float] | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from channels.db import database_sync_to_async
 
@@ -28,19 +28,26 @@ Send = Callable[[dict], Awaitable[None]]
 
 
 def _prepare(answer_id: int):
-    answer = Message.objects.select_related("conversation__agent__model", "conversation__organization",
-                                            "conversation__endpoint", "conversation__user").get(pk=answer_id)
+    answer = Message.objects.select_related(
+        "conversation__agent__model", "conversation__organization", "conversation__endpoint", "conversation__user"
+    ).get(pk=answer_id)
     conversation = answer.conversation
     agent = conversation.agent
     messages = actions.prompt_messages(conversation, agent, before=answer)
     backend = serving.backend_for(agent)
     session = serving.session_path(conversation.pk, agent) if agent.backend == "llama_cpp" else None
-    request = ChatRequest(messages, GenerationSettings(temperature=agent.temperature, top_p=agent.top_p, max_tokens=agent.max_tokens),
-                          truncate=True, session_path=session)
+    request = ChatRequest(
+        messages,
+        GenerationSettings(temperature=agent.temperature, top_p=agent.top_p, max_tokens=agent.max_tokens),
+        truncate=True,
+        session_path=session,
+    )
     return answer, backend, request
 
 
-async def write_answer(answer_id: int, send: Send, cancel: threading.Event, disconnected: Callable[[], bool]) -> Message:
+async def write_answer(
+    answer_id: int, send: Send, cancel: threading.Event, disconnected: Callable[[], bool]
+) -> Message:
     """Generate the answer ``answer_id`` (already stored, streaming), sending events through ``send``."""
     loop = asyncio.get_running_loop()
     text: list[str] = []
@@ -62,12 +69,21 @@ async def write_answer(answer_id: int, send: Send, cancel: threading.Event, disc
                 await send({"type": "queued", "id": answer_id, "position": event.position})
             elif isinstance(event, Started):
                 stats["prompt_tokens"], stats["dropped_messages"] = event.prompt_tokens, event.dropped_messages
-                await send({"type": "started", "id": answer_id, "prompt_tokens": event.prompt_tokens,
-                            "dropped_messages": event.dropped_messages})
+                await send(
+                    {
+                        "type": "started",
+                        "id": answer_id,
+                        "prompt_tokens": event.prompt_tokens,
+                        "dropped_messages": event.dropped_messages,
+                    }
+                )
             elif isinstance(event, Finished):
-                stats.update(prompt_tokens=event.prompt_tokens or stats["prompt_tokens"],
-                             completion_tokens=event.completion_tokens or stats["completion_tokens"],
-                             ttft_ms=int(event.ttft_s * 1000), duration_ms=int(event.total_s * 1000))
+                stats.update(
+                    prompt_tokens=event.prompt_tokens or stats["prompt_tokens"],
+                    completion_tokens=event.completion_tokens or stats["completion_tokens"],
+                    ttft_ms=int(event.ttft_s * 1000),
+                    duration_ms=int(event.total_s * 1000),
+                )
                 if event.reason == "cancelled":
                     status = MessageStatus.INTERRUPTED if disconnected() else MessageStatus.STOPPED
                 else:
@@ -80,11 +96,19 @@ async def write_answer(answer_id: int, send: Send, cancel: threading.Event, disc
         raise
     except Exception as failure:  # noqa: BLE001 - the answer must still end in a final state
         logger.exception("answer %s failed", answer_id)
-        status, error = MessageStatus.FAILED, f"Generation failed unexpectedly ({type(failure).__name__}); see the server log."
+        status, error = (
+            MessageStatus.FAILED,
+            f"Generation failed unexpectedly ({type(failure).__name__}); see the server log.",
+        )
     finally:
         if answer is None:
-            answer = await database_sync_to_async(Message.objects.select_related("conversation__agent").get)(pk=answer_id)
-        finished = await asyncio.shield(database_sync_to_async(actions.do_finish_answer)(
-            answer, status=status, content="".join(text), error=error, **stats))
+            answer = await database_sync_to_async(Message.objects.select_related("conversation__agent").get)(
+                pk=answer_id
+            )
+        finished = await asyncio.shield(
+            database_sync_to_async(actions.do_finish_answer)(
+                answer, status=status, content="".join(text), error=error, **stats
+            )
+        )
     await send({"type": "end", "message": finished.as_event()})
     return finished

@@ -43,13 +43,22 @@ class ChatConsumer(OrgConsumer):
         return None
 
     def _find(self, conversation_id: int) -> Conversation | None:
-        return Conversation.objects.visible_to(self.membership).select_related("agent", "endpoint").filter(pk=conversation_id).first()
+        return (
+            Conversation.objects.visible_to(self.membership)
+            .select_related("agent", "endpoint")
+            .filter(pk=conversation_id)
+            .first()
+        )
 
     def _snapshot(self) -> dict:
         actions.reap_stale_answers(self.conversation)
         messages = self.conversation.messages.filter(superseded=False)
-        return {"type": "snapshot", "conversation": self.conversation.pk, "can_write": self.can_write,
-                "messages": [m.as_event() for m in messages]}
+        return {
+            "type": "snapshot",
+            "conversation": self.conversation.pk,
+            "can_write": self.can_write,
+            "messages": [m.as_event() for m in messages],
+        }
 
     async def websocket_connect(self, message):
         await super().websocket_connect(message)
@@ -62,7 +71,9 @@ class ChatConsumer(OrgConsumer):
         except ValueError:
             content = None
         if not isinstance(content, dict) or not isinstance(content.get("type"), str):
-            await self.send_json({"type": "error", "message": 'Send JSON objects such as {"type": "send", "content": "Hello"}.'})
+            await self.send_json(
+                {"type": "error", "message": 'Send JSON objects such as {"type": "send", "content": "Hello"}.'}
+            )
             return
         await self.receive_json(content)
 
@@ -76,18 +87,24 @@ class ChatConsumer(OrgConsumer):
         elif kind in ("send", "regenerate"):
             await self._start(kind, content)
         else:
-            await self.send_json({"type": "error", "message": f"Unknown message type {kind!r}: use send, stop, regenerate or ping."})
+            await self.send_json(
+                {"type": "error", "message": f"Unknown message type {kind!r}: use send, stop, regenerate or ping."}
+            )
 
     async def _start(self, kind: str, content: dict) -> None:
         if not self.can_write:
-            await self.send_json({"type": "error", "message": "Only the person who started this conversation can write in it."})
+            await self.send_json(
+                {"type": "error", "message": "Only the person who started this conversation can write in it."}
+            )
             return
         if self.task is not None and not self.task.done():
             await self.send_json({"type": "error", "message": "An answer is still being written; stop it or wait."})
             return
         try:
             if kind == "send":
-                user_message, answer = await database_sync_to_async(actions.do_post_message)(self.conversation, content.get("content"))
+                user_message, answer = await database_sync_to_async(actions.do_post_message)(
+                    self.conversation, content.get("content")
+                )
                 await self.send_json({"type": "message", "message": user_message.as_event()})
             else:
                 answer = await database_sync_to_async(actions.do_regenerate)(self.conversation)
@@ -113,5 +130,5 @@ class ChatConsumer(OrgConsumer):
             self.cancel.set()
             try:
                 await asyncio.wait_for(asyncio.shield(self.task), timeout=30)
-            except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - the task records its own outcome
+            except (TimeoutError, Exception):  # noqa: BLE001 - the task records its own outcome
                 pass

@@ -42,7 +42,9 @@ class Agent(TenantModel):
     backend = models.CharField(max_length=12, choices=Backend.choices, default=Backend.LLAMA_CPP)
     #: The GGUF model (llama.cpp backend).
     model = models.ForeignKey(LanguageModel, null=True, blank=True, on_delete=models.PROTECT, related_name="agents")
-    remote_url = models.URLField(blank=True, help_text="Base URL of an OpenAI-compatible API, e.g. http://gpu-host:8080/v1")
+    remote_url = models.URLField(
+        blank=True, help_text="Base URL of an OpenAI-compatible API, e.g. http://gpu-host:8080/v1"
+    )
     remote_model = models.CharField(max_length=200, blank=True)
     #: Sent as the bearer token to the remote endpoint; never shown back.
     remote_api_key = models.CharField(max_length=500, blank=True)
@@ -50,12 +52,16 @@ class Agent(TenantModel):
     temperature = models.FloatField(default=0.7, validators=[MinValueValidator(0), MaxValueValidator(2)])
     top_p = models.FloatField(default=0.95, validators=[MinValueValidator(0.01), MaxValueValidator(1)])
     max_tokens = models.PositiveIntegerField(default=512, validators=[MinValueValidator(1), MaxValueValidator(32768)])
-    context_length = models.PositiveIntegerField(default=2048, validators=[MinValueValidator(64), MaxValueValidator(1_048_576)])
+    context_length = models.PositiveIntegerField(
+        default=2048, validators=[MinValueValidator(64), MaxValueValidator(1_048_576)]
+    )
     #: None: decide from the free GPU memory at load time (0 without a GPU); -1: every layer.
     gpu_layers = models.IntegerField(null=True, blank=True, validators=[MinValueValidator(-1)])
     use_mmap = models.BooleanField(default=True)
     #: None: every available core.
-    threads = models.PositiveSmallIntegerField(null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(512)])
+    threads = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(512)]
+    )
     status = models.CharField(max_length=12, choices=AgentStatus.choices, default=AgentStatus.UNDEPLOYED)
     error = models.TextField(blank=True)
     #: What the last deployment found: load seconds, memory estimate, GPU layers used.
@@ -77,8 +83,13 @@ class Agent(TenantModel):
         return self.status == AgentStatus.LIVE
 
     def as_event(self) -> dict:
-        return {"id": self.pk, "slug": self.slug, "status": self.status, "status_label": self.get_status_display(),
-                "error": self.error}
+        return {
+            "id": self.pk,
+            "slug": self.slug,
+            "status": self.status,
+            "status_label": self.get_status_display(),
+            "error": self.error,
+        }
 
 
 class EndpointStatus(models.TextChoices):
@@ -151,7 +162,7 @@ class Variant(models.TextChoices):
 
 
 class ConversationQuerySet(TenantQuerySet):
-    def visible_to(self, membership) -> "ConversationQuerySet":
+    def visible_to(self, membership) -> ConversationQuerySet:
         """A member sees their own conversations; admins and owners see everyone's (to read)."""
         qs = self.for_org(membership.organization)
         return qs if membership.has_role("admin") else qs.filter(user=membership.user)
@@ -163,7 +174,9 @@ class Conversation(TenantModel):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="conversations")
     #: The agent that answers (for an endpoint: the variant drawn when the conversation began).
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="conversations")
-    endpoint = models.ForeignKey(Endpoint, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations")
+    endpoint = models.ForeignKey(
+        Endpoint, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations"
+    )
     variant = models.CharField(max_length=10, choices=Variant.choices, blank=True, default="")
     user = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations")
     title = models.CharField(max_length=200, blank=True)
@@ -225,10 +238,17 @@ class Message(TenantModel):
     def as_event(self) -> dict:
         feedback = getattr(self, "my_feedback", None)
         return {
-            "id": self.pk, "role": self.role, "content": self.content, "status": self.status,
-            "status_label": self.get_status_display(), "error": self.error,
-            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-            "ttft_ms": self.ttft_ms, "duration_ms": self.duration_ms, "tokens_per_second": self.tokens_per_second,
+            "id": self.pk,
+            "role": self.role,
+            "content": self.content,
+            "status": self.status,
+            "status_label": self.get_status_display(),
+            "error": self.error,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "ttft_ms": self.ttft_ms,
+            "duration_ms": self.duration_ms,
+            "tokens_per_second": self.tokens_per_second,
             "dropped_messages": self.dropped_messages,
             "feedback": {"rating": feedback.rating, "comment": feedback.comment} if feedback else None,
         }

@@ -31,8 +31,14 @@ def audit_summary(records: QuerySet) -> dict:
     totals = records.aggregate(n=Count("id"), tokens_in=Sum("prompt_tokens"), tokens_out=Sum("completion_tokens"))
     by_outcome = dict(records.values_list("outcome").annotate(n=Count("id")).values_list("outcome", "n"))
     by_source = dict(records.values_list("source").annotate(n=Count("id")).values_list("source", "n"))
-    return {"count": totals["n"], "tokens_in": totals["tokens_in"] or 0, "tokens_out": totals["tokens_out"] or 0,
-            "by_outcome": by_outcome, "by_source": by_source, **latency_summary(records)}
+    return {
+        "count": totals["n"],
+        "tokens_in": totals["tokens_in"] or 0,
+        "tokens_out": totals["tokens_out"] or 0,
+        "by_outcome": by_outcome,
+        "by_source": by_source,
+        **latency_summary(records),
+    }
 
 
 def ab_results(endpoint) -> dict:
@@ -43,7 +49,8 @@ def ab_results(endpoint) -> dict:
     for variant in (Variant.BASELINE, Variant.CANDIDATE):
         records = InferenceRecord.objects.for_org(endpoint.organization).filter(endpoint=endpoint, variant=variant)
         feedback = Feedback.objects.for_org(endpoint.organization).filter(
-            message__conversation__endpoint=endpoint, message__conversation__variant=variant)
+            message__conversation__endpoint=endpoint, message__conversation__variant=variant
+        )
         votes = feedback.aggregate(up=Count("id", filter=Q(rating=1)), down=Count("id", filter=Q(rating=-1)))
         n = votes["up"] + votes["down"]
         interval = wilson_interval(votes["up"], n)
@@ -51,7 +58,8 @@ def ab_results(endpoint) -> dict:
             "conversations": endpoint.conversations.filter(variant=variant).count(),
             "answers": records.count(),
             "failed": records.filter(outcome="failed").count(),
-            "thumbs_up": votes["up"], "thumbs_down": votes["down"],
+            "thumbs_up": votes["up"],
+            "thumbs_down": votes["down"],
             "up_rate": round(votes["up"] / n, 4) if n else None,
             "up_rate_ci95": [round(interval[0], 4), round(interval[1], 4)] if interval else None,
             **latency_summary(records),

@@ -11,8 +11,8 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import AsyncIterator
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -70,11 +70,19 @@ def load_spec(agent, *, decide_gpu: bool = False) -> LoadSpec:
     if gpu_layers is None:
         gpu_layers = auto_gpu_layers(model.size_bytes, n_layers, free_vram_bytes(), gpu_offload_supported())
     return LoadSpec(
-        path=str(path), n_ctx=agent.context_length, n_gpu_layers=gpu_layers, use_mmap=agent.use_mmap,
+        path=str(path),
+        n_ctx=agent.context_length,
+        n_gpu_layers=gpu_layers,
+        use_mmap=agent.use_mmap,
         n_threads=agent.threads or 0,
         estimated_bytes=estimate_memory(
-            model.size_bytes, n_ctx=agent.context_length, n_layers=n_layers, n_embd=meta.get("embedding_length"),
-            n_heads=meta.get("head_count"), n_heads_kv=meta.get("head_count_kv"), n_vocab=meta.get("vocab_size"),
+            model.size_bytes,
+            n_ctx=agent.context_length,
+            n_layers=n_layers,
+            n_embd=meta.get("embedding_length"),
+            n_heads=meta.get("head_count"),
+            n_heads_kv=meta.get("head_count_kv"),
+            n_vocab=meta.get("vocab_size"),
         ),
     )
 
@@ -82,8 +90,14 @@ def load_spec(agent, *, decide_gpu: bool = False) -> LoadSpec:
 def backend_for(agent) -> ChatBackend:
     """The backend this agent answers with. Touches the database: call it from sync code."""
     if agent.backend == "remote":
-        return RemoteBackend(RemoteSpec(agent.remote_url, agent.remote_model or agent.slug, agent.remote_api_key,
-                                        timeout=settings.REMOTE_BACKEND_TIMEOUT))
+        return RemoteBackend(
+            RemoteSpec(
+                agent.remote_url,
+                agent.remote_model or agent.slug,
+                agent.remote_api_key,
+                timeout=settings.REMOTE_BACKEND_TIMEOUT,
+            )
+        )
     return LlamaCppBackend(model_cache(), load_spec(agent))
 
 
@@ -103,7 +117,10 @@ def is_loaded(agent) -> bool:
 
 def session_path(conversation_id: int, agent) -> str:
     """Where the conversation's saved llama.cpp state lives (one per conversation and model)."""
-    return str(settings.AGENT_STATE_DIR / f"conversation-{conversation_id}-model-{agent.model_id}-ctx-{agent.context_length}.state")
+    return str(
+        settings.AGENT_STATE_DIR
+        / f"conversation-{conversation_id}-model-{agent.model_id}-ctx-{agent.context_length}.state"
+    )
 
 
 _END = object()
@@ -136,7 +153,11 @@ async def astream(backend: ChatBackend, request: ChatRequest, cancel: threading.
         try:
             for event in backend.stream(request, cancel):
                 if isinstance(event, Delta):
-                    pending = event if pending is None else Delta(pending.text + event.text, pending.n_tokens + event.n_tokens)
+                    pending = (
+                        event
+                        if pending is None
+                        else Delta(pending.text + event.text, pending.n_tokens + event.n_tokens)
+                    )
                     now = time.monotonic()
                     if now - last_flush < FLUSH_EVERY_S:
                         continue
@@ -177,24 +198,35 @@ def warm_up(agent) -> dict:
 
     started = time.perf_counter()
     if agent.backend == "remote":
-        request = urllib.request.Request(agent.remote_url.rstrip("/") + "/models",
-                                         headers={"Authorization": f"Bearer {agent.remote_api_key}"} if agent.remote_api_key else {})
+        request = urllib.request.Request(
+            agent.remote_url.rstrip("/") + "/models",
+            headers={"Authorization": f"Bearer {agent.remote_api_key}"} if agent.remote_api_key else {},
+        )
         try:
             with urllib.request.urlopen(request, timeout=min(settings.REMOTE_BACKEND_TIMEOUT, 15)) as response:
                 response.read(1_000_000)
         except OSError as error:
-            raise InferenceError(f"The remote endpoint {agent.remote_url} cannot be reached ({error}). Check the URL, the key and that the server runs.") from error
+            raise InferenceError(
+                f"The remote endpoint {agent.remote_url} cannot be reached ({error}). Check the URL, the key and that the server runs."
+            ) from error
         return {"backend": "remote", "reached_in_s": round(time.perf_counter() - started, 3)}
     spec = load_spec(agent, decide_gpu=True)
     LlamaCppBackend(model_cache(), spec).warm_up()
-    return {"backend": "llama_cpp", "load_s": round(time.perf_counter() - started, 3), "gpu_layers": spec.n_gpu_layers,
-            "gpu_layers_auto": agent.gpu_layers is None,
-            "threads": spec.n_threads or None, "estimated_bytes": spec.estimated_bytes, "context_length": spec.n_ctx,
-            "use_mmap": spec.use_mmap}
+    return {
+        "backend": "llama_cpp",
+        "load_s": round(time.perf_counter() - started, 3),
+        "gpu_layers": spec.n_gpu_layers,
+        "gpu_layers_auto": agent.gpu_layers is None,
+        "threads": spec.n_threads or None,
+        "estimated_bytes": spec.estimated_bytes,
+        "context_length": spec.n_ctx,
+        "use_mmap": spec.use_mmap,
+    }
 
 
 def start_in_background(function, *args) -> None:
     """Run ``function(*args)`` in an inference thread (deployments), closing its DB connection after."""
+
     def run():
         try:
             function(*args)

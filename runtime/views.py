@@ -90,17 +90,25 @@ class AgentFormView(RuntimeMixin, OrgPageView):
         agent = self.agent()
         if agent is None:
             project = self.request.GET.get("project")
-            return AgentForm(data, models=self.chat_models(), projects=self.scoped(Project).active(),
-                             initial={"project": project} if project else None)
+            return AgentForm(
+                data,
+                models=self.chat_models(),
+                projects=self.scoped(Project).active(),
+                initial={"project": project} if project else None,
+            )
         initial = {field: getattr(agent, field) for field in actions.AGENT_FIELDS if field != "remote_api_key"}
-        return AgentForm(data, models=self.chat_models(include=agent.model_id), initial=initial,
-                         has_key=bool(agent.remote_api_key))
+        return AgentForm(
+            data, models=self.chat_models(include=agent.model_id), initial=initial, has_key=bool(agent.remote_api_key)
+        )
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         context.setdefault("form", self.form())
-        context.update(agent=self.agent(), can_write=self.can_write,
-                       has_projects=self.agent() is not None or self.scoped(Project).active().exists())
+        context.update(
+            agent=self.agent(),
+            can_write=self.can_write,
+            has_projects=self.agent() is not None or self.scoped(Project).active().exists(),
+        )
         return context
 
     def post(self, request, *args, **kwargs):
@@ -116,7 +124,11 @@ class AgentFormView(RuntimeMixin, OrgPageView):
                     was = agent.status
                     agent = actions.do_update_agent(agent, **form.agent_fields())
                     redeploying = agent.status == AgentStatus.DEPLOYING and was != AgentStatus.DEPLOYING
-                    messages.success(request, f"Agent {agent} saved" + ("; it is being redeployed with the new settings." if redeploying else "."))
+                    messages.success(
+                        request,
+                        f"Agent {agent} saved"
+                        + ("; it is being redeployed with the new settings." if redeploying else "."),
+                    )
             except ActionError as error:
                 field = "name" if error.field == "slug" else error.field
                 form.add_error(field if field in form.fields else None, error.message)
@@ -134,7 +146,11 @@ def loaded_info(agent: Agent) -> dict | None:
     entry = serving.loaded_entry(agent)
     if entry is None:
         return None
-    return {**entry, "loaded_at": _from_timestamp(entry.get("loaded_at")), "last_used": _from_timestamp(entry.get("last_used"))}
+    return {
+        **entry,
+        "loaded_at": _from_timestamp(entry.get("loaded_at")),
+        "last_used": _from_timestamp(entry.get("last_used")),
+    }
 
 
 def _from_timestamp(value) -> datetime | None:
@@ -184,7 +200,9 @@ class AgentActionView(RuntimeMixin, OrgView):
                 return redirect("agent-list", org_slug=self.org.slug)
             elif action == "chat":
                 conversation = actions.do_start_conversation(self.org, request.user, agent=agent)
-                return redirect("agent-conversation", org_slug=self.org.slug, agent_slug=agent.slug, conversation_id=conversation.pk)
+                return redirect(
+                    "agent-conversation", org_slug=self.org.slug, agent_slug=agent.slug, conversation_id=conversation.pk
+                )
             else:
                 raise Http404
         except ActionError as error:
@@ -218,11 +236,18 @@ class AuditView(RuntimeMixin, OrgPageView):
         if "since" in filters:
             records = records.filter(created_at__gte=timezone.make_aware(datetime.combine(filters["since"], time.min)))
         page = Paginator(records.select_related("user", "model", "endpoint", "token"), AUDIT_PAGE_SIZE).get_page(
-            self.request.GET.get("page"))
+            self.request.GET.get("page")
+        )
         query = self.request.GET.copy()
         query.pop("page", None)
-        context.update(agent=agent, form=form, summary=audit_summary(records), page=page, filtered=bool(filters),
-                       query=query.urlencode())
+        context.update(
+            agent=agent,
+            form=form,
+            summary=audit_summary(records),
+            page=page,
+            filtered=bool(filters),
+            query=query.urlencode(),
+        )
         return context
 
 
@@ -244,16 +269,26 @@ class ConversationMixin(RuntimeMixin):
 
     def get_conversation(self, kwargs) -> tuple[Conversation, Agent | None, Endpoint | None]:
         agent, endpoint = self.subject(kwargs)
-        conversation = get_object_or_404(self.subject_conversations(agent, endpoint).select_related("user"),
-                                         pk=kwargs["conversation_id"])
+        conversation = get_object_or_404(
+            self.subject_conversations(agent, endpoint).select_related("user"), pk=kwargs["conversation_id"]
+        )
         return conversation, agent, endpoint
 
     def conversation_url(self, conversation, agent, endpoint, name: str = "conversation", **extra) -> str:
         if endpoint is not None:
-            return reverse(f"endpoint-{name}", kwargs={"org_slug": self.org.slug, "endpoint_slug": endpoint.slug,
-                                                      "conversation_id": conversation.pk, **extra})
-        return reverse(f"agent-{name}", kwargs={"org_slug": self.org.slug, "agent_slug": agent.slug,
-                                               "conversation_id": conversation.pk, **extra})
+            return reverse(
+                f"endpoint-{name}",
+                kwargs={
+                    "org_slug": self.org.slug,
+                    "endpoint_slug": endpoint.slug,
+                    "conversation_id": conversation.pk,
+                    **extra,
+                },
+            )
+        return reverse(
+            f"agent-{name}",
+            kwargs={"org_slug": self.org.slug, "agent_slug": agent.slug, "conversation_id": conversation.pk, **extra},
+        )
 
     def is_owner(self, conversation) -> bool:
         return conversation.user_id == self.request.user.pk and self.can_write
@@ -267,7 +302,10 @@ class ConversationView(ConversationMixin, OrgPageView):
         conversation, agent, endpoint = self.get_conversation(kwargs)
         actions.reap_stale_answers(conversation)
         chat_messages = list(conversation.messages.filter(superseded=False))
-        mine = {f.message_id: f for f in self.scoped(Feedback).filter(message__conversation=conversation, user=self.request.user)}
+        mine = {
+            f.message_id: f
+            for f in self.scoped(Feedback).filter(message__conversation=conversation, user=self.request.user)
+        }
         feedback_url_template = self.conversation_url(conversation, agent, endpoint, "feedback", message_id=0)
         for message in chat_messages:
             message.my_feedback = mine.get(message.pk)
@@ -275,19 +313,30 @@ class ConversationView(ConversationMixin, OrgPageView):
         last_answer = next((m for m in reversed(chat_messages) if m.role == "assistant"), None)
         mine_only = self.subject_conversations(agent, endpoint).filter(user=self.request.user)
         context.update(
-            conversation=conversation, agent=agent, endpoint=endpoint,
+            conversation=conversation,
+            agent=agent,
+            endpoint=endpoint,
             # The endpoint's name only: which agent (variant) answers stays hidden.
             subject_name=endpoint.name if endpoint is not None else agent.name,
             subject_live=None if endpoint is not None else agent.is_live,
-            chat_messages=chat_messages, last_answer_id=last_answer.pk if last_answer else None,
+            chat_messages=chat_messages,
+            last_answer_id=last_answer.pk if last_answer else None,
             sidebar=mine_only[:SIDEBAR_CONVERSATIONS],
-            can_write=self.is_owner(conversation), can_start=self.can_write,
+            can_write=self.is_owner(conversation),
+            can_start=self.can_write,
             socket_path=f"/ws/o/{self.org.slug}/conversations/{conversation.pk}/",
             feedback_url_template=feedback_url_template,
             delete_url=self.conversation_url(conversation, agent, endpoint, "conversation-delete"),
-            new_url=(reverse("endpoint-action", kwargs={"org_slug": self.org.slug, "endpoint_slug": endpoint.slug, "action": "chat"})
-                     if endpoint is not None else
-                     reverse("agent-action", kwargs={"org_slug": self.org.slug, "agent_slug": agent.slug, "action": "chat"})),
+            new_url=(
+                reverse(
+                    "endpoint-action",
+                    kwargs={"org_slug": self.org.slug, "endpoint_slug": endpoint.slug, "action": "chat"},
+                )
+                if endpoint is not None
+                else reverse(
+                    "agent-action", kwargs={"org_slug": self.org.slug, "agent_slug": agent.slug, "action": "chat"}
+                )
+            ),
         )
         return context
 
@@ -320,8 +369,9 @@ class FeedbackView(ConversationMixin, OrgView):
             error = "Choose thumbs up or thumbs down (a comment is optional, up to 2,000 characters)."
         else:
             try:
-                message.my_feedback = actions.do_feedback(message, request.user, form.cleaned_data["rating"],
-                                                          form.cleaned_data["comment"])
+                message.my_feedback = actions.do_feedback(
+                    message, request.user, form.cleaned_data["rating"], form.cleaned_data["comment"]
+                )
             except ActionError as failure:
                 error = failure.message
         if not self.is_htmx:
@@ -331,8 +381,9 @@ class FeedbackView(ConversationMixin, OrgView):
         if error:
             message.my_feedback = self.scoped(Feedback).filter(message=message, user=request.user).first()
         url = self.conversation_url(conversation, agent, endpoint, "feedback", message_id=message.pk)
-        return self.render_to_response({"message": message, "feedback_url": url, "feedback_error": error,
-                                        "saved": not error})
+        return self.render_to_response(
+            {"message": message, "feedback_url": url, "feedback_error": error, "saved": not error}
+        )
 
 
 # --- endpoints (A/B tests) ----------------------------------------------------------------------
@@ -343,8 +394,9 @@ class EndpointListView(RuntimeMixin, OrgPageView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        context.update(endpoints=self.scoped(Endpoint).select_related("project", "baseline", "candidate"),
-                       can_write=self.can_write)
+        context.update(
+            endpoints=self.scoped(Endpoint).select_related("project", "baseline", "candidate"), can_write=self.can_write
+        )
         return context
 
 
@@ -352,7 +404,9 @@ class EndpointCreateView(RuntimeMixin, OrgPageView):
     template_name = "runtime/endpoint_form.html"
 
     def form(self, data=None) -> EndpointForm:
-        return EndpointForm(data, agents=self.scoped(Agent).select_related("project"), projects=self.scoped(Project).active())
+        return EndpointForm(
+            data, agents=self.scoped(Agent).select_related("project"), projects=self.scoped(Project).active()
+        )
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
@@ -366,8 +420,14 @@ class EndpointCreateView(RuntimeMixin, OrgPageView):
             data = form.cleaned_data
             project = self.get_scoped(Project, slug=data["project"])
             try:
-                endpoint = actions.do_create_endpoint(project, request.user, name=data["name"], baseline=data["baseline"],
-                                                      candidate=data["candidate"], candidate_share=data["candidate_share"])
+                endpoint = actions.do_create_endpoint(
+                    project,
+                    request.user,
+                    name=data["name"],
+                    baseline=data["baseline"],
+                    candidate=data["candidate"],
+                    candidate_share=data["candidate_share"],
+                )
             except ActionError as error:
                 field = "name" if error.field == "slug" else error.field
                 form.add_error(field if field in form.fields else None, error.message)
@@ -391,13 +451,18 @@ class EndpointDetailView(RuntimeMixin, OrgPageView):
         results = ab_results(endpoint)
         agents = {"baseline": endpoint.baseline, "candidate": endpoint.candidate}
         context.update(
-            endpoint=endpoint, can_write=self.can_write,
+            endpoint=endpoint,
+            can_write=self.can_write,
             results=[{"variant": v, "label": VARIANT_LABELS[v], "agent": agents[v], **r} for v, r in results.items()],
             history=endpoint.history.select_related("baseline", "candidate", "by"),
-            change_form=ChangeTestForm(agents=self.scoped(Agent), initial={
-                "candidate": endpoint.candidate_id, "candidate_share": endpoint.candidate_share}),
+            change_form=ChangeTestForm(
+                agents=self.scoped(Agent),
+                initial={"candidate": endpoint.candidate_id, "candidate_share": endpoint.candidate_share},
+            ),
             note_form=NoteForm(),
-            conversations=self.conversations().filter(endpoint=endpoint, user=self.request.user)[:SIDEBAR_CONVERSATIONS],
+            conversations=self.conversations().filter(endpoint=endpoint, user=self.request.user)[
+                :SIDEBAR_CONVERSATIONS
+            ],
         )
         return context
 
@@ -415,9 +480,16 @@ class EndpointActionView(RuntimeMixin, OrgView):
                 form = ChangeTestForm(request.POST, agents=self.scoped(Agent))
                 if not form.is_valid():
                     raise ActionError("Choose a candidate agent (or none) and a share between 0 and 1.")
-                actions.do_change_test(endpoint, request.user, candidate=form.cleaned_data["candidate"],
-                                       candidate_share=form.cleaned_data["candidate_share"], note=form.cleaned_data["note"])
-                messages.success(request, "Test updated." if endpoint.candidate_id else "The baseline now answers everything.")
+                actions.do_change_test(
+                    endpoint,
+                    request.user,
+                    candidate=form.cleaned_data["candidate"],
+                    candidate_share=form.cleaned_data["candidate_share"],
+                    note=form.cleaned_data["note"],
+                )
+                messages.success(
+                    request, "Test updated." if endpoint.candidate_id else "The baseline now answers everything."
+                )
             elif action == "promote":
                 promoted = endpoint.candidate
                 actions.do_promote_candidate(endpoint, request.user, note)
@@ -427,8 +499,12 @@ class EndpointActionView(RuntimeMixin, OrgView):
                 messages.success(request, f"Test stopped: the baseline answers every new conversation of {endpoint}.")
             elif action == "chat":
                 conversation = actions.do_start_conversation(self.org, request.user, endpoint=endpoint)
-                return redirect("endpoint-conversation", org_slug=self.org.slug, endpoint_slug=endpoint.slug,
-                                conversation_id=conversation.pk)
+                return redirect(
+                    "endpoint-conversation",
+                    org_slug=self.org.slug,
+                    endpoint_slug=endpoint.slug,
+                    conversation_id=conversation.pk,
+                )
             elif action == "delete":
                 actions.do_delete_endpoint(endpoint)
                 messages.success(request, f"Endpoint {endpoint} deleted.")

@@ -140,14 +140,22 @@ class WorkerProcess:
     def __init__(self, queues=("default", "cpu", "gpu")):
         from django.conf import settings
 
-        env = {**os.environ, "DATABASE_URL": database_url_of_test_db(), "PYTHONUNBUFFERED": "1",
-               "MEDIA_ROOT": str(settings.MEDIA_ROOT)}
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url_of_test_db(),
+            "PYTHONUNBUFFERED": "1",
+            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        }
         self.log_path = Path(os.environ["DATA_DIR"]) / f"worker-{time.time_ns()}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "manage.py", "rqworker", *queues, "--worker-ttl", "30"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def kill(self) -> None:

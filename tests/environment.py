@@ -29,8 +29,6 @@ os.environ.setdefault("JOB_EXTRA_MODULES", "tests.jobkinds")
 os.environ.setdefault("WORKER_SEEN_WINDOW", "60")
 
 
-
-
 def _remove_dead_runs() -> None:
     """Delete the data directories of earlier runs whose process is gone."""
     for run_dir in _TEST_ROOT.glob("run-*"):
@@ -57,7 +55,8 @@ def _start_private_redis() -> str:
     workdir = tempfile.mkdtemp(prefix="hartonomous-redis-")
     proc = subprocess.Popen(
         [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", workdir],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     atexit.register(proc.terminate)
     for _ in range(100):

@@ -90,7 +90,8 @@ class CachedListMixin:
 
     def list(self, request, *args, **kwargs):
         page = tenant_cache.cached(
-            self.org.pk, f"api:{type(self).__name__}:{request.build_absolute_uri()}",
+            self.org.pk,
+            f"api:{type(self).__name__}:{request.build_absolute_uri()}",
             depends_on=(self.model, *self.cache_depends_on),
             build=lambda: super(CachedListMixin, self).list(request, *args, **kwargs).data,
         )

@@ -28,9 +28,26 @@ class DatasetSerializer(serializers.ModelSerializer):
     class Meta:
         model = Dataset
         fields = [
-            "id", "project", "name", "role", "format", "status", "error", "source_filename", "encoding", "options",
-            "document_count", "character_count", "token_count", "tokenizer", "split", "stats", "source_sha256",
-            "documents_sha256", "job", "created_at",
+            "id",
+            "project",
+            "name",
+            "role",
+            "format",
+            "status",
+            "error",
+            "source_filename",
+            "encoding",
+            "options",
+            "document_count",
+            "character_count",
+            "token_count",
+            "tokenizer",
+            "split",
+            "stats",
+            "source_sha256",
+            "documents_sha256",
+            "job",
+            "created_at",
         ]
         read_only_fields = fields
 
@@ -39,17 +56,34 @@ class DatasetSerializer(serializers.ModelSerializer):
 
 
 class DatasetCreateSerializer(serializers.Serializer):
-    upload = serializers.UUIDField(help_text="A completed upload of this organisation; it becomes the dataset (consumed).")
-    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="",
-                                 help_text="Defaults to the file name without its extension.")
+    upload = serializers.UUIDField(
+        help_text="A completed upload of this organisation; it becomes the dataset (consumed)."
+    )
+    name = serializers.CharField(
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Defaults to the file name without its extension.",
+    )
     role = serializers.ChoiceField(choices=DatasetRole.choices, default=DatasetRole.DOMAIN)
-    format = serializers.ChoiceField(choices=[(f, f) for f in FORMATS], required=False, allow_blank=True, default="",
-                                     help_text="Defaults to what the file name says (.txt, .jsonl, .csv/.tsv, .zip).")
+    format = serializers.ChoiceField(
+        choices=[(f, f) for f in FORMATS],
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Defaults to what the file name says (.txt, .jsonl, .csv/.tsv, .zip).",
+    )
     options = serializers.DictField(
-        child=serializers.CharField(allow_blank=True, trim_whitespace=False), required=False, default=dict,
-        help_text="jsonl: `text_field` or `template` (e.g. \"Question: {question}\\nAnswer: {answer}\"); "
-                  "csv: `column` or `template`, `delimiter`; txt and zip: `unit` (line, paragraph, file).")
-    split_ratio = serializers.FloatField(required=False, default=0.9, help_text="Fraction of documents in the train split.")
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False),
+        required=False,
+        default=dict,
+        help_text='jsonl: `text_field` or `template` (e.g. "Question: {question}\\nAnswer: {answer}"); '
+        "csv: `column` or `template`, `delimiter`; txt and zip: `unit` (line, paragraph, file).",
+    )
+    split_ratio = serializers.FloatField(
+        required=False, default=0.9, help_text="Fraction of documents in the train split."
+    )
     split_seed = serializers.IntegerField(required=False, default=0, min_value=0)
 
 
@@ -59,17 +93,23 @@ class SplitSerializer(serializers.Serializer):
 
 
 class CountTokensSerializer(serializers.Serializer):
-    model = serializers.IntegerField(required=False, allow_null=True,
-                                     help_text="A model of the dataset's project whose tokenizer counts (default: the project's first).")
-    tokenizer_upload = serializers.UUIDField(required=False, allow_null=True,
-                                             help_text="Or: a completed upload of a tokenizer.json in the same project.")
+    model = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        help_text="A model of the dataset's project whose tokenizer counts (default: the project's first).",
+    )
+    tokenizer_upload = serializers.UUIDField(
+        required=False, allow_null=True, help_text="Or: a completed upload of a tokenizer.json in the same project."
+    )
 
 
 class DatasetPreviewSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     status = serializers.CharField()
-    documents = serializers.ListField(child=serializers.DictField(),
-                                      help_text="The first 20 documents: id, source, text (≤ 500 characters), chars, truncated.")
+    documents = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="The first 20 documents: id, source, text (≤ 500 characters), chars, truncated.",
+    )
 
 
 class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, OrgScopedViewSet):
@@ -94,7 +134,9 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         data = DatasetCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
-        upload = Upload.objects.for_org(self.org).select_related("project", "blob").filter(pk=values.pop("upload")).first()
+        upload = (
+            Upload.objects.for_org(self.org).select_related("project", "blob").filter(pk=values.pop("upload")).first()
+        )
         if upload is None:
             raise ActionError("No such upload in this organisation.", field="upload", code="not_found")
         dataset = actions_datasets.do_create_dataset(upload, request.user, **values)
@@ -125,8 +167,9 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         data = CountTokensSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         job = actions_datasets.do_count_tokens(
-            dataset, request.user, model=data.validated_data.get("model"),
+            dataset,
+            request.user,
+            model=data.validated_data.get("model"),
             tokenizer_upload=data.validated_data.get("tokenizer_upload"),
         )
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
-

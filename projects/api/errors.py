@@ -1,6 +1,6 @@
 """One error body for every API failure:
 
-    {"error": {"status": 400, "code": "invalid", "message": "...", "fields": {"name": ["..."]}}}
+{"error": {"status": 400, "code": "invalid", "message": "...", "fields": {"name": ["..."]}}}
 """
 
 from __future__ import annotations
@@ -29,7 +29,10 @@ def exception_handler(exc, context):
         code = exc.code
         status_code = ACTION_STATUS.get(code, 400)
         fields = {exc.field: [exc.message]} if exc.field else {}
-        return Response({"error": {"status": status_code, "code": code, "message": exc.message, "fields": fields}}, status=status_code)
+        return Response(
+            {"error": {"status": status_code, "code": code, "message": exc.message, "fields": fields}},
+            status=status_code,
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found.")
     elif isinstance(exc, PermissionDenied):
@@ -52,4 +55,6 @@ def exception_handler(exc, context):
 
 
 def error_response(message: str, status_code: int = status.HTTP_400_BAD_REQUEST, code: str = "invalid") -> Response:
-    return Response({"error": {"status": status_code, "code": code, "message": message, "fields": {}}}, status=status_code)
+    return Response(
+        {"error": {"status": status_code, "code": code, "message": message, "fields": {}}}, status=status_code
+    )

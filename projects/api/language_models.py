@@ -31,8 +31,23 @@ class LanguageModelSerializer(serializers.ModelSerializer):
     class Meta:
         model = LanguageModel
         fields = [
-            "id", "project", "name", "role", "format", "status", "error", "architecture", "parameter_count",
-            "size_bytes", "file_type", "metadata", "capabilities", "warnings", "derived_from", "files", "created_at",
+            "id",
+            "project",
+            "name",
+            "role",
+            "format",
+            "status",
+            "error",
+            "architecture",
+            "parameter_count",
+            "size_bytes",
+            "file_type",
+            "metadata",
+            "capabilities",
+            "warnings",
+            "derived_from",
+            "files",
+            "created_at",
         ]
         read_only_fields = fields
 
@@ -41,16 +56,21 @@ class LanguageModelCreateSerializer(serializers.Serializer):
     project = serializers.SlugField()
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     uploads = serializers.ListField(
-        child=serializers.UUIDField(), min_length=1,
+        child=serializers.UUIDField(),
+        min_length=1,
         help_text="Ids of completed uploads: one GGUF file, the files of a Hugging Face folder, or one .zip of such a folder "
-                  "(unpacked by a job: the answer is then 202 with the job, whose artifact is the model).")
+        "(unpacked by a job: the answer is then 202 with the job, whose artifact is the model).",
+    )
 
 
 class ConversionRequestSerializer(serializers.Serializer):
-    format = serializers.ChoiceField(choices=ModelFormat.choices,
-                                     help_text="The target: `safetensors` (a float32 Hugging Face copy of a GGUF) or `gguf`.")
-    outtype = serializers.ChoiceField(choices=["f32", "f16", "bf16", "q8_0"], required=False,
-                                      help_text="GGUF only: the tensor type (default f16).")
+    format = serializers.ChoiceField(
+        choices=ModelFormat.choices,
+        help_text="The target: `safetensors` (a float32 Hugging Face copy of a GGUF) or `gguf`.",
+    )
+    outtype = serializers.ChoiceField(
+        choices=["f32", "f16", "bf16", "q8_0"], required=False, help_text="GGUF only: the tensor type (default f16)."
+    )
 
 
 class ConversionSerializer(serializers.Serializer):
@@ -71,13 +91,25 @@ def engine_tensors(model: LanguageModel):
     from projects.engine.model_formats import TensorRecord as EngineTensor
 
     return [
-        EngineTensor(name=t.name, file=t.file.path, layer=t.layer, component=t.component, shape=tuple(t.shape),
-                     dtype=t.dtype, n_params=t.n_params, offset=t.offset, n_bytes=t.n_bytes, sha256=t.sha256 or None)
+        EngineTensor(
+            name=t.name,
+            file=t.file.path,
+            layer=t.layer,
+            component=t.component,
+            shape=tuple(t.shape),
+            dtype=t.dtype,
+            n_params=t.n_params,
+            offset=t.offset,
+            n_bytes=t.n_bytes,
+            sha256=t.sha256 or None,
+        )
         for t in model.tensors.select_related("file")
     ]
 
 
-class LanguageModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, OrgScopedViewSet):
+class LanguageModelViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, OrgScopedViewSet
+):
     """Models in the organisation's projects. Filter with `?project=<slug>`, `?status=`, `?role=`."""
 
     model = LanguageModel
@@ -128,7 +160,9 @@ class LanguageModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mix
         page = self.paginate_queryset(tensors)
         return self.get_paginated_response(TensorSerializer(page, many=True).data)
 
-    @extend_schema(parameters=[OpenApiParameter("with", int, required=True, description="The other model's id.")], responses=dict)
+    @extend_schema(
+        parameters=[OpenApiParameter("with", int, required=True, description="The other model's id.")], responses=dict
+    )
     @action(detail=True, methods=["get"])
     def compare(self, request, **kwargs):
         model = self.get_object()
@@ -140,7 +174,9 @@ class LanguageModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mix
             raise ActionError(f"There is no model {other_id} in this organisation.", field="with", code="not_found")
         return Response(comparison_of(model, other))
 
-    @extend_schema(request=ConversionRequestSerializer, responses={200: ConversionSerializer, 202: ConversionSerializer})
+    @extend_schema(
+        request=ConversionRequestSerializer, responses={200: ConversionSerializer, 202: ConversionSerializer}
+    )
     @action(detail=True, methods=["post"])
     def convert(self, request, **kwargs):
         """The model in the other format: 200 with the copy when it exists (done once), else 202 with the job."""
@@ -148,9 +184,12 @@ class LanguageModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mix
         data = ConversionRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         requested = actions_conversion.do_request_conversion(
-            model, request.user, data.validated_data["format"], outtype=data.validated_data.get("outtype"))
-        body = {"model": LanguageModelSerializer(requested.derivative).data if requested.derivative else None,
-                "job": JobSerializer(requested.job).data if requested.job else None}
+            model, request.user, data.validated_data["format"], outtype=data.validated_data.get("outtype")
+        )
+        body = {
+            "model": LanguageModelSerializer(requested.derivative).data if requested.derivative else None,
+            "job": JobSerializer(requested.job).data if requested.job else None,
+        }
         return Response(body, status=status.HTTP_200_OK if requested.derivative else status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses={(200, "application/octet-stream"): bytes})
@@ -160,7 +199,9 @@ class LanguageModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mix
         file = model.files.select_related("blob").filter(path=path).first()
         if file is None:
             raise Http404
-        return FileResponse(open(blobs.local_path(file.blob), "rb"), as_attachment=True, filename=path.rsplit("/", 1)[-1])
+        return FileResponse(
+            open(blobs.local_path(file.blob), "rb"), as_attachment=True, filename=path.rsplit("/", 1)[-1]
+        )
 
 
 def comparison_of(a: LanguageModel, b: LanguageModel) -> dict:
@@ -169,6 +210,8 @@ def comparison_of(a: LanguageModel, b: LanguageModel) -> dict:
 
     for model in (a, b):
         if model.status != "ready":
-            raise ActionError(f"{model} is not ready ({model.status}); compare it once its inventory has finished.", code="conflict")
+            raise ActionError(
+                f"{model} is not ready ({model.status}); compare it once its inventory has finished.", code="conflict"
+            )
     result = compare_tensors(engine_tensors(a), engine_tensors(b)).as_dict()
     return {"a": {"id": a.pk, "name": a.name}, "b": {"id": b.pk, "name": b.name}, **result}

@@ -103,8 +103,24 @@ class JobSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = [
-            "id", "kind", "title", "project", "queue", "status", "progress", "message", "error", "params",
-            "result", "artifacts", "log", "created_at", "started_at", "finished_at", "heartbeat_at", "retry_of",
+            "id",
+            "kind",
+            "title",
+            "project",
+            "queue",
+            "status",
+            "progress",
+            "message",
+            "error",
+            "params",
+            "result",
+            "artifacts",
+            "log",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "heartbeat_at",
+            "retry_of",
         ]
         read_only_fields = fields
 
@@ -121,12 +137,25 @@ class RoleChoiceSerializer(serializers.Serializer):
 
 class UploadSerializer(serializers.ModelSerializer):
     project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    offset = serializers.IntegerField(source="received", read_only=True, help_text="Bytes received so far: send the next chunk from here.")
+    offset = serializers.IntegerField(
+        source="received", read_only=True, help_text="Bytes received so far: send the next chunk from here."
+    )
     blob_sha256 = serializers.CharField(source="blob_id", read_only=True, allow_null=True)
 
     class Meta:
         model = Upload
-        fields = ["id", "project", "filename", "relative_path", "size", "offset", "expected_sha256", "status", "blob_sha256", "created_at"]
+        fields = [
+            "id",
+            "project",
+            "filename",
+            "relative_path",
+            "size",
+            "offset",
+            "expected_sha256",
+            "status",
+            "blob_sha256",
+            "created_at",
+        ]
         read_only_fields = ["id", "project", "offset", "status", "blob_sha256", "created_at"]
 
 

@@ -25,14 +25,20 @@ class MeView(APIView):
 
     @extend_schema(responses=s.UserSerializer)
     def get(self, request):
-        memberships = Membership.objects.select_related("organization").filter(
-            organization__in=self._orgs(request)
-        ).filter(user=request.user)
-        return Response({
-            **s.UserSerializer(request.user).data,
-            "organizations": [{"slug": m.organization.slug, "name": m.organization.name, "role": m.role} for m in memberships],
-            "token_organization": request.auth.organization.slug if isinstance(request.auth, ApiToken) else None,
-        })
+        memberships = (
+            Membership.objects.select_related("organization")
+            .filter(organization__in=self._orgs(request))
+            .filter(user=request.user)
+        )
+        return Response(
+            {
+                **s.UserSerializer(request.user).data,
+                "organizations": [
+                    {"slug": m.organization.slug, "name": m.organization.name, "role": m.role} for m in memberships
+                ],
+                "token_organization": request.auth.organization.slug if isinstance(request.auth, ApiToken) else None,
+            }
+        )
 
     @staticmethod
     def _orgs(request):
@@ -43,8 +49,12 @@ class MeView(APIView):
 
 
 class OrganizationViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin,
-    mixins.DestroyModelMixin, OrgScopedViewSet,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    OrgScopedViewSet,
 ):
     """Organisations you belong to. Creating one makes you its owner; only owners delete."""
 
@@ -82,7 +92,9 @@ class OrganizationViewSet(
         if getattr(self, "swagger_fake_view", False) or not self.request.user.is_authenticated:
             return context
         context["roles"] = dict(
-            Membership.objects.for_user(self.request.user).filter(user=self.request.user).values_list("organization_id", "role")
+            Membership.objects.for_user(self.request.user)
+            .filter(user=self.request.user)
+            .values_list("organization_id", "role")
         )
         return context
 
@@ -92,7 +104,9 @@ class OrganizationViewSet(
                 "API tokens belong to one organisation and cannot create others; sign in to create an organisation.",
                 code="forbidden",
             )
-        org = actions.do_create_organization(self.request.user, serializer.validated_data["name"], serializer.validated_data.get("slug", ""))
+        org = actions.do_create_organization(
+            self.request.user, serializer.validated_data["name"], serializer.validated_data.get("slug", "")
+        )
         serializer.instance = org
 
     def perform_update(self, serializer):
@@ -102,7 +116,14 @@ class OrganizationViewSet(
         actions.do_delete_organization(self.org, confirm_slug=self.org.slug)
 
 
-class ProjectViewSet(CachedListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin, OrgScopedViewSet):
+class ProjectViewSet(
+    CachedListMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    OrgScopedViewSet,
+):
     """Projects of the organisation. Archive instead of delete; `?archived=1` lists archived ones."""
 
     model = Project
@@ -138,7 +159,13 @@ class ProjectViewSet(CachedListMixin, mixins.ListModelMixin, mixins.RetrieveMode
         return Response(s.ProjectSerializer(actions.do_archive_project(self.get_object(), False)).data)
 
 
-class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, OrgScopedViewSet):
+class MemberViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    OrgScopedViewSet,
+):
     """Members and their roles. Admins change roles and remove members (their tokens stop working)."""
 
     model = Membership
@@ -161,7 +188,13 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Upd
         actions.do_remove_member(self.membership, instance)
 
 
-class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin, OrgScopedViewSet):
+class InvitationViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    OrgScopedViewSet,
+):
     """Invitation links (admins). The key is shown once, at creation; DELETE revokes."""
 
     model = Invitation
@@ -173,7 +206,11 @@ class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins
     def create(self, request, *args, **kwargs):
         serializer = s.InvitationSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        invitation, key = actions.do_create_invitation(self.membership, serializer.validated_data.get("role", Role.MEMBER), serializer.validated_data.get("email", ""))
+        invitation, key = actions.do_create_invitation(
+            self.membership,
+            serializer.validated_data.get("role", Role.MEMBER),
+            serializer.validated_data.get("email", ""),
+        )
         invitation.key = key
         invitation.url = request.build_absolute_uri(reverse("join", kwargs={"org_slug": self.org.slug, "key": key}))
         return Response(s.InvitationCreatedSerializer(invitation).data, status=status.HTTP_201_CREATED)
@@ -195,7 +232,13 @@ class AcceptInvitationView(APIView):
         return Response(s.MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
 
 
-class ApiTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin, OrgScopedViewSet):
+class ApiTokenViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    OrgScopedViewSet,
+):
     """Your personal API tokens in this organisation. The token is shown once; DELETE revokes."""
 
     model = ApiToken
@@ -236,11 +279,20 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedView
         kind = registry.get(data.validated_data["kind"])
         if kind is None or not kind.user_startable:
             startable = sorted(name for name, k in registry.items() if k.user_startable)
-            raise actions.ActionError(f"“{data.validated_data['kind']}” cannot be started here; choose one of: {', '.join(startable)}.", field="kind")
+            raise actions.ActionError(
+                f"“{data.validated_data['kind']}” cannot be started here; choose one of: {', '.join(startable)}.",
+                field="kind",
+            )
         project = Project.objects.for_org(self.org).filter(slug=data.validated_data["project"]).first()
         if project is None:
-            raise actions.ActionError(f"No project “{data.validated_data['project']}” in this organisation.", field="project", code="not_found")
-        job = actions.do_enqueue_job(self.org, kind.name, user=request.user, project=project, params=data.validated_data["params"])
+            raise actions.ActionError(
+                f"No project “{data.validated_data['project']}” in this organisation.",
+                field="project",
+                code="not_found",
+            )
+        job = actions.do_enqueue_job(
+            self.org, kind.name, user=request.user, project=project, params=data.validated_data["params"]
+        )
         return Response(s.JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses=s.JobSerializer)
@@ -300,15 +352,23 @@ class UploadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Des
         upload = self.get_object()
         match = CONTENT_RANGE.match(request.headers.get("Content-Range", ""))
         if not match:
-            raise actions.ActionError("Send each chunk with `Content-Range: bytes START-END/SIZE`.", field="Content-Range")
+            raise actions.ActionError(
+                "Send each chunk with `Content-Range: bytes START-END/SIZE`.", field="Content-Range"
+            )
         start, end, total = (int(g) for g in match.groups())
         length = end - start + 1
         if total != upload.size or end < start:
-            raise actions.ActionError(f"The Content-Range does not fit this upload of {upload.size} bytes.", field="Content-Range")
+            raise actions.ActionError(
+                f"The Content-Range does not fit this upload of {upload.size} bytes.", field="Content-Range"
+            )
         if length > django_settings.UPLOAD_MAX_CHUNK_BYTES:
-            raise actions.ActionError(f"Chunks may be at most {django_settings.UPLOAD_MAX_CHUNK_BYTES} bytes.", field="Content-Range")
+            raise actions.ActionError(
+                f"Chunks may be at most {django_settings.UPLOAD_MAX_CHUNK_BYTES} bytes.", field="Content-Range"
+            )
         if int(request.headers.get("Content-Length") or 0) != length:
-            raise actions.ActionError("Content-Length must equal the length given by Content-Range.", field="Content-Length")
+            raise actions.ActionError(
+                "Content-Length must equal the length given by Content-Range.", field="Content-Length"
+            )
         try:
             # The raw body as the server streams it (hartonomous_web/streamed_body.py), read into the
             # upload's own buffers; Django's request stream otherwise (the test client, other servers).
@@ -316,7 +376,15 @@ class UploadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Des
             blobs.receive_chunk(upload, start, body, length, request.headers.get("X-Chunk-SHA256"))
         except blobs.ChunkOffsetError as exc:
             return Response(
-                {"error": {"status": 409, "code": "offset_mismatch", "message": str(exc), "fields": {}, "offset": exc.expected}},
+                {
+                    "error": {
+                        "status": 409,
+                        "code": "offset_mismatch",
+                        "message": str(exc),
+                        "fields": {},
+                        "offset": exc.expected,
+                    }
+                },
                 status=status.HTTP_409_CONFLICT,
             )
         except blobs.BlobError as exc:

@@ -35,8 +35,9 @@ import re
 import struct
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterator, NamedTuple, Sequence
+from typing import BinaryIO, NamedTuple
 
 __all__ = [
     "ZIP_METHODS",
@@ -139,9 +140,9 @@ def _end_record(handle: BinaryIO, size: int, name: str) -> tuple[int, int]:
     if at < 0 or len(tail) - at < 22:
         raise NotAZipError(f"{_where(name)} is not a zip archive (no end-of-archive record)")
     # End record: signature, disk, directory disk, entries on disk, entries, directory size, offset, comment length.
-    entries, directory_size = struct.unpack("<HI", tail[at + 10: at + 16])
-    if (entries == 0xFFFF or directory_size == 0xFFFFFFFF) and at >= 20 and tail[at - 20: at - 16] == b"PK\x06\x07":
-        (zip64_offset,) = struct.unpack("<Q", tail[at - 12: at - 4])
+    entries, directory_size = struct.unpack("<HI", tail[at + 10 : at + 16])
+    if (entries == 0xFFFF or directory_size == 0xFFFFFFFF) and at >= 20 and tail[at - 20 : at - 16] == b"PK\x06\x07":
+        (zip64_offset,) = struct.unpack("<Q", tail[at - 12 : at - 4])
         handle.seek(zip64_offset)
         record = handle.read(56)
         if record[:4] == b"PK\x06\x06" and len(record) >= 56:
@@ -167,10 +168,12 @@ def list_zip(path, limits: ArchiveLimits, name: str | None = None) -> ArchiveLis
         if entries > limits.max_members:
             raise ArchiveRefused(
                 f"{where} has {entries:,} entries, more than the limit of {limits.max_members:,}"
-                f"{limits._named(limits.members_setting)}: it is refused; split it into smaller archives.")
+                f"{limits._named(limits.members_setting)}: it is refused; split it into smaller archives."
+            )
         if directory_size > limits.max_members * _DIRECTORY_BYTES_PER_ENTRY + _DIRECTORY_MARGIN:
             raise ArchiveRefused(
-                f"{where} has a directory of {directory_size:,} bytes, too large for {entries:,} entries: it is refused.")
+                f"{where} has a directory of {directory_size:,} bytes, too large for {entries:,} entries: it is refused."
+            )
         try:
             with zipfile.ZipFile(handle) as archive:
                 infos = archive.infolist()
@@ -179,13 +182,15 @@ def list_zip(path, limits: ArchiveLimits, name: str | None = None) -> ArchiveLis
     if len(infos) > limits.max_members:
         raise ArchiveRefused(
             f"{where} has {len(infos):,} entries, more than the limit of {limits.max_members:,}"
-            f"{limits._named(limits.members_setting)}: it is refused.")
+            f"{limits._named(limits.members_setting)}: it is refused."
+        )
     declared = sum(info.file_size for info in infos)
     if declared > limits.max_uncompressed_bytes:
         raise ArchiveRefused(
             f"{where} declares {declared:,} bytes of uncompressed data, more than the limit of "
             f"{limits.max_uncompressed_bytes:,}{limits._named(limits.uncompressed_setting)}: "
-            "it is refused (a zip bomb, or simply too large).")
+            "it is refused (a zip bomb, or simply too large)."
+        )
     members: list[ArchiveMember] = []
     skipped: list[str] = []
     seen: set[str] = set()
@@ -194,11 +199,15 @@ def list_zip(path, limits: ArchiveLimits, name: str | None = None) -> ArchiveLis
         normalised = entry.replace("\\", "/")
         parts = [p for p in normalised.split("/") if p not in ("", ".")]
         if normalised.startswith("/") or re.match(r"^[A-Za-z]:", normalised):
-            raise ArchiveRefused(f"{where} contains an absolute path (“{entry}”): archives with absolute paths are refused.")
+            raise ArchiveRefused(
+                f"{where} contains an absolute path (“{entry}”): archives with absolute paths are refused."
+            )
         if ".." in parts:
             raise ArchiveRefused(f"{where} contains a path that leaves the archive (“{entry}”): it is refused.")
         if _is_link(info):
-            raise ArchiveRefused(f"{where} contains a symbolic link (“{entry}”): links are refused; put the files themselves in the zip.")
+            raise ArchiveRefused(
+                f"{where} contains a symbolic link (“{entry}”): links are refused; put the files themselves in the zip."
+            )
         if info.flag_bits & 0x1:
             raise ArchiveRefused(f"{where} is encrypted (“{entry}”): upload an archive without a password.")
         if info.is_dir() or not parts or parts[0] == "__MACOSX" or any(p.startswith(".") for p in parts):
@@ -211,7 +220,8 @@ def list_zip(path, limits: ArchiveLimits, name: str | None = None) -> ArchiveLis
         if info.compress_type not in ZIP_METHODS:
             raise ArchiveRefused(
                 f"{where} compresses “{entry}” with a method this platform does not read (zip method {info.compress_type}); "
-                "use ordinary (deflate) compression, or none.")
+                "use ordinary (deflate) compression, or none."
+            )
         members.append(ArchiveMember(member_path, info))
     members.sort(key=lambda member: member.path)
     return ArchiveListing(members, skipped, declared)
@@ -237,8 +247,13 @@ class Inflation:
     a directory that lied. ``progress(done, member)`` is called as bytes inflate.
     """
 
-    def __init__(self, limits: ArchiveLimits, name: str, declared: int,
-                 progress: Callable[[int, ArchiveMember], None] | None = None) -> None:
+    def __init__(
+        self,
+        limits: ArchiveLimits,
+        name: str,
+        declared: int,
+        progress: Callable[[int, ArchiveMember], None] | None = None,
+    ) -> None:
         self.limits = limits
         self.name = name
         self.declared = declared
@@ -252,7 +267,8 @@ class Inflation:
             raise ArchiveRefused(
                 f"{_where(self.name)} inflates past the limit of {self.limits.max_uncompressed_bytes:,} bytes of uncompressed "
                 f"data{self.limits._named(self.limits.uncompressed_setting)} while reading “{member.info.filename}”, although "
-                f"its directory declares {self.declared:,} bytes in all: it is refused (a zip bomb, or simply too large).")
+                f"its directory declares {self.declared:,} bytes in all: it is refused (a zip bomb, or simply too large)."
+            )
         if self.progress is not None and n:
             self.progress(self.done, member)
 
@@ -276,14 +292,17 @@ class _MemberStream(io.RawIOBase):
             data = self._source.read(len(buffer))
         except _DAMAGE as exc:
             raise ArchiveError(
-                f"“{self._member.info.filename}” in {self._where} is damaged ({exc}); create the zip again and upload it.") from None
+                f"“{self._member.info.filename}” in {self._where} is damaged ({exc}); create the zip again and upload it."
+            ) from None
         self.count += len(data)
         self._inflation.add(len(data), self._member)
         buffer[: len(data)] = data
         return len(data)
 
 
-def read_members(path, members: Sequence[ArchiveMember], inflation: Inflation) -> Iterator[tuple[ArchiveMember, BinaryIO]]:
+def read_members(
+    path, members: Sequence[ArchiveMember], inflation: Inflation
+) -> Iterator[tuple[ArchiveMember, BinaryIO]]:
     """Open ``members`` one after the other; yields ``(member, stream)``.
 
     Read each stream in chunks (to its end, or not: what is left is read here and counted before
@@ -309,6 +328,7 @@ def read_members(path, members: Sequence[ArchiveMember], inflation: Inflation) -
                 if stream.count != member.size:
                     raise ArchiveRefused(
                         f"“{member.info.filename}” in {where} holds {stream.count:,} bytes but the archive's directory says "
-                        f"{member.size:,}: the archive is damaged or crafted, and is refused.")
+                        f"{member.size:,}: the archive is damaged or crafted, and is refused."
+                    )
     except _DAMAGE as exc:
         raise ArchiveError(f"{where} is damaged ({exc}); create the zip again and upload it.") from None

@@ -44,9 +44,9 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator, Sequence
 
 from projects.engine.model_formats import ModelFormatError, ModelInfo, inspect_model
 
@@ -79,8 +79,14 @@ CONVERTER_SCRIPT = "convert_hf_to_gguf.py"
 #: ``conversion`` package, the ``gguf-py`` it was written against, the chat templates some
 #: architectures embed, the licence, and its requirement lists (for reference).
 CONVERTER_MEMBERS = (
-    CONVERTER_SCRIPT, "conversion/", "gguf-py/gguf/", "gguf-py/LICENSE", "gguf-py/pyproject.toml",
-    "models/templates/", "LICENSE", "requirements/requirements-convert_hf_to_gguf.txt",
+    CONVERTER_SCRIPT,
+    "conversion/",
+    "gguf-py/gguf/",
+    "gguf-py/LICENSE",
+    "gguf-py/pyproject.toml",
+    "models/templates/",
+    "LICENSE",
+    "requirements/requirements-convert_hf_to_gguf.txt",
     "requirements/requirements-convert_legacy_llama.txt",
 )
 #: Written last into an extracted converter: its presence means the extraction is complete.
@@ -115,7 +121,8 @@ def _require_llama(path: Path, expected_format: str, label: str) -> ModelInfo:
     if not info.capabilities.analysis:
         raise ConversionError(
             f"{label} cannot be converted: only complete llama-family models are converted, and "
-            f"{info.capabilities.reasons['analysis']}")
+            f"{info.capabilities.reasons['analysis']}"
+        )
     return info
 
 
@@ -126,15 +133,18 @@ def _partial_path(destination: Path) -> Path:
 
 def _refuse_existing(destination: Path) -> None:
     if destination.exists() or destination.is_symlink():
-        raise ConversionError(f"{destination} already exists; choose a new destination (a conversion never overwrites).")
+        raise ConversionError(
+            f"{destination} already exists; choose a new destination (a conversion never overwrites)."
+        )
 
 
 # --------------------------------------------------------------------------------------------
 # GGUF -> Hugging Face (transformers)
 
 
-def gguf_to_hf(gguf_path: str | Path, out_dir: str | Path, progress: Progress | None = None, *,
-               dtype: str = "float32") -> Path:
+def gguf_to_hf(
+    gguf_path: str | Path, out_dir: str | Path, progress: Progress | None = None, *, dtype: str = "float32"
+) -> Path:
     """Dequantize a llama GGUF into a Hugging Face folder at ``out_dir`` (which must not exist).
 
     The folder holds ``config.json``, ``generation_config.json``, ``model.safetensors`` (in
@@ -153,8 +163,10 @@ def gguf_to_hf(gguf_path: str | Path, out_dir: str | Path, progress: Progress | 
     _report(progress, 0.0, f"Checking {label}")
     info = _require_llama(gguf_path, "gguf", label)
     if importlib.util.find_spec("accelerate") is None or importlib.util.find_spec("transformers") is None:
-        raise ConversionError("Reading a GGUF into torch needs the transformers and accelerate packages; install the "
-                              "project's requirements (pip install -r requirements.txt).")
+        raise ConversionError(
+            "Reading a GGUF into torch needs the transformers and accelerate packages; install the "
+            "project's requirements (pip install -r requirements.txt)."
+        )
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -176,18 +188,23 @@ def gguf_to_hf(gguf_path: str | Path, out_dir: str | Path, progress: Progress | 
 
         try:
             with _tensor_progress(on_tensor):
-                model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=getattr(torch, dtype),
-                                                             local_files_only=True)
+                model = AutoModelForCausalLM.from_pretrained(
+                    folder, gguf_file=name, dtype=getattr(torch, dtype), local_files_only=True
+                )
         except Exception as exc:  # noqa: BLE001 - transformers raises many kinds; say which file and why
             if stopped and exc is stopped[0]:
                 raise
-            raise ConversionError(f"{label}: transformers could not read the GGUF ({type(exc).__name__}: {exc}).") from exc
+            raise ConversionError(
+                f"{label}: transformers could not read the GGUF ({type(exc).__name__}: {exc})."
+            ) from exc
         _report(progress, 0.7, "Rebuilding the tokenizer from the GGUF vocabulary")
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
         except Exception as exc:  # noqa: BLE001
-            raise ConversionError(f"{label}: transformers could not rebuild the tokenizer from the GGUF "
-                                  f"({type(exc).__name__}: {exc}); analysis needs one.") from exc
+            raise ConversionError(
+                f"{label}: transformers could not rebuild the tokenizer from the GGUF "
+                f"({type(exc).__name__}: {exc}); analysis needs one."
+            ) from exc
         _clear_gguf_quantizer(model)
         _report(progress, 0.85, f"Writing {info.n_params:,} parameters as safetensors")
         model.save_pretrained(partial)
@@ -196,8 +213,10 @@ def gguf_to_hf(gguf_path: str | Path, out_dir: str | Path, progress: Progress | 
         _report(progress, 0.92, "Checking the written checkpoint")
         written = _require_llama(partial, "safetensors", out_dir.name)
         if written.n_params != info.n_params:
-            raise ConversionError(f"{label}: the checkpoint holds {written.n_params:,} parameters, the GGUF "
-                                  f"{info.n_params:,}; the conversion is incomplete.")
+            raise ConversionError(
+                f"{label}: the checkpoint holds {written.n_params:,} parameters, the GGUF "
+                f"{info.n_params:,}; the conversion is incomplete."
+            )
         os.rename(partial, out_dir)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -265,8 +284,10 @@ def llama_cpp_version() -> str:
     try:
         return importlib.metadata.version(LLAMA_CPP_DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
-        raise ConversionError("llama-cpp-python is not installed, so the matching GGUF converter cannot be chosen; "
-                              "install the project's requirements (pip install -r requirements.txt).") from None
+        raise ConversionError(
+            "llama-cpp-python is not installed, so the matching GGUF converter cannot be chosen; "
+            "install the project's requirements (pip install -r requirements.txt)."
+        ) from None
 
 
 def converter_dir(tools_dir: str | Path, version: str | None = None) -> Path:
@@ -282,7 +303,8 @@ def find_converter(tools_dir: str | Path, version: str | None = None) -> Path:
     raise ConversionError(
         f"llama.cpp's GGUF converter is not in {folder}. Fetch it once with "
         f"`scripts/fetch-llama-converter.sh .venv {Path(tools_dir)}` (it downloads the llama-cpp-python "
-        f"{version or llama_cpp_version()} source distribution with pip).")
+        f"{version or llama_cpp_version()} source distribution with pip)."
+    )
 
 
 def extract_converter(sdist: str | Path, tools_dir: str | Path, version: str | None = None) -> Path:
@@ -304,17 +326,21 @@ def extract_converter(sdist: str | Path, tools_dir: str | Path, version: str | N
             for member in archive:
                 if not member.name.startswith(top):
                     continue
-                relative = member.name[len(top):]
+                relative = member.name[len(top) :]
                 if not member.isfile() or not any(
-                        relative == wanted or (wanted.endswith("/") and relative.startswith(wanted)) for wanted in CONVERTER_MEMBERS):
+                    relative == wanted or (wanted.endswith("/") and relative.startswith(wanted))
+                    for wanted in CONVERTER_MEMBERS
+                ):
                     continue
                 pure = PurePosixPath(relative)
                 if pure.is_absolute() or ".." in pure.parts or "__pycache__" in pure.parts:
                     continue
                 count, size = count + 1, size + member.size
                 if count > _MAX_CONVERTER_FILES or size > _MAX_CONVERTER_BYTES:
-                    raise ConversionError(f"{sdist.name}: the converter files exceed {_MAX_CONVERTER_FILES} files or "
-                                          f"{_MAX_CONVERTER_BYTES >> 20} MiB; this is not the expected source distribution.")
+                    raise ConversionError(
+                        f"{sdist.name}: the converter files exceed {_MAX_CONVERTER_FILES} files or "
+                        f"{_MAX_CONVERTER_BYTES >> 20} MiB; this is not the expected source distribution."
+                    )
                 destination = partial / pure
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 source = archive.extractfile(member)
@@ -322,11 +348,23 @@ def extract_converter(sdist: str | Path, tools_dir: str | Path, version: str | N
                 with source, open(destination, "wb") as out:
                     shutil.copyfileobj(source, out)
         if not (partial / CONVERTER_SCRIPT).is_file() or not (partial / "gguf-py" / "gguf" / "__init__.py").is_file():
-            raise ConversionError(f"{sdist.name} does not contain vendor/llama.cpp/{CONVERTER_SCRIPT} and gguf-py: "
-                                  f"it is not a llama-cpp-python {version} source distribution.")
-        (partial / CONVERTER_MARKER).write_text(json.dumps(
-            {"distribution": LLAMA_CPP_DISTRIBUTION, "version": version, "sdist": sdist.name, "files": count, "bytes": size},
-            indent=2) + "\n")
+            raise ConversionError(
+                f"{sdist.name} does not contain vendor/llama.cpp/{CONVERTER_SCRIPT} and gguf-py: "
+                f"it is not a llama-cpp-python {version} source distribution."
+            )
+        (partial / CONVERTER_MARKER).write_text(
+            json.dumps(
+                {
+                    "distribution": LLAMA_CPP_DISTRIBUTION,
+                    "version": version,
+                    "sdist": sdist.name,
+                    "files": count,
+                    "bytes": size,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         try:
             os.rename(partial, target)
         except OSError:  # extracted concurrently by another process: keep theirs
@@ -339,8 +377,14 @@ def extract_converter(sdist: str | Path, tools_dir: str | Path, version: str | N
     return target
 
 
-def fetch_converter(tools_dir: str | Path, version: str | None = None, *, python: str = sys.executable,
-                    timeout: float = 900.0, progress: Progress | None = None) -> Path:
+def fetch_converter(
+    tools_dir: str | Path,
+    version: str | None = None,
+    *,
+    python: str = sys.executable,
+    timeout: float = 900.0,
+    progress: Progress | None = None,
+) -> Path:
     """The converter of ``version`` (default: the installed llama-cpp-python's), fetched once.
 
     When it is not under ``tools_dir`` yet, ``pip download`` fetches the llama-cpp-python sdist
@@ -356,19 +400,34 @@ def fetch_converter(tools_dir: str | Path, version: str | None = None, *, python
     _report(progress, 0.0, f"Downloading the llama-cpp-python {version} source distribution (for its GGUF converter)")
     with tempfile.TemporaryDirectory(prefix="llama-sdist-", dir=tools_dir) as tmp:
         # (pip prepares the sdist's metadata to check its version: seconds, nothing is compiled)
-        command = [python, "-m", "pip", "download", "--quiet", "--no-binary", ":all:", "--no-deps",
-                   f"{LLAMA_CPP_DISTRIBUTION}=={version}", "-d", tmp]
+        command = [
+            python,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-binary",
+            ":all:",
+            "--no-deps",
+            f"{LLAMA_CPP_DISTRIBUTION}=={version}",
+            "-d",
+            tmp,
+        ]
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise ConversionError(f"Downloading llama-cpp-python {version} took longer than {timeout:.0f} s; "
-                                  "check the network or the package index, then try again.") from None
+            raise ConversionError(
+                f"Downloading llama-cpp-python {version} took longer than {timeout:.0f} s; "
+                "check the network or the package index, then try again."
+            ) from None
         sdists = sorted(Path(tmp).glob(f"llama_cpp_python-{version}.tar.gz"))
         if done.returncode != 0 or not sdists:
             tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
-            raise ConversionError(f"pip could not download the llama-cpp-python {version} source distribution "
-                                  f"(exit {done.returncode}): {tail or 'no file'}. Without it there is no GGUF converter; "
-                                  f"fetch it where the index is reachable with scripts/fetch-llama-converter.sh.")
+            raise ConversionError(
+                f"pip could not download the llama-cpp-python {version} source distribution "
+                f"(exit {done.returncode}): {tail or 'no file'}. Without it there is no GGUF converter; "
+                f"fetch it where the index is reachable with scripts/fetch-llama-converter.sh."
+            )
         _report(progress, 0.8, "Extracting the converter")
         return extract_converter(sdists[0], tools_dir, version)
 
@@ -391,9 +450,16 @@ _TENSOR_LINE = re.compile(r"^INFO:hf-to-gguf:(?P<name>[\w.]+),\s+torch\.\w+ --> 
 _WRITING_LINE = re.compile(r"^Writing:\s+(?P<percent>\d+)%\|")
 
 
-def hf_to_gguf(hf_dir: str | Path, out_path: str | Path, progress: Progress | None = None, *, outtype: str = "f16",
-               converter: str | Path, python: str = sys.executable,
-               timeout: float = DEFAULT_CONVERTER_TIMEOUT) -> Path:
+def hf_to_gguf(
+    hf_dir: str | Path,
+    out_path: str | Path,
+    progress: Progress | None = None,
+    *,
+    outtype: str = "f16",
+    converter: str | Path,
+    python: str = sys.executable,
+    timeout: float = DEFAULT_CONVERTER_TIMEOUT,
+) -> Path:
     """Write a GGUF of the llama Hugging Face folder ``hf_dir`` at ``out_path`` (which must not exist).
 
     ``converter`` is the folder :func:`find_converter` / :func:`fetch_converter` returns;
@@ -407,7 +473,9 @@ def hf_to_gguf(hf_dir: str | Path, out_path: str | Path, progress: Progress | No
         raise ConversionError(f"outtype must be one of {', '.join(GGUF_OUTTYPES)}, not {outtype!r}.")
     _refuse_existing(out_path)
     if not (converter / CONVERTER_SCRIPT).is_file():
-        raise ConversionError(f"{converter} holds no {CONVERTER_SCRIPT}; fetch the converter with scripts/fetch-llama-converter.sh.")
+        raise ConversionError(
+            f"{converter} holds no {CONVERTER_SCRIPT}; fetch the converter with scripts/fetch-llama-converter.sh."
+        )
     _report(progress, 0.0, f"Checking {hf_dir.name}")
     info = _require_llama(hf_dir, "safetensors", hf_dir.name)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -422,19 +490,26 @@ def hf_to_gguf(hf_dir: str | Path, out_path: str | Path, progress: Progress | No
             planned += 1
             _report(progress, 0.05 + 0.25 * min(planned / total, 1.0), f"Preparing tensors: {planned} of {total}")
         elif match := _WRITING_LINE.match(line):
-            _report(progress, 0.3 + 0.6 * int(match["percent"]) / 100, f"Writing the GGUF ({outtype}): {match['percent']}%")
+            _report(
+                progress, 0.3 + 0.6 * int(match["percent"]) / 100, f"Writing the GGUF ({outtype}): {match['percent']}%"
+            )
 
     try:
         _report(progress, 0.02, f"Starting llama.cpp's converter ({converter.name}, outtype {outtype})")
-        returncode, tail = _run_streaming(command, converter_environment(converter), cwd=out_path.parent,
-                                          timeout=timeout, on_line=on_line)
+        returncode, tail = _run_streaming(
+            command, converter_environment(converter), cwd=out_path.parent, timeout=timeout, on_line=on_line
+        )
         if returncode != 0 or not partial.is_file():
-            raise ConversionError(f"llama.cpp's converter failed on {hf_dir.name} (exit {returncode}):\n" + "\n".join(tail))
+            raise ConversionError(
+                f"llama.cpp's converter failed on {hf_dir.name} (exit {returncode}):\n" + "\n".join(tail)
+            )
         _report(progress, 0.93, "Checking the written GGUF")
         written = _require_llama(partial, "gguf", out_path.name)
         if written.n_params != info.n_params:
-            raise ConversionError(f"{hf_dir.name}: the GGUF holds {written.n_params:,} parameters, the checkpoint "
-                                  f"{info.n_params:,}; the conversion is incomplete.")
+            raise ConversionError(
+                f"{hf_dir.name}: the GGUF holds {written.n_params:,} parameters, the checkpoint "
+                f"{info.n_params:,}; the conversion is incomplete."
+            )
         if written.file_type and written.file_type != GGUF_OUTTYPES[outtype]:
             raise ConversionError(f"{hf_dir.name}: asked for {outtype}, the GGUF declares {written.file_type}.")
         os.replace(partial, out_path)
@@ -455,16 +530,22 @@ def _kill_with_parent() -> None:  # pragma: no cover - runs in the child before 
         pass
 
 
-def _run_streaming(command: Sequence[str], env: dict[str, str], *, cwd: Path, timeout: float,
-                   on_line: Callable[[str], None]) -> tuple[int, list[str]]:
+def _run_streaming(
+    command: Sequence[str], env: dict[str, str], *, cwd: Path, timeout: float, on_line: Callable[[str], None]
+) -> tuple[int, list[str]]:
     """Run ``command``; pass each output line (split on ``\\n`` and tqdm's ``\\r``) to ``on_line``.
 
     ``on_line`` runs in this thread, so an exception it raises (a cancelled job) stops the
     child at once. Returns the exit code and the last lines of output.
     """
     process = subprocess.Popen(
-        list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-        cwd=str(cwd), preexec_fn=_kill_with_parent if sys.platform.startswith("linux") else None,
+        list(command),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=str(cwd),
+        preexec_fn=_kill_with_parent if sys.platform.startswith("linux") else None,
     )
     lines: queue.Queue[str | None] = queue.Queue()
 
@@ -489,8 +570,9 @@ def _run_streaming(command: Sequence[str], env: dict[str, str], *, cwd: Path, ti
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise ConversionError(f"llama.cpp's converter took longer than {timeout:.0f} s and was stopped:\n"
-                                      + "\n".join(tail))
+                raise ConversionError(
+                    f"llama.cpp's converter took longer than {timeout:.0f} s and was stopped:\n" + "\n".join(tail)
+                )
             try:
                 line = lines.get(timeout=min(remaining, 1.0))
             except queue.Empty:
@@ -526,7 +608,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.sdist:
             folder = extract_converter(args.sdist, args.tools_dir, args.version)
         else:
-            folder = fetch_converter(args.tools_dir, args.version, progress=lambda _f, message: print(message, file=sys.stderr))
+            folder = fetch_converter(
+                args.tools_dir, args.version, progress=lambda _f, message: print(message, file=sys.stderr)
+            )
     except ConversionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -38,10 +38,11 @@ import json
 import re
 import string
 from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, Callable, Iterator, Literal, NamedTuple, Protocol, Sequence, runtime_checkable
+from typing import Any, BinaryIO, Literal, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -96,15 +97,34 @@ PREVIEW_CHARS = 500
 INSPECT_BYTES = 16 * 1024 * 1024
 
 EXTENSION_FORMATS = {
-    ".txt": "txt", ".text": "txt", ".md": "txt",
-    ".jsonl": "jsonl", ".ndjson": "jsonl",
-    ".csv": "csv", ".tsv": "csv",
+    ".txt": "txt",
+    ".text": "txt",
+    ".md": "txt",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".tsv": "csv",
     ".zip": "zip",
 }
 #: Names inside a zip that are themselves archives (refused: no nesting).
-ARCHIVE_EXTENSIONS = frozenset({
-    ".zip", ".jar", ".whl", ".tar", ".tgz", ".gz", ".bz2", ".tbz2", ".xz", ".txz", ".zst", ".7z", ".rar", ".lz4",
-})
+ARCHIVE_EXTENSIONS = frozenset(
+    {
+        ".zip",
+        ".jar",
+        ".whl",
+        ".tar",
+        ".tgz",
+        ".gz",
+        ".bz2",
+        ".tbz2",
+        ".xz",
+        ".txz",
+        ".zst",
+        ".7z",
+        ".rar",
+        ".lz4",
+    }
+)
 #: Magic numbers of archives and compressed files, and what people call them.
 ARCHIVE_MAGICS: tuple[tuple[bytes, str], ...] = (
     (b"PK\x03\x04", "a zip archive"),
@@ -187,8 +207,11 @@ class DatasetLimits:
     def archive(self) -> archives.ArchiveLimits:
         """The caps as the archive reader takes them, naming the dataset settings in its messages."""
         return archives.ArchiveLimits(
-            max_uncompressed_bytes=self.max_uncompressed_bytes, max_members=self.max_files,
-            uncompressed_setting="DATASET_MAX_UNCOMPRESSED_BYTES", members_setting="DATASET_MAX_FILES")
+            max_uncompressed_bytes=self.max_uncompressed_bytes,
+            max_members=self.max_files,
+            uncompressed_setting="DATASET_MAX_UNCOMPRESSED_BYTES",
+            members_setting="DATASET_MAX_FILES",
+        )
 
     @property
     def max_record_chars(self) -> int:
@@ -222,20 +245,27 @@ class DatasetOptions:
         if self.role not in ROLES:
             raise DatasetOptionsError(f"Unknown role “{self.role}”; choose one of {', '.join(ROLES)}.")
         applies = {
-            "text_field": ("jsonl",), "template": ("jsonl", "csv"), "column": ("csv",),
-            "delimiter": ("csv",), "unit": ("txt", "zip"),
+            "text_field": ("jsonl",),
+            "template": ("jsonl", "csv"),
+            "column": ("csv",),
+            "delimiter": ("csv",),
+            "unit": ("txt", "zip"),
         }
         for option, formats in applies.items():
             if getattr(self, option) and self.format not in formats:
                 raise DatasetOptionsError(
-                    f"The option “{option}” is for {' and '.join(f.upper() for f in formats)} files; this dataset is {self.format}.")
+                    f"The option “{option}” is for {' and '.join(f.upper() for f in formats)} files; this dataset is {self.format}."
+                )
         if self.role == "prompt_pairs":
             if self.format != "jsonl":
                 raise DatasetOptionsError(
                     "Prompt pairs are read from JSON Lines: one object per line with “clean”, “corrupted”, "
-                    "“target” and “distractor”. Upload a .jsonl file.")
+                    "“target” and “distractor”. Upload a .jsonl file."
+                )
             if self.text_field or self.template:
-                raise DatasetOptionsError("Prompt pairs take no text field or template: every line has the four fields.")
+                raise DatasetOptionsError(
+                    "Prompt pairs take no text field or template: every line has the four fields."
+                )
         if self.text_field and self.template:
             raise DatasetOptionsError("Choose either a text field or a template, not both.")
         if self.column and self.template:
@@ -254,11 +284,13 @@ class DatasetOptions:
         return {k: v for k, v in asdict(self).items() if v and k not in ("format", "role")}
 
     @classmethod
-    def from_dict(cls, format: str, role: str, options: dict[str, Any]) -> "DatasetOptions":
+    def from_dict(cls, format: str, role: str, options: dict[str, Any]) -> DatasetOptions:
         known = {"text_field", "template", "column", "delimiter", "unit"}
         unknown = sorted(set(options) - known)
         if unknown:
-            raise DatasetOptionsError(f"Unknown option(s) {', '.join(unknown)}; known options: {', '.join(sorted(known))}.")
+            raise DatasetOptionsError(
+                f"Unknown option(s) {', '.join(unknown)}; known options: {', '.join(sorted(known))}."
+            )
         values = {}
         for key, value in options.items():
             if value is None:
@@ -284,7 +316,8 @@ def compile_template(template: str) -> list[tuple[str, str | None]]:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
         raise DatasetOptionsError(
-            f"The template is not valid ({exc}). Write a field as {{field}} and a literal brace as {{{{ or }}}}.")
+            f"The template is not valid ({exc}). Write a field as {{field}} and a literal brace as {{{{ or }}}}."
+        )
     parts: list[tuple[str, str | None]] = []
     for literal, name, spec, conversion in parsed:
         if name is None:
@@ -293,7 +326,8 @@ def compile_template(template: str) -> list[tuple[str, str | None]]:
         if not _FIELD_NAME.match(name) or spec or conversion:
             raw = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
             raise DatasetOptionsError(
-                f"“{{{raw}}}” in the template is not a plain field name: write fields as {{question}}, {{answer}}, …")
+                f"“{{{raw}}}” in the template is not a plain field name: write fields as {{question}}, {{answer}}, …"
+            )
         parts.append((literal, name))
     if not any(name for _, name in parts):
         raise DatasetOptionsError("The template names no field; write e.g. “Question: {question}\\nAnswer: {answer}”.")
@@ -306,8 +340,11 @@ def compile_template(template: str) -> list[tuple[str, str | None]]:
 def encoding_label(encoding: str) -> str:
     """What people call an encoding this module returns."""
     return {
-        "utf-8": "UTF-8", "utf-8-sig": "UTF-8 (with byte-order mark)", "utf-16": "UTF-16 (with byte-order mark)",
-        "utf-32": "UTF-32 (with byte-order mark)", "cp1252": "Windows-1252 (Latin-1)",
+        "utf-8": "UTF-8",
+        "utf-8-sig": "UTF-8 (with byte-order mark)",
+        "utf-16": "UTF-16 (with byte-order mark)",
+        "utf-32": "UTF-32 (with byte-order mark)",
+        "cp1252": "Windows-1252 (Latin-1)",
     }.get(encoding, encoding)
 
 
@@ -338,14 +375,16 @@ def detect_encoding(head: bytes, where: str = "this file", *, complete: bool = F
             except UnicodeDecodeError as exc:
                 raise BinaryFileError(
                     f"{where} starts with a {label} byte-order mark but is not valid {label} "
-                    f"(at byte {exc.start}: {exc.reason}). Save it as UTF-8 and upload it again.")
+                    f"(at byte {exc.start}: {exc.reason}). Save it as UTF-8 and upload it again."
+                )
             _refuse_control_characters(text, where, encoding)
             return encoding
     nul = head.find(b"\x00")
     if nul >= 0:
         raise BinaryFileError(
             f"{where} looks like a binary file (it contains NUL bytes at byte {nul}): upload UTF-8 text, JSONL or CSV. "
-            "(UTF-16 text needs a byte-order mark.)")
+            "(UTF-16 text needs a byte-order mark.)"
+        )
     try:
         text = codecs.getincrementaldecoder("utf-8")().decode(head, final=complete)
     except UnicodeDecodeError as utf8_error:
@@ -355,7 +394,8 @@ def detect_encoding(head: bytes, where: str = "this file", *, complete: bool = F
             raise BinaryFileError(
                 f"{where} is not UTF-8 text (byte 0x{head[utf8_error.start]:02x} at byte {utf8_error.start} is not valid UTF-8), "
                 f"and it does not read cleanly as Windows-1252 or Latin-1 either (byte 0x{head[exc.start]:02x} at byte {exc.start}). "
-                "It may be binary, or in an encoding this platform does not guess: save it as UTF-8 and upload it again.")
+                "It may be binary, or in an encoding this platform does not guess: save it as UTF-8 and upload it again."
+            )
         _refuse_control_characters(text, where, "cp1252")
         return "cp1252"
     _refuse_control_characters(text, where, "utf-8")
@@ -371,7 +411,8 @@ def _refuse_control_characters(text: str, where: str, encoding: str) -> None:
         byte = len(text[: first.start()].encode(encoding if encoding != "utf-8-sig" else "utf-8", errors="replace"))
         raise BinaryFileError(
             f"{where} looks like a binary file (it is full of control characters, the first, 0x{ord(first.group()):02x}, "
-            f"near byte {byte}): upload UTF-8 text, JSONL or CSV.")
+            f"near byte {byte}): upload UTF-8 text, JSONL or CSV."
+        )
 
 
 # --- Streams -------------------------------------------------------------------------------
@@ -405,8 +446,15 @@ class _Lines:
     error names its exact line and byte; UTF-16/32 go through ``io.TextIOWrapper``.
     """
 
-    def __init__(self, binary: BinaryIO, encoding: str, where: str, limit: int, limit_name: str,
-                 should_stop: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self,
+        binary: BinaryIO,
+        encoding: str,
+        where: str,
+        limit: int,
+        limit_name: str,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
         self.where, self.encoding, self.limit, self.limit_name = where, encoding, limit, limit_name
         #: Asked before each line: ends the input early (a bounded look, e.g. the synchronous checks).
         self.should_stop = should_stop
@@ -430,7 +478,8 @@ class _Lines:
     def _too_long(self) -> DatasetFormatError:
         return DatasetFormatError(
             f"{self.where}, line {self.number} is longer than {self.limit:,} characters ({self.limit_name}): "
-            "split it into smaller documents.")
+            "split it into smaller documents."
+        )
 
     def __next__(self) -> str:
         if self.should_stop is not None and self.should_stop():
@@ -441,7 +490,8 @@ class _Lines:
             except UnicodeDecodeError as exc:
                 raise DatasetFormatError(
                     f"{self.where}, near line {self.number + 1}: the text is not valid {encoding_label(self.encoding)} "
-                    f"({exc.reason}). Save the file as UTF-8 and upload it again.")
+                    f"({exc.reason}). Save the file as UTF-8 and upload it again."
+                )
             if not line:
                 raise StopIteration
             self.number += 1
@@ -462,15 +512,21 @@ class _Lines:
         try:
             line = raw.decode(self._codec)
         except UnicodeDecodeError as exc:
-            detected = "" if self.number == 1 else f" (the first {SNIFF_BYTES // 1024} KiB read as {encoding_label(self.encoding)})"
+            detected = (
+                ""
+                if self.number == 1
+                else f" (the first {SNIFF_BYTES // 1024} KiB read as {encoding_label(self.encoding)})"
+            )
             raise DatasetFormatError(
                 f"{self.where}, line {self.number} is not valid {encoding_label(self.encoding)}{detected}: byte 0x{raw[exc.start]:02x} "
-                f"at byte {start + exc.start} of the file. Save the whole file as UTF-8 and upload it again.")
+                f"at byte {start + exc.start} of the file. Save the whole file as UTF-8 and upload it again."
+            )
         if len(line.rstrip("\r\n")) > self.limit:
             raise self._too_long()
         if "\x00" in line:
             raise BinaryFileError(
-                f"{self.where}, line {self.number} contains a NUL character: this looks like binary data, not text.")
+                f"{self.where}, line {self.number} contains a NUL character: this looks like binary data, not text."
+            )
         return line
 
 
@@ -543,14 +599,17 @@ def _field_text(record: dict[str, Any], name: str, where: str, what: str = "fiel
         raise DatasetFormatError(f"{where}: the {what} “{name}” is null; every record needs text there.")
     raise DatasetFormatError(
         f"{where}: the {what} “{name}” is a {'list' if isinstance(value, list) else 'JSON object'}, not text; "
-        "choose a field that holds text, or a template.")
+        "choose a field that holds text, or a template."
+    )
 
 
 class MissingFieldError(DatasetFormatError):
     """A record lacks the field or column the options name."""
 
 
-def render_template(parts: list[tuple[str, str | None]], record: dict[str, Any], where: str, what: str = "field") -> str:
+def render_template(
+    parts: list[tuple[str, str | None]], record: dict[str, Any], where: str, what: str = "field"
+) -> str:
     return "".join(literal + (_field_text(record, name, where, what) if name else "") for literal, name in parts)
 
 
@@ -560,7 +619,8 @@ def validate_pair(record: dict[str, Any], where: str) -> dict[str, str]:
     for field in PAIR_FIELDS:
         if field not in record:
             raise DatasetFormatError(
-                f"Prompt pairs: {where} has no “{field}”; every line needs “clean”, “corrupted”, “target” and “distractor”.")
+                f"Prompt pairs: {where} has no “{field}”; every line needs “clean”, “corrupted”, “target” and “distractor”."
+            )
         value = record[field]
         if not isinstance(value, str):
             raise DatasetFormatError(f"Prompt pairs: {where}: “{field}” is {json.dumps(value)[:60]}, not a string.")
@@ -570,11 +630,13 @@ def validate_pair(record: dict[str, Any], where: str) -> dict[str, str]:
     if pair["clean"] == pair["corrupted"]:
         raise DatasetFormatError(
             f"Prompt pairs: {where}: “clean” and “corrupted” are the same prompt ({pair['clean'][:80]!r}); "
-            "the corrupted prompt must differ, e.g. name another country.")
+            "the corrupted prompt must differ, e.g. name another country."
+        )
     if pair["target"] == pair["distractor"]:
         raise DatasetFormatError(
             f"Prompt pairs: {where}: “target” and “distractor” are the same ({pair['target']!r}); "
-            "the distractor must be the answer the corrupted prompt leads to.")
+            "the distractor must be the answer the corrupted prompt leads to."
+        )
     return pair
 
 
@@ -592,8 +654,15 @@ class DatasetReader:
     documents left out, and :meth:`fraction` says how far through the input it is.
     """
 
-    def __init__(self, path: str | Path, options: DatasetOptions, limits: DatasetLimits = DatasetLimits(), *,
-                 name: str | None = None, stop_after_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        options: DatasetOptions,
+        limits: DatasetLimits = DatasetLimits(),
+        *,
+        name: str | None = None,
+        stop_after_bytes: int | None = None,
+    ) -> None:
         self.path = Path(path)
         self.options = options
         self.limits = limits
@@ -648,10 +717,12 @@ class DatasetReader:
             if len(record.text) > limit:
                 raise DatasetFormatError(
                     f"{_where(self.name)}, {record.source} holds a document of {len(record.text):,} characters, more than the "
-                    f"limit of {limit:,} (DATASET_MAX_DOCUMENT_CHARS): split it into smaller documents.")
+                    f"limit of {limit:,} (DATASET_MAX_DOCUMENT_CHARS): split it into smaller documents."
+                )
             if "\x00" in record.text:
                 raise DatasetFormatError(
-                    f"{_where(self.name)}, {record.source} contains a NUL character (\\u0000), which text may not hold.")
+                    f"{_where(self.name)}, {record.source} contains a NUL character (\\u0000), which text may not hold."
+                )
             yield Document(count, record.text, record.source, record.pair)
             count += 1
 
@@ -663,14 +734,19 @@ class DatasetReader:
         if size > self.limits.max_uncompressed_bytes:
             raise DatasetFormatError(
                 f"{_where(self.name)} is {size:,} bytes, more than the limit of {self.limits.max_uncompressed_bytes:,} "
-                "bytes of text per dataset (DATASET_MAX_UNCOMPRESSED_BYTES).")
+                "bytes of text per dataset (DATASET_MAX_UNCOMPRESSED_BYTES)."
+            )
         with open(self.path, "rb") as handle:
             kind = archive_kind(handle.read(8))
             handle.seek(0)
             if kind and kind.endswith("zip archive"):
-                raise DatasetOptionsError(f"{_where(self.name)} is {kind}, not {self.options.format.upper()} text: choose the format “zip”.")
+                raise DatasetOptionsError(
+                    f"{_where(self.name)} is {kind}, not {self.options.format.upper()} text: choose the format “zip”."
+                )
             if kind:
-                raise DatasetFormatError(f"{_where(self.name)} is {kind}, not text: unpack it and upload the text inside.")
+                raise DatasetFormatError(
+                    f"{_where(self.name)} is {kind}, not text: unpack it and upload the text inside."
+                )
             encoding, binary = _open_text(handle, _where(self.name))
             self.encodings[encoding] += 1
             yield from self._text_records(binary, encoding, _where(self.name), source_prefix="")
@@ -678,11 +754,18 @@ class DatasetReader:
     def _text_records(self, binary: BinaryIO, encoding: str, where: str, source_prefix: str) -> Iterator[_Record]:
         fmt = self.options.format
         if fmt in ("txt", "zip"):
-            lines = _Lines(binary, encoding, where, self.limits.max_document_chars, "DATASET_MAX_DOCUMENT_CHARS",
-                           self._should_stop)
+            lines = _Lines(
+                binary, encoding, where, self.limits.max_document_chars, "DATASET_MAX_DOCUMENT_CHARS", self._should_stop
+            )
         else:
-            lines = _Lines(binary, encoding, where, self.limits.max_record_chars,
-                           "no record may exceed 8 × DATASET_MAX_DOCUMENT_CHARS", self._should_stop)
+            lines = _Lines(
+                binary,
+                encoding,
+                where,
+                self.limits.max_record_chars,
+                "no record may exceed 8 × DATASET_MAX_DOCUMENT_CHARS",
+                self._should_stop,
+            )
         self._lines = lines
         try:
             if fmt == "jsonl":
@@ -722,7 +805,8 @@ class DatasetReader:
                 what = f"the paragraph starting at line {start}" if unit == "paragraph" else "the file"
                 raise DatasetFormatError(
                     f"{where}: {what} is longer than {limit:,} characters (DATASET_MAX_DOCUMENT_CHARS); "
-                    "choose the unit “line” or “paragraph”, or split it.")
+                    "choose the unit “line” or “paragraph”, or split it."
+                )
         if parts:
             source = f"{label}paragraph at line {start}" if unit == "paragraph" else (prefix or "file")
             yield _Record("\n".join(parts), source)
@@ -740,9 +824,12 @@ class DatasetReader:
                 record = json.loads(content)
             except json.JSONDecodeError as exc:
                 raise DatasetFormatError(
-                    f"{at} is not valid JSON ({exc.msg} at column {exc.colno}). Each line must be one JSON object.")
+                    f"{at} is not valid JSON ({exc.msg} at column {exc.colno}). Each line must be one JSON object."
+                )
             if not isinstance(record, dict):
-                raise DatasetFormatError(f"{at} is a JSON {type(record).__name__}, not an object: each line must be one JSON object.")
+                raise DatasetFormatError(
+                    f"{at} is a JSON {type(record).__name__}, not an object: each line must be one JSON object."
+                )
             if not self.fields:
                 self.fields = [str(k) for k in record]
             source = f"line {lines.number}"
@@ -783,7 +870,8 @@ class DatasetReader:
                     if index >= len(row):
                         raise DatasetFormatError(
                             f"{at} has {len(row)} field{'s' if len(row) != 1 else ''}, so no “{header[index]}” "
-                            f"(column {index + 1} of the header).")
+                            f"(column {index + 1} of the header)."
+                        )
                     yield _Record(row[index], source)
         except csv.Error as exc:
             raise DatasetFormatError(f"{where} line {reader.line_num} is not valid CSV ({exc}).")
@@ -801,7 +889,8 @@ class DatasetReader:
             return 0
         raise MissingFieldError(
             f"{where} has several columns ({', '.join(header)}) and none is called “text”: choose the column that holds "
-            "the text, or a template.")
+            "the text, or a template."
+        )
 
     # -- zip --
 
@@ -821,7 +910,8 @@ class DatasetReader:
                     kind = archive_kind(binary.peek(16)[:16])
                     if kind:
                         raise ArchiveRefused(
-                            f"{label} is {kind}: nested archives are not accepted; unpack it and put its text files in the zip.")
+                            f"{label} is {kind}: nested archives are not accepted; unpack it and put its text files in the zip."
+                        )
                     encoding, text_binary = _open_text(binary, label)
                     self.encodings[encoding] += 1
                     yield from self._text_records(text_binary, encoding, label, source_prefix=member.info.filename)
@@ -853,7 +943,8 @@ def check_zip(path: str | Path, limits: DatasetLimits, name: str | None = None) 
         if PurePosixPath(member.path.lower()).suffix in ARCHIVE_EXTENSIONS:
             raise ArchiveRefused(
                 f"{_where(name)} contains another archive (“{member.info.filename}”): nested archives are not accepted; "
-                "unpack it and put its text files in the zip.")
+                "unpack it and put its text files in the zip."
+            )
     return listing
 
 
@@ -871,8 +962,14 @@ class SourceInspection(NamedTuple):
     """Files a zip holds (1 otherwise)."""
 
 
-def inspect_source(path: str | Path, options: DatasetOptions, limits: DatasetLimits = DatasetLimits(), *,
-                   name: str | None = None, documents: int = PREVIEW_DOCUMENTS) -> SourceInspection:
+def inspect_source(
+    path: str | Path,
+    options: DatasetOptions,
+    limits: DatasetLimits = DatasetLimits(),
+    *,
+    name: str | None = None,
+    documents: int = PREVIEW_DOCUMENTS,
+) -> SourceInspection:
     """What can be checked while the person waits: the encoding (binary refused), a zip's directory
     (bombs, nesting, paths), and the first ``documents`` documents (options that do not fit the
     file raise :class:`DatasetOptionsError`). The rest is left to :func:`normalise` in a job.
@@ -899,8 +996,10 @@ def inspect_source(path: str | Path, options: DatasetOptions, limits: DatasetLim
 
 def _no_documents(name: str, skipped: int) -> str:
     left_out = f" ({skipped:,} empty document{'s' if skipped != 1 else ''} left out)" if skipped else ""
-    return (f"“{name}” holds no documents{left_out}: there is nothing to learn from. Check the options "
-            "(text field, column, template, unit) or upload a file with text in it.")
+    return (
+        f"“{name}” holds no documents{left_out}: there is nothing to learn from. Check the options "
+        "(text field, column, template, unit) or upload a file with text in it."
+    )
 
 
 # --- Normalisation --------------------------------------------------------------------------
@@ -936,8 +1035,12 @@ class LengthHistogram:
                 lo, hi = (0, 0) if k == 0 else (1 << (k - 1), (1 << k) - 1)
                 buckets.append({"lo": lo, "hi": hi, "count": self.buckets.get(k, 0)})
         return {
-            "count": self.count, "total": self.total, "min": self.min or 0, "max": self.max,
-            "mean": round(self.total / self.count, 1) if self.count else 0, "buckets": buckets,
+            "count": self.count,
+            "total": self.total,
+            "min": self.min or 0,
+            "max": self.max,
+            "mean": round(self.total / self.count, 1) if self.count else 0,
+            "buckets": buckets,
         }
 
 
@@ -957,8 +1060,15 @@ class NormaliseResult(NamedTuple):
     """Files read (a zip's text files; 1 otherwise)."""
 
 
-def normalise(path: str | Path, options: DatasetOptions, out_path: str | Path, limits: DatasetLimits = DatasetLimits(), *,
-              name: str | None = None, progress: ProgressCallback | None = None) -> NormaliseResult:
+def normalise(
+    path: str | Path,
+    options: DatasetOptions,
+    out_path: str | Path,
+    limits: DatasetLimits = DatasetLimits(),
+    *,
+    name: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> NormaliseResult:
     """Read every document of ``path`` and write them to ``out_path`` as JSONL (one
     :meth:`Document.as_json` per line, UTF-8). Refuses a dataset with no documents.
     """
@@ -974,7 +1084,8 @@ def normalise(path: str | Path, options: DatasetOptions, out_path: str | Path, l
             except UnicodeEncodeError:
                 raise DatasetFormatError(
                     f"“{reader.name}”, {document.source} holds an unpaired surrogate (a \\ud800-style escape without its pair), "
-                    "which is not valid Unicode text.")
+                    "which is not valid Unicode text."
+                )
             lengths.add(len(document.text))
             if len(preview) < PREVIEW_DOCUMENTS:
                 preview.append(preview_of(record))
@@ -985,11 +1096,14 @@ def normalise(path: str | Path, options: DatasetOptions, out_path: str | Path, l
     if progress is not None:
         progress(1.0, lengths.count)
     files = sum(reader.encodings.values()) or 1
-    return NormaliseResult(lengths.count, lengths.total, reader.skipped, reader.encoding, lengths.as_dict(), preview, files)
+    return NormaliseResult(
+        lengths.count, lengths.total, reader.skipped, reader.encoding, lengths.as_dict(), preview, files
+    )
 
 
-def read_documents(path: str | Path, *, split: Literal["train", "eval"] | None = None, seed: int = 0,
-                   ratio: float = 0.9) -> Iterator[dict[str, Any]]:
+def read_documents(
+    path: str | Path, *, split: Literal["train", "eval"] | None = None, seed: int = 0, ratio: float = 0.9
+) -> Iterator[dict[str, Any]]:
     """Stream the records of a normalised file, optionally only those of one split."""
     if split not in (None, "train", "eval"):
         raise ValueError(f"split must be 'train', 'eval' or None, not {split!r}")
@@ -1077,14 +1191,17 @@ class HuggingFaceTokenizer:
         try:
             from tokenizers import Tokenizer as _HFTokenizer
         except ImportError as exc:  # pragma: no cover - the package is a requirement
-            raise TokenizerError("The `tokenizers` package is not installed on this worker; install the pinned requirements.") from exc
+            raise TokenizerError(
+                "The `tokenizers` package is not installed on this worker; install the pinned requirements."
+            ) from exc
         path = Path(path)
         try:
             self._tokenizer = _HFTokenizer.from_file(str(path))
         except Exception as exc:  # noqa: BLE001 - the library raises plain Exceptions for bad files
             raise TokenizerError(
                 f"“{path.name}” is not a Hugging Face tokenizer.json this platform can read ({exc}). "
-                "Use the tokenizer.json that comes with the model.") from exc
+                "Use the tokenizer.json that comes with the model."
+            ) from exc
         kind = type(self._tokenizer.model).__name__
         self.description = f"tokenizer.json ({kind}, {self._tokenizer.get_vocab_size():,} tokens)"
 
@@ -1100,7 +1217,9 @@ class LlamaCppTokenizer:
         try:
             from llama_cpp import Llama
         except ImportError as exc:  # pragma: no cover - the package is a requirement
-            raise TokenizerError("llama-cpp-python is not installed on this worker; install the pinned requirements.") from exc
+            raise TokenizerError(
+                "llama-cpp-python is not installed on this worker; install the pinned requirements."
+            ) from exc
         try:
             self._llama = Llama(model_path=str(path), vocab_only=True, verbose=False)
         except Exception as exc:  # noqa: BLE001 - llama.cpp raises ValueError/RuntimeError for unreadable files
@@ -1132,8 +1251,9 @@ class TokenCount(NamedTuple):
     """:meth:`LengthHistogram.as_dict` of the documents' lengths in tokens."""
 
 
-def count_tokens(documents_path: str | Path, tokenizer: Tokenizer, *, batch_size: int = 256,
-                 progress: ProgressCallback | None = None) -> TokenCount:
+def count_tokens(
+    documents_path: str | Path, tokenizer: Tokenizer, *, batch_size: int = 256, progress: ProgressCallback | None = None
+) -> TokenCount:
     """Count the tokens of every document of a normalised file, in batches (bounded memory)."""
     path = Path(documents_path)
     total = max(1, path.stat().st_size)

@@ -33,9 +33,10 @@ import math
 import re
 import struct
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, Callable, Iterable, Literal, NamedTuple, Sequence
+from typing import Any, BinaryIO, Literal, NamedTuple
 
 import numpy as np
 from gguf import GGML_QUANT_SIZES, MODEL_ARCH_NAMES, GGMLQuantizationType, GGUFValueType, LlamaFileType
@@ -90,11 +91,26 @@ LEGACY_GGML_MAGICS = {b"lmgg": "ggml", b"fmgg": "ggmf", b"tjgg": "ggjt", b"algg"
 SAFETENSORS_MAX_HEADER = 100_000_000
 # Bits per element for every dtype the safetensors format defines (F4/F6 pack below a byte).
 SAFETENSORS_DTYPE_BITS: dict[str, int] = {
-    "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8,
-    "I16": 16, "U16": 16, "F16": 16, "BF16": 16,
-    "I32": 32, "U32": 32, "F32": 32,
-    "I64": 64, "U64": 64, "F64": 64, "C64": 64,
-    "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
+    "BOOL": 8,
+    "U8": 8,
+    "I8": 8,
+    "F8_E5M2": 8,
+    "F8_E4M3": 8,
+    "F8_E8M0": 8,
+    "I16": 16,
+    "U16": 16,
+    "F16": 16,
+    "BF16": 16,
+    "I32": 32,
+    "U32": 32,
+    "F32": 32,
+    "I64": 64,
+    "U64": 64,
+    "F64": 64,
+    "C64": 64,
+    "F4": 4,
+    "F6_E2M3": 6,
+    "F6_E3M2": 6,
 }
 HF_INDEX_NAME = "model.safetensors.index.json"
 _SHARD_NAME = re.compile(r"^(?P<stem>.+)-(?P<part>\d+)-of-(?P<total>\d+)\.safetensors$")
@@ -186,7 +202,9 @@ class TensorRecord:
         if any(d < 0 for d in self.shape):
             raise ValueError(f"shape of {self.name!r} has a negative dimension: {self.shape}")
         if self.n_params != math.prod(self.shape):
-            raise ValueError(f"n_params of {self.name!r} is {self.n_params}, but its shape {self.shape} holds {math.prod(self.shape)}")
+            raise ValueError(
+                f"n_params of {self.name!r} is {self.n_params}, but its shape {self.shape} holds {math.prod(self.shape)}"
+            )
         if self.offset < 0 or self.n_bytes < 0:
             raise ValueError(f"offset/n_bytes of {self.name!r} must be >= 0, got {self.offset}/{self.n_bytes}")
         if self.sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
@@ -194,9 +212,16 @@ class TensorRecord:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "file": self.file, "layer": self.layer, "component": self.component,
-            "shape": list(self.shape), "dtype": self.dtype, "n_params": self.n_params,
-            "offset": self.offset, "n_bytes": self.n_bytes, "sha256": self.sha256,
+            "name": self.name,
+            "file": self.file,
+            "layer": self.layer,
+            "component": self.component,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "n_params": self.n_params,
+            "offset": self.offset,
+            "n_bytes": self.n_bytes,
+            "sha256": self.sha256,
         }
 
     @classmethod
@@ -231,11 +256,21 @@ class Capabilities:
         return bool(getattr(self, phase))
 
     def as_dict(self) -> dict[str, Any]:
-        return {"chat": self.chat, "analysis": self.analysis, "distillation": self.distillation, "reasons": dict(self.reasons)}
+        return {
+            "chat": self.chat,
+            "analysis": self.analysis,
+            "distillation": self.distillation,
+            "reasons": dict(self.reasons),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Capabilities:
-        return cls(chat=data["chat"], analysis=data["analysis"], distillation=data["distillation"], reasons=dict(data["reasons"]))
+        return cls(
+            chat=data["chat"],
+            analysis=data["analysis"],
+            distillation=data["distillation"],
+            reasons=dict(data["reasons"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -339,28 +374,45 @@ class ModelInfo:
     def as_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (round-trips through :meth:`from_dict`)."""
         return {
-            "format": self.format, "path": self.path, "files": list(self.files), "file_size": self.file_size,
-            "architecture": self.architecture, "model_type": self.model_type, "name": self.name,
-            "block_count": self.block_count, "embedding_length": self.embedding_length,
-            "head_count": self.head_count, "head_count_kv": self.head_count_kv,
-            "feed_forward_length": self.feed_forward_length, "context_length": self.context_length,
-            "vocab_size": self.vocab_size, "chat_template": self.chat_template, "file_type": self.file_type,
-            "gguf_version": self.gguf_version, "capabilities": self.capabilities.as_dict(),
-            "n_params": self.n_params, "n_bytes": self.n_bytes, "quant_types": self.quant_types,
-            "tensors": [t.as_dict() for t in self.tensors], "metadata": self.metadata, "warnings": list(self.warnings),
+            "format": self.format,
+            "path": self.path,
+            "files": list(self.files),
+            "file_size": self.file_size,
+            "architecture": self.architecture,
+            "model_type": self.model_type,
+            "name": self.name,
+            "block_count": self.block_count,
+            "embedding_length": self.embedding_length,
+            "head_count": self.head_count,
+            "head_count_kv": self.head_count_kv,
+            "feed_forward_length": self.feed_forward_length,
+            "context_length": self.context_length,
+            "vocab_size": self.vocab_size,
+            "chat_template": self.chat_template,
+            "file_type": self.file_type,
+            "gguf_version": self.gguf_version,
+            "capabilities": self.capabilities.as_dict(),
+            "n_params": self.n_params,
+            "n_bytes": self.n_bytes,
+            "quant_types": self.quant_types,
+            "tensors": [t.as_dict() for t in self.tensors],
+            "metadata": self.metadata,
+            "warnings": list(self.warnings),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelInfo:
         derived = {"n_params", "n_bytes", "quant_types"}  # recomputed from the tensors
         fields_ = {k: v for k, v in data.items() if k not in derived}
-        return cls(**{
-            **fields_,
-            "files": tuple(data["files"]),
-            "capabilities": Capabilities.from_dict(data["capabilities"]),
-            "tensors": tuple(TensorRecord.from_dict(t) for t in data["tensors"]),
-            "warnings": tuple(data.get("warnings", ())),
-        })
+        return cls(
+            **{
+                **fields_,
+                "files": tuple(data["files"]),
+                "capabilities": Capabilities.from_dict(data["capabilities"]),
+                "tensors": tuple(TensorRecord.from_dict(t) for t in data["tensors"]),
+                "warnings": tuple(data.get("warnings", ())),
+            }
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -477,11 +529,16 @@ class _BoundedReader:
 
 # GGUF scalar value types: struct format; FLOAT32 is rounded back to its shortest decimal form.
 _GGUF_SCALARS: dict[int, struct.Struct] = {
-    GGUFValueType.UINT8: struct.Struct("<B"), GGUFValueType.INT8: struct.Struct("<b"),
-    GGUFValueType.UINT16: struct.Struct("<H"), GGUFValueType.INT16: struct.Struct("<h"),
-    GGUFValueType.UINT32: struct.Struct("<I"), GGUFValueType.INT32: struct.Struct("<i"),
-    GGUFValueType.FLOAT32: struct.Struct("<f"), GGUFValueType.BOOL: struct.Struct("<?"),
-    GGUFValueType.UINT64: struct.Struct("<Q"), GGUFValueType.INT64: struct.Struct("<q"),
+    GGUFValueType.UINT8: struct.Struct("<B"),
+    GGUFValueType.INT8: struct.Struct("<b"),
+    GGUFValueType.UINT16: struct.Struct("<H"),
+    GGUFValueType.INT16: struct.Struct("<h"),
+    GGUFValueType.UINT32: struct.Struct("<I"),
+    GGUFValueType.INT32: struct.Struct("<i"),
+    GGUFValueType.FLOAT32: struct.Struct("<f"),
+    GGUFValueType.BOOL: struct.Struct("<?"),
+    GGUFValueType.UINT64: struct.Struct("<Q"),
+    GGUFValueType.INT64: struct.Struct("<q"),
     GGUFValueType.FLOAT64: struct.Struct("<d"),
 }
 _GGUF_MAX_ARRAY_DEPTH = 4
@@ -506,7 +563,9 @@ def _gguf_value_type(raw: int, key: str, reader: _BoundedReader) -> GGUFValueTyp
         ) from None
 
 
-def _read_gguf_string(reader: _BoundedReader, what: str, *, keep: bool, limit: int = _MAX_KEPT_STRING) -> str | dict[str, Any]:
+def _read_gguf_string(
+    reader: _BoundedReader, what: str, *, keep: bool, limit: int = _MAX_KEPT_STRING
+) -> str | dict[str, Any]:
     length = reader.u64(f"the length of {what}")
     if length > reader.remaining:
         raise reader.truncated(what, length)
@@ -528,7 +587,9 @@ def _read_gguf_value(reader: _BoundedReader, vtype: GGUFValueType, key: str, dep
         return _read_gguf_string(reader, f"the value of {key!r}", keep=True)
     # ARRAY: item type, count, items
     if depth >= _GGUF_MAX_ARRAY_DEPTH:
-        raise ModelFormatError(reader.label, f"metadata key {key!r} nests arrays deeper than {_GGUF_MAX_ARRAY_DEPTH}: the file is corrupt")
+        raise ModelFormatError(
+            reader.label, f"metadata key {key!r} nests arrays deeper than {_GGUF_MAX_ARRAY_DEPTH}: the file is corrupt"
+        )
     item_type = _gguf_value_type(reader.u32(f"the array type of {key!r}"), key, reader)
     count = reader.u64(f"the array length of {key!r}")
     item = _GGUF_SCALARS.get(item_type)
@@ -606,7 +667,9 @@ def _read_gguf_header(path: Path, label: str) -> tuple[int, dict[str, Any], list
         for index in range(n_kv):
             key_value = _read_gguf_string(reader, f"metadata key #{index}", keep=True, limit=65535)
             if not isinstance(key_value, str):
-                raise ModelFormatError(label, f"metadata key #{index} is {key_value['length']} bytes long: the file is corrupt")
+                raise ModelFormatError(
+                    label, f"metadata key #{index} is {key_value['length']} bytes long: the file is corrupt"
+                )
             key = key_value
             vtype = _gguf_value_type(reader.u32(f"the type of {key!r}"), key, reader)
             if key == "tokenizer.chat_template" and vtype == GGUFValueType.STRING:
@@ -625,7 +688,10 @@ def _read_gguf_header(path: Path, label: str) -> tuple[int, dict[str, Any], list
                 raise ModelFormatError(label, f"tensor #{index} has a {name['length']}-byte name: the file is corrupt")
             n_dims = reader.u32(f"the dimension count of tensor {name!r}")
             if n_dims > GGUF_MAX_DIMS:
-                raise ModelFormatError(label, f"tensor {name!r} has {n_dims} dimensions; GGUF allows at most {GGUF_MAX_DIMS}: the file is corrupt")
+                raise ModelFormatError(
+                    label,
+                    f"tensor {name!r} has {n_dims} dimensions; GGUF allows at most {GGUF_MAX_DIMS}: the file is corrupt",
+                )
             dims = tuple(reader.u64(f"the dimensions of tensor {name!r}") for _ in range(n_dims))
             type_id = reader.u32(f"the type of tensor {name!r}")
             relative = reader.u64(f"the data offset of tensor {name!r}")
@@ -634,15 +700,19 @@ def _read_gguf_header(path: Path, label: str) -> tuple[int, dict[str, Any], list
 
     alignment = metadata.get("general.alignment", GGUF_DEFAULT_ALIGNMENT)
     if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
-        raise ModelFormatError(label, f"general.alignment is {alignment!r}; it must be a power of two: the file is corrupt")
+        raise ModelFormatError(
+            label, f"general.alignment is {alignment!r}; it must be a power of two: the file is corrupt"
+        )
     data_start = -(-header_end // alignment) * alignment
     return version, metadata, infos, data_start
 
 
 def _wrong_gguf_magic(label: str, head: bytes, size: int) -> ModelFormatError:
     if head[:4] in LEGACY_GGML_MAGICS:
-        hint = (f"the content is a legacy {LEGACY_GGML_MAGICS[head[:4]]} file from before GGUF (2023): "
-                "re-convert it with llama.cpp's convert_llama_ggml_to_gguf.py")
+        hint = (
+            f"the content is a legacy {LEGACY_GGML_MAGICS[head[:4]]} file from before GGUF (2023): "
+            "re-convert it with llama.cpp's convert_llama_ggml_to_gguf.py"
+        )
     elif _kind_from_head(head, size) == "safetensors":
         hint = "the content is safetensors: name it .safetensors and upload it inside its Hugging Face folder"
     else:
@@ -650,12 +720,16 @@ def _wrong_gguf_magic(label: str, head: bytes, size: int) -> ModelFormatError:
     return ModelFormatError(label, f"not a GGUF file: expected magic GGUF, found {_describe_head(head)}; {hint}")
 
 
-def _gguf_records(label: str, file_name: str, infos: list[_GGUFTensorInfo], data_start: int, size: int, alignment: int) -> list[TensorRecord]:
+def _gguf_records(
+    label: str, file_name: str, infos: list[_GGUFTensorInfo], data_start: int, size: int, alignment: int
+) -> list[TensorRecord]:
     """Validate each tensor info against the file and turn it into a record (PyTorch shape order)."""
     names = Counter(info.name for info in infos)
     duplicate = next((name for name, count in names.items() if count > 1), None)
     if duplicate is not None:
-        raise ModelFormatError(label, f"tensor {duplicate!r} appears {names[duplicate]} times in the header: the file is corrupt")
+        raise ModelFormatError(
+            label, f"tensor {duplicate!r} appears {names[duplicate]} times in the header: the file is corrupt"
+        )
     records: list[TensorRecord] = []
     for info in infos:
         try:
@@ -677,7 +751,10 @@ def _gguf_records(label: str, file_name: str, infos: list[_GGUFTensorInfo], data
         n_params = math.prod(info.dims)
         n_bytes = n_params // block_size * type_size
         if info.relative_offset % alignment:
-            raise ModelFormatError(label, f"tensor {info.name!r} data offset {info.relative_offset} is not aligned to {alignment} bytes: the file is corrupt")
+            raise ModelFormatError(
+                label,
+                f"tensor {info.name!r} data offset {info.relative_offset} is not aligned to {alignment} bytes: the file is corrupt",
+            )
         offset = data_start + info.relative_offset
         if offset + n_bytes > size:
             raise ModelFormatError(
@@ -686,10 +763,19 @@ def _gguf_records(label: str, file_name: str, infos: list[_GGUFTensorInfo], data
                 f"but the file is only {size} bytes: the file is truncated (an interrupted upload?) or corrupt; upload it again",
             )
         layer, component = classify_tensor(info.name)
-        records.append(TensorRecord(
-            name=info.name, file=file_name, layer=layer, component=component,
-            shape=tuple(reversed(info.dims)), dtype=qtype.name, n_params=n_params, offset=offset, n_bytes=n_bytes,
-        ))
+        records.append(
+            TensorRecord(
+                name=info.name,
+                file=file_name,
+                layer=layer,
+                component=component,
+                shape=tuple(reversed(info.dims)),
+                dtype=qtype.name,
+                n_params=n_params,
+                offset=offset,
+                n_bytes=n_bytes,
+            )
+        )
     _check_no_overlap(label, records)
     return records
 
@@ -732,7 +818,9 @@ def _inspect_gguf(path: Path, label: str) -> ModelInfo:
         )
     architecture = metadata.get("general.architecture")
     if not isinstance(architecture, str) or not architecture:
-        raise ModelFormatError(label, "the GGUF metadata has no general.architecture: the file is incomplete; re-convert it with llama.cpp")
+        raise ModelFormatError(
+            label, "the GGUF metadata has no general.architecture: the file is incomplete; re-convert it with llama.cpp"
+        )
     records = _gguf_records(label, path.name, infos, data_start, size, alignment)
 
     def arch_key(key: str) -> Any:
@@ -762,49 +850,82 @@ def _inspect_gguf(path: Path, label: str) -> ModelInfo:
             file_type = f"UNKNOWN_{raw_file_type}"
     block_count = _as_int(arch_key("block_count"))
     expert_count = _as_int(arch_key("expert_count")) or 0
-    capabilities = _gguf_capabilities(architecture, "tokenizer.ggml.tokens" in metadata, records, block_count, expert_count)
+    capabilities = _gguf_capabilities(
+        architecture, "tokenizer.ggml.tokens" in metadata, records, block_count, expert_count
+    )
     name = metadata.get("general.name")
     return ModelInfo(
-        format="gguf", path=str(path), files=(path.name,), file_size=size,
-        architecture=architecture, model_type=architecture, name=name if isinstance(name, str) else None,
-        block_count=block_count, embedding_length=_as_int(arch_key("embedding_length")),
-        head_count=_as_int(arch_key("attention.head_count")), head_count_kv=_as_int(arch_key("attention.head_count_kv")),
-        feed_forward_length=_as_int(arch_key("feed_forward_length")), context_length=_as_int(arch_key("context_length")),
-        vocab_size=vocab_size, chat_template=chat_template, file_type=file_type, gguf_version=version,
-        capabilities=capabilities, tensors=tuple(records), metadata=metadata, warnings=tuple(warnings),
+        format="gguf",
+        path=str(path),
+        files=(path.name,),
+        file_size=size,
+        architecture=architecture,
+        model_type=architecture,
+        name=name if isinstance(name, str) else None,
+        block_count=block_count,
+        embedding_length=_as_int(arch_key("embedding_length")),
+        head_count=_as_int(arch_key("attention.head_count")),
+        head_count_kv=_as_int(arch_key("attention.head_count_kv")),
+        feed_forward_length=_as_int(arch_key("feed_forward_length")),
+        context_length=_as_int(arch_key("context_length")),
+        vocab_size=vocab_size,
+        chat_template=chat_template,
+        file_type=file_type,
+        gguf_version=version,
+        capabilities=capabilities,
+        tensors=tuple(records),
+        metadata=metadata,
+        warnings=tuple(warnings),
     )
 
 
-def _gguf_capabilities(architecture: str, has_tokenizer: bool, records: list[TensorRecord], block_count: int | None, expert_count: int) -> Capabilities:
+def _gguf_capabilities(
+    architecture: str, has_tokenizer: bool, records: list[TensorRecord], block_count: int | None, expert_count: int
+) -> Capabilities:
     reasons: dict[str, str] = {}
     if architecture == "clip":
-        reasons["chat"] = "this is a multimodal projector (mmproj, architecture 'clip'), not a language model; upload the language model's GGUF"
+        reasons["chat"] = (
+            "this is a multimodal projector (mmproj, architecture 'clip'), not a language model; upload the language model's GGUF"
+        )
     elif architecture not in LLAMA_CPP_ARCHITECTURES:
-        reasons["chat"] = (f"architecture {architecture!r} is not one llama.cpp knows (per the installed gguf library); "
-                           "upload a GGUF of a supported architecture")
+        reasons["chat"] = (
+            f"architecture {architecture!r} is not one llama.cpp knows (per the installed gguf library); "
+            "upload a GGUF of a supported architecture"
+        )
     elif not has_tokenizer:
-        reasons["chat"] = "the GGUF has no tokenizer (tokenizer.ggml.tokens); re-convert it with llama.cpp's convert_hf_to_gguf.py from a folder that includes the tokenizer files"
+        reasons["chat"] = (
+            "the GGUF has no tokenizer (tokenizer.ggml.tokens); re-convert it with llama.cpp's convert_hf_to_gguf.py from a folder that includes the tokenizer files"
+        )
     if architecture not in LLAMA_GGUF_ARCHITECTURES:
-        why = (f"architecture {architecture!r} is not llama-family: analysis and distillation need "
-               "general.architecture 'llama' (e.g. Llama, SmolLM, TinyLlama)")
+        why = (
+            f"architecture {architecture!r} is not llama-family: analysis and distillation need "
+            "general.architecture 'llama' (e.g. Llama, SmolLM, TinyLlama)"
+        )
         if architecture in LLAMA_CPP_ARCHITECTURES:
             why += "; it can still be used for chat only"
         reasons["analysis"] = reasons["distillation"] = why
     elif expert_count > 0:
         reasons["analysis"] = reasons["distillation"] = (
-            f"this is a mixture-of-experts model ({expert_count} experts); analysis and distillation need a dense llama model")
+            f"this is a mixture-of-experts model ({expert_count} experts); analysis and distillation need a dense llama model"
+        )
     else:
         problem = _llama_structure_problem(records, block_count)
         if problem:
             reasons["analysis"] = reasons["distillation"] = problem
         elif not has_tokenizer:
-            reasons["analysis"] = reasons["distillation"] = "the GGUF has no tokenizer, which analysis needs to read a dataset"
+            reasons["analysis"] = reasons["distillation"] = (
+                "the GGUF has no tokenizer, which analysis needs to read a dataset"
+            )
     return _capabilities(reasons)
 
 
 def _capabilities(reasons: dict[str, str]) -> Capabilities:
-    return Capabilities(chat="chat" not in reasons, analysis="analysis" not in reasons,
-                        distillation="distillation" not in reasons, reasons=reasons)
+    return Capabilities(
+        chat="chat" not in reasons,
+        analysis="analysis" not in reasons,
+        distillation="distillation" not in reasons,
+        reasons=reasons,
+    )
 
 
 def _llama_structure_problem(records: list[TensorRecord], block_count: int | None) -> str | None:
@@ -855,23 +976,34 @@ def _read_safetensors_header(path: Path, label: str) -> tuple[dict[str, str], li
         handle.seek(8)
         _refuse_pickled_content(label, head, size, ".safetensors")
         if len(head) < 8:
-            raise ModelFormatError(label, f"the file is only {size} bytes, too short for a safetensors header: it is truncated; upload it again")
+            raise ModelFormatError(
+                label,
+                f"the file is only {size} bytes, too short for a safetensors header: it is truncated; upload it again",
+            )
         (header_len,) = struct.unpack_from("<Q", head)
         if header_len > size - 8:
-            hint = ("the content is GGUF: name it .gguf and upload it on its own" if head[:4] == GGUF_MAGIC
-                    else "upload the complete file again, as written by save_pretrained(..., safe_serialization=True)")
+            hint = (
+                "the content is GGUF: name it .gguf and upload it on its own"
+                if head[:4] == GGUF_MAGIC
+                else "upload the complete file again, as written by save_pretrained(..., safe_serialization=True)"
+            )
             raise ModelFormatError(
                 label,
                 f"not a valid safetensors file: the header length field says {header_len} bytes but the file is only "
                 f"{size} bytes, so it is truncated or not safetensors; {hint}",
             )
         if header_len > SAFETENSORS_MAX_HEADER:
-            raise ModelFormatError(label, f"the safetensors header is {header_len} bytes, above the format's 100 MB limit: the file is corrupt")
+            raise ModelFormatError(
+                label,
+                f"the safetensors header is {header_len} bytes, above the format's 100 MB limit: the file is corrupt",
+            )
         raw_header = handle.read(header_len)
     try:
         header = json.loads(raw_header.decode("utf-8"), object_pairs_hook=_reject_duplicate_keys)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise ModelFormatError(label, f"the safetensors header is not valid JSON ({exc}): the file is corrupt or not safetensors") from None
+        raise ModelFormatError(
+            label, f"the safetensors header is not valid JSON ({exc}): the file is corrupt or not safetensors"
+        ) from None
     if not isinstance(header, dict):
         raise ModelFormatError(label, "the safetensors header is not a JSON object: the file is corrupt")
 
@@ -882,17 +1014,32 @@ def _read_safetensors_header(path: Path, label: str) -> tuple[dict[str, str], li
     data_len = size - data_start
     records: list[TensorRecord] = []
     for name, entry in header.items():
-        dtype, shape, offsets = (entry.get(k) for k in ("dtype", "shape", "data_offsets")) if isinstance(entry, dict) else (None,) * 3
-        if not (isinstance(dtype, str) and isinstance(shape, list) and isinstance(offsets, list) and len(offsets) == 2
-                and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in [*shape, *offsets])):
-            raise ModelFormatError(label, f"tensor {name!r} needs dtype, shape and data_offsets [begin, end] of non-negative integers, got {entry!r}: the file is corrupt")
+        dtype, shape, offsets = (
+            (entry.get(k) for k in ("dtype", "shape", "data_offsets")) if isinstance(entry, dict) else (None,) * 3
+        )
+        if not (
+            isinstance(dtype, str)
+            and isinstance(shape, list)
+            and isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in [*shape, *offsets])
+        ):
+            raise ModelFormatError(
+                label,
+                f"tensor {name!r} needs dtype, shape and data_offsets [begin, end] of non-negative integers, got {entry!r}: the file is corrupt",
+            )
         bits = SAFETENSORS_DTYPE_BITS.get(dtype)
         if bits is None:
-            raise ModelFormatError(label, f"tensor {name!r} has unknown dtype {dtype!r} (known: {', '.join(SAFETENSORS_DTYPE_BITS)}): the file is corrupt or from a newer safetensors")
+            raise ModelFormatError(
+                label,
+                f"tensor {name!r} has unknown dtype {dtype!r} (known: {', '.join(SAFETENSORS_DTYPE_BITS)}): the file is corrupt or from a newer safetensors",
+            )
         begin, end = offsets
         n_params = math.prod(shape)
         if end < begin:
-            raise ModelFormatError(label, f"tensor {name!r} data_offsets [{begin}, {end}] end before they begin: the file is corrupt")
+            raise ModelFormatError(
+                label, f"tensor {name!r} data_offsets [{begin}, {end}] end before they begin: the file is corrupt"
+            )
         if end > data_len:
             raise ModelFormatError(
                 label,
@@ -906,16 +1053,27 @@ def _read_safetensors_header(path: Path, label: str) -> tuple[dict[str, str], li
                 f"but its data_offsets [{begin}, {end}] span {end - begin} bytes: the file is corrupt",
             )
         layer, component = classify_tensor(name)
-        records.append(TensorRecord(
-            name=name, file=path.name, layer=layer, component=component, shape=tuple(shape),
-            dtype=dtype, n_params=n_params, offset=data_start + begin, n_bytes=end - begin,
-        ))
+        records.append(
+            TensorRecord(
+                name=name,
+                file=path.name,
+                layer=layer,
+                component=component,
+                shape=tuple(shape),
+                dtype=dtype,
+                n_params=n_params,
+                offset=data_start + begin,
+                n_bytes=end - begin,
+            )
+        )
 
     # Back to back from 0 to the end, as the safetensors library insists when loading.
     cursor, previous = data_start, None
     for record in sorted(records, key=lambda r: (r.offset, r.n_bytes)):
         if record.offset < cursor:
-            raise ModelFormatError(label, f"tensors {previous!r} and {record.name!r} overlap in the data section: the file is corrupt")
+            raise ModelFormatError(
+                label, f"tensors {previous!r} and {record.name!r} overlap in the data section: the file is corrupt"
+            )
         if record.offset > cursor:
             raise ModelFormatError(
                 label,
@@ -935,7 +1093,9 @@ def _read_safetensors_header(path: Path, label: str) -> tuple[dict[str, str], li
 def _read_json_file(path: Path, label: str) -> Any:
     size = path.stat().st_size
     if size > _MAX_JSON_SIDE_FILE:
-        raise ModelFormatError(label, f"{path.name} is {size} bytes, far larger than such a file can be: it is not what its name says")
+        raise ModelFormatError(
+            label, f"{path.name} is {size} bytes, far larger than such a file can be: it is not what its name says"
+        )
     try:
         return json.loads(path.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
@@ -947,13 +1107,26 @@ _NO_WEIGHTS_ADVICE = "upload a Hugging Face folder saved with safe_serialization
 
 def _missing_config(label: str, names: Iterable[str]) -> ModelFormatError:
     if "adapter_config.json" in names:
-        return ModelFormatError(label, "missing config.json; this looks like a LoRA adapter (adapter_config.json), not a full model: merge it into its base model (peft's merge_and_unload) and upload the merged model")
-    return ModelFormatError(label, "missing config.json: a Hugging Face model folder needs config.json (architecture and sizes); upload the whole folder as written by save_pretrained")
+        return ModelFormatError(
+            label,
+            "missing config.json; this looks like a LoRA adapter (adapter_config.json), not a full model: merge it into its base model (peft's merge_and_unload) and upload the merged model",
+        )
+    return ModelFormatError(
+        label,
+        "missing config.json: a Hugging Face model folder needs config.json (architecture and sizes); upload the whole folder as written by save_pretrained",
+    )
 
 
 # Files beside the weights that a Hugging Face folder may hold and that are read here.
-_HF_SIDE_FILES = ("config.json", "adapter_config.json", "tokenizer.json", "tokenizer.model",
-                  "tokenizer_config.json", "chat_template.jinja", "chat_template.json")
+_HF_SIDE_FILES = (
+    "config.json",
+    "adapter_config.json",
+    "tokenizer.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "chat_template.json",
+)
 
 
 def _inspect_safetensors(path: Path, label: str) -> ModelInfo:
@@ -973,7 +1146,9 @@ def _inspect_safetensors(path: Path, label: str) -> ModelInfo:
 
     if path.is_dir() and not safetensor_files:
         if pickles:
-            raise _pickle_refusal(label, f"the folder has PyTorch pickle checkpoints ({', '.join(pickles[:3])}) and no .safetensors files")
+            raise _pickle_refusal(
+                label, f"the folder has PyTorch pickle checkpoints ({', '.join(pickles[:3])}) and no .safetensors files"
+            )
         raise ModelFormatError(label, f"the folder has no .safetensors or .gguf files: {_NO_WEIGHTS_ADVICE}")
     if pickles:
         warnings.append(f"pickle checkpoints were ignored and never opened: {', '.join(pickles)}")
@@ -997,7 +1172,10 @@ def _inspect_safetensors(path: Path, label: str) -> ModelInfo:
         if ignored:
             warnings.append(f"ignored .safetensors files other than model.safetensors: {', '.join(ignored)}")
     else:
-        raise ModelFormatError(label, f"found {len(safetensor_files)} .safetensors files but no {HF_INDEX_NAME}: upload the index file saved alongside the shards")
+        raise ModelFormatError(
+            label,
+            f"found {len(safetensor_files)} .safetensors files but no {HF_INDEX_NAME}: upload the index file saved alongside the shards",
+        )
 
     records: list[TensorRecord] = []
     file_metadata: dict[str, dict[str, str]] = {}
@@ -1008,36 +1186,57 @@ def _inspect_safetensors(path: Path, label: str) -> ModelInfo:
     seen: dict[str, str] = {}
     for record in records:
         if record.name in seen:
-            raise ModelFormatError(label, f"tensor {record.name!r} is stored twice, in {seen[record.name]} and {record.file}: the shards are inconsistent; re-save the model")
+            raise ModelFormatError(
+                label,
+                f"tensor {record.name!r} is stored twice, in {seen[record.name]} and {record.file}: the shards are inconsistent; re-save the model",
+            )
         seen[record.name] = record.file
     if expected is not None:
         for tensor, shard in expected.items():
             if seen.get(tensor) != shard:
                 where = f"it is in {seen[tensor]}" if tensor in seen else "no shard contains it"
-                raise ModelFormatError(label, f"{HF_INDEX_NAME} says tensor {tensor!r} is in {shard}, but {where}: the index and shards do not match; upload the complete folder again")
+                raise ModelFormatError(
+                    label,
+                    f"{HF_INDEX_NAME} says tensor {tensor!r} is in {shard}, but {where}: the index and shards do not match; upload the complete folder again",
+                )
         unlisted = [name for name in seen if name not in expected]
         if unlisted:
-            warnings.append(f"{len(unlisted)} tensor(s) are in the shards but not in {HF_INDEX_NAME} (e.g. {unlisted[0]!r})")
+            warnings.append(
+                f"{len(unlisted)} tensor(s) are in the shards but not in {HF_INDEX_NAME} (e.g. {unlisted[0]!r})"
+            )
         actual = sum(r.n_bytes for r in records)
         if isinstance(total_size, int) and total_size != actual:
-            warnings.append(f"{HF_INDEX_NAME} says metadata.total_size is {total_size} but the tensors hold {actual} bytes")
+            warnings.append(
+                f"{HF_INDEX_NAME} says metadata.total_size is {total_size} but the tensors hold {actual} bytes"
+            )
 
-    return _safetensors_info(path, folder, config, records, [p.name for p in shard_files], file_metadata, warnings, names)
+    return _safetensors_info(
+        path, folder, config, records, [p.name for p in shard_files], file_metadata, warnings, names
+    )
 
 
-def _read_safetensors_index(folder: Path, label: str, safetensor_files: list[Path], warnings: list[str]) -> tuple[list[Path], dict[str, str], Any]:
+def _read_safetensors_index(
+    folder: Path, label: str, safetensor_files: list[Path], warnings: list[str]
+) -> tuple[list[Path], dict[str, str], Any]:
     """Shards named by ``model.safetensors.index.json`` and its tensor → shard map, cross-checked with the folder."""
     index = _read_json_file(folder / HF_INDEX_NAME, label)
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not weight_map or not all(isinstance(v, str) for v in weight_map.values()):
-        raise ModelFormatError(label, f"{HF_INDEX_NAME} has no weight_map of tensor name → shard file: re-save the model with save_pretrained")
+        raise ModelFormatError(
+            label,
+            f"{HF_INDEX_NAME} has no weight_map of tensor name → shard file: re-save the model with save_pretrained",
+        )
     referenced = sorted(set(weight_map.values()))
     for shard in referenced:
         # Shard names come from an uploaded file: never let them reach outside the folder.
         if Path(shard).name != shard or shard in (".", ".."):
-            raise ModelFormatError(label, f"{HF_INDEX_NAME} names shard {shard!r}, which is not a plain file name: refused")
+            raise ModelFormatError(
+                label, f"{HF_INDEX_NAME} names shard {shard!r}, which is not a plain file name: refused"
+            )
         if not (folder / shard).is_file():
-            raise ModelFormatError(label, f"{HF_INDEX_NAME} references shard {shard}, which is not in the folder: upload every shard")
+            raise ModelFormatError(
+                label, f"{HF_INDEX_NAME} references shard {shard}, which is not in the folder: upload every shard"
+            )
     # A file of the same "-NNNNN-of-MMMMM" series that the index never mentions means the index and
     # the shards come from different saves.
     series = {(m["stem"], m["total"]) for m in map(_SHARD_NAME.match, referenced) if m}
@@ -1046,16 +1245,24 @@ def _read_safetensors_index(folder: Path, label: str, safetensor_files: list[Pat
         if path.name in referenced:
             continue
         if match and (match["stem"], match["total"]) in series:
-            raise ModelFormatError(label, f"shard {path.name} is in the folder but {HF_INDEX_NAME} never references it: the index and shards come from different saves; upload a consistent folder")
+            raise ModelFormatError(
+                label,
+                f"shard {path.name} is in the folder but {HF_INDEX_NAME} never references it: the index and shards come from different saves; upload a consistent folder",
+            )
         warnings.append(f"{path.name} is not referenced by {HF_INDEX_NAME} and was ignored")
     for stem, total in series:
-        parts = {int(m["part"]) for m in map(_SHARD_NAME.match, referenced) if m and (m["stem"], m["total"]) == (stem, total)}
+        parts = {
+            int(m["part"]) for m in map(_SHARD_NAME.match, referenced) if m and (m["stem"], m["total"]) == (stem, total)
+        }
         # The first part number missing from 1..total; searched only up to len(parts) + 1 so a
         # forged "-of-99999999" cannot make us count that far.
         gap = next(i for i in range(1, len(parts) + 2) if i not in parts)
         if gap <= int(total):
             missing = f"{stem}-{gap:0{len(total)}d}-of-{total}.safetensors"
-            raise ModelFormatError(label, f"{HF_INDEX_NAME} never references {missing} of the {int(total)}-shard series: the index is incomplete; upload the index saved with these shards")
+            raise ModelFormatError(
+                label,
+                f"{HF_INDEX_NAME} never references {missing} of the {int(total)}-shard series: the index is incomplete; upload the index saved with these shards",
+            )
     metadata = index.get("metadata")
     total_size = metadata.get("total_size") if isinstance(metadata, dict) else None
     return [folder / shard for shard in referenced], {str(k): v for k, v in weight_map.items()}, total_size
@@ -1074,7 +1281,10 @@ def _hf_chat_template(folder: Path, names: set[str], label: str) -> str | None:
     if "chat_template.jinja" in names:
         template_path = folder / "chat_template.jinja"
         if template_path.stat().st_size > _MAX_CHAT_TEMPLATE:
-            raise ModelFormatError(label, f"chat_template.jinja is larger than {_MAX_CHAT_TEMPLATE} bytes, far more than a chat template needs; fix or remove it")
+            raise ModelFormatError(
+                label,
+                f"chat_template.jinja is larger than {_MAX_CHAT_TEMPLATE} bytes, far more than a chat template needs; fix or remove it",
+            )
         return template_path.read_text(encoding="utf-8", errors="replace")
     for file_name in ("tokenizer_config.json", "chat_template.json"):
         if file_name in names:
@@ -1088,8 +1298,16 @@ def _hf_chat_template(folder: Path, names: set[str], label: str) -> str | None:
     return None
 
 
-def _safetensors_info(path: Path, folder: Path, config: dict[str, Any], records: list[TensorRecord], files: list[str],
-                      file_metadata: dict[str, dict[str, str]], warnings: list[str], names: set[str]) -> ModelInfo:
+def _safetensors_info(
+    path: Path,
+    folder: Path,
+    config: dict[str, Any],
+    records: list[TensorRecord],
+    files: list[str],
+    file_metadata: dict[str, dict[str, str]],
+    warnings: list[str],
+    names: set[str],
+) -> ModelInfo:
     label = path.name
     declared = config.get("architectures")
     architectures = [a for a in declared if isinstance(a, str)] if isinstance(declared, list) else []
@@ -1103,36 +1321,60 @@ def _safetensors_info(path: Path, folder: Path, config: dict[str, Any], records:
     reasons: dict[str, str] = {}
     is_llama = bool(set(architectures) & LLAMA_HF_ARCHITECTURES) or model_type in LLAMA_HF_MODEL_TYPES
     if is_llama:
-        reasons["chat"] = ("chat runs on llama.cpp, which needs GGUF: convert this folder with llama.cpp's "
-                           "convert_hf_to_gguf.py and upload the .gguf (students built from it are GGUF already)")
+        reasons["chat"] = (
+            "chat runs on llama.cpp, which needs GGUF: convert this folder with llama.cpp's "
+            "convert_hf_to_gguf.py and upload the .gguf (students built from it are GGUF already)"
+        )
         problem = _llama_structure_problem(records, block_count)
         if problem is None and not has_tokenizer:
             problem = "the folder has no tokenizer (tokenizer.json or tokenizer.model), which analysis needs to read a dataset; upload it with the model"
-        if problem is None and config.get("tie_word_embeddings") is False and not any(r.component == "output_head" for r in records):
+        if (
+            problem is None
+            and config.get("tie_word_embeddings") is False
+            and not any(r.component == "output_head" for r in records)
+        ):
             problem = "lm_head.weight is missing and tie_word_embeddings is false"
         if problem:
             reasons["analysis"] = reasons["distillation"] = problem
     else:
         described = f"architecture {architecture or 'unknown'} (model_type {model_type!r})"
-        reasons["chat"] = (f"{described} is not supported as safetensors; chat needs a GGUF: convert it with llama.cpp's "
-                           "convert_hf_to_gguf.py (if llama.cpp supports it) and upload the .gguf")
+        reasons["chat"] = (
+            f"{described} is not supported as safetensors; chat needs a GGUF: convert it with llama.cpp's "
+            "convert_hf_to_gguf.py (if llama.cpp supports it) and upload the .gguf"
+        )
         reasons["analysis"] = reasons["distillation"] = (
             f"{described} is not supported: analysis and distillation need a llama-family model "
-            "(LlamaForCausalLM / model_type 'llama')")
+            "(LlamaForCausalLM / model_type 'llama')"
+        )
 
-    name = config.get("_name_or_path") if isinstance(config.get("_name_or_path"), str) and config.get("_name_or_path") else folder.name
+    name = (
+        config.get("_name_or_path")
+        if isinstance(config.get("_name_or_path"), str) and config.get("_name_or_path")
+        else folder.name
+    )
     torch_dtype = _config_value(config, "torch_dtype", "dtype")
     return ModelInfo(
-        format="safetensors", path=str(path), files=tuple(files),
+        format="safetensors",
+        path=str(path),
+        files=tuple(files),
         file_size=sum((folder / f).stat().st_size for f in files),
-        architecture=architecture, model_type=model_type, name=name, block_count=block_count,
-        embedding_length=_as_int(_config_value(config, "hidden_size", "n_embd")), head_count=head_count,
-        head_count_kv=head_count_kv, feed_forward_length=_as_int(_config_value(config, "intermediate_size", "n_inner")),
+        architecture=architecture,
+        model_type=model_type,
+        name=name,
+        block_count=block_count,
+        embedding_length=_as_int(_config_value(config, "hidden_size", "n_embd")),
+        head_count=head_count,
+        head_count_kv=head_count_kv,
+        feed_forward_length=_as_int(_config_value(config, "intermediate_size", "n_inner")),
         context_length=_as_int(_config_value(config, "max_position_embeddings", "n_positions")),
-        vocab_size=_as_int(_config_value(config, "vocab_size")), chat_template=_hf_chat_template(folder, names, label),
-        file_type=torch_dtype if isinstance(torch_dtype, str) else None, gguf_version=None,
-        capabilities=_capabilities(reasons), tensors=tuple(records),
-        metadata={"config": config, "safetensors_metadata": file_metadata}, warnings=tuple(warnings),
+        vocab_size=_as_int(_config_value(config, "vocab_size")),
+        chat_template=_hf_chat_template(folder, names, label),
+        file_type=torch_dtype if isinstance(torch_dtype, str) else None,
+        gguf_version=None,
+        capabilities=_capabilities(reasons),
+        tensors=tuple(records),
+        metadata={"config": config, "safetensors_metadata": file_metadata},
+        warnings=tuple(warnings),
     )
 
 
@@ -1167,7 +1409,10 @@ def inspect_model(
         has_safetensors = any(p.suffix.lower() == ".safetensors" for p in path.iterdir())
         if ggufs and not has_safetensors:
             if len(ggufs) > 1:
-                raise ModelFormatError(label, f"the folder holds {len(ggufs)} GGUF files ({', '.join(p.name for p in ggufs[:3])}); upload one GGUF file at a time")
+                raise ModelFormatError(
+                    label,
+                    f"the folder holds {len(ggufs)} GGUF files ({', '.join(p.name for p in ggufs[:3])}); upload one GGUF file at a time",
+                )
             info = _inspect_gguf(ggufs[0], ggufs[0].name)
         else:
             info = _inspect_safetensors(path, label)
@@ -1184,11 +1429,19 @@ def inspect_model(
         suffix = Path(label).suffix.lower()
         if suffix in PICKLE_EXTENSIONS:
             if kind == "gguf":
-                raise ModelFormatError(label, f"the file is named {suffix} but holds GGUF data: rename it to .gguf and upload it again")
+                raise ModelFormatError(
+                    label, f"the file is named {suffix} but holds GGUF data: rename it to .gguf and upload it again"
+                )
             if kind == "safetensors":
-                raise ModelFormatError(label, f"the file is named {suffix} but holds safetensors data: rename it to .safetensors and upload it in its Hugging Face folder")
+                raise ModelFormatError(
+                    label,
+                    f"the file is named {suffix} but holds safetensors data: rename it to .safetensors and upload it in its Hugging Face folder",
+                )
             if head[:4] in LEGACY_GGML_MAGICS:
-                raise ModelFormatError(label, f"this is a legacy {LEGACY_GGML_MAGICS[head[:4]]} file from before GGUF (2023): re-convert it with llama.cpp's convert_llama_ggml_to_gguf.py and upload the .gguf")
+                raise ModelFormatError(
+                    label,
+                    f"this is a legacy {LEGACY_GGML_MAGICS[head[:4]]} file from before GGUF (2023): re-convert it with llama.cpp's convert_llama_ggml_to_gguf.py and upload the .gguf",
+                )
             raise _pickle_refusal(label, f"{suffix} files are PyTorch pickle checkpoints")
         _refuse_pickled_content(label, head, size, suffix)
         if suffix == ".gguf" or (kind == "gguf" and suffix != ".safetensors"):
@@ -1197,9 +1450,14 @@ def inspect_model(
             info = _inspect_safetensors(path, label)
         else:
             legacy = head[:4] in LEGACY_GGML_MAGICS
-            advice = (f"it is a legacy {LEGACY_GGML_MAGICS[head[:4]]} file from before GGUF: re-convert it with llama.cpp's convert_llama_ggml_to_gguf.py"
-                      if legacy else "upload a GGUF file, or a Hugging Face folder with config.json and .safetensors weights")
-            raise ModelFormatError(label, f"not a GGUF or safetensors file (it starts with {_describe_head(head)}): {advice}")
+            advice = (
+                f"it is a legacy {LEGACY_GGML_MAGICS[head[:4]]} file from before GGUF: re-convert it with llama.cpp's convert_llama_ggml_to_gguf.py"
+                if legacy
+                else "upload a GGUF file, or a Hugging Face folder with config.json and .safetensors weights"
+            )
+            raise ModelFormatError(
+                label, f"not a GGUF or safetensors file (it starts with {_describe_head(head)}): {advice}"
+            )
     if with_hashes:
         info = hash_tensors(info, progress)
     return info
@@ -1225,6 +1483,7 @@ def plan_model_archive(members: Sequence[ArchiveMember], label: str) -> ModelArc
     are not model files (:data:`MODEL_FILE_SUFFIXES`) are left out. The headers themselves are
     checked by :func:`inspect_model` once the files are unpacked.
     """
+
     def suffix(member: ArchiveMember) -> str:
         return PurePosixPath(member.path).suffix.lower()
 
@@ -1232,26 +1491,38 @@ def plan_model_archive(members: Sequence[ArchiveMember], label: str) -> ModelArc
     pickles = [m.path for m in members if suffix(m) in PICKLE_EXTENSIONS]
     if pickles:
         more = f" and {len(pickles) - 3} more" if len(pickles) > 3 else ""
-        raise _pickle_refusal(label, f"the zip holds PyTorch pickle checkpoints ({', '.join(pickles[:3])}{more}); leave them out of the zip")
+        raise _pickle_refusal(
+            label,
+            f"the zip holds PyTorch pickle checkpoints ({', '.join(pickles[:3])}{more}); leave them out of the zip",
+        )
     files = [m for m in members if suffix(m) in MODEL_FILE_SUFFIXES]
     left_out = [m.info.filename for m in members if suffix(m) not in MODEL_FILE_SUFFIXES]
     top = {m.path for m in files if "/" not in m.path}
     weights = [m.path for m in files if suffix(m) in (".safetensors", ".gguf")]
     if not weights:
-        raise ModelFormatError(label, f"the zip holds no .safetensors or .gguf files: {_NO_WEIGHTS_ADVICE}, or a zip of one")
+        raise ModelFormatError(
+            label, f"the zip holds no .safetensors or .gguf files: {_NO_WEIGHTS_ADVICE}, or a zip of one"
+        )
     if not any("/" not in path for path in weights):
         raise ModelFormatError(
-            label, f"the weights are in a subfolder ({weights[0]}): zip the folder that holds config.json and the weights, "
-            "so that they are at the top of the zip (or inside one folder)")
+            label,
+            f"the weights are in a subfolder ({weights[0]}): zip the folder that holds config.json and the weights, "
+            "so that they are at the top of the zip (or inside one folder)",
+        )
     if any(path.endswith(".safetensors") for path in weights) and "config.json" not in top:
         nested = [m.path for m in files if m.path.endswith("/config.json")]
         if nested:
-            raise ModelFormatError(label, f"missing config.json at the top of the zip (there is {nested[0]}): zip the model's folder itself")
+            raise ModelFormatError(
+                label,
+                f"missing config.json at the top of the zip (there is {nested[0]}): zip the model's folder itself",
+            )
         raise _missing_config(label, top)
     return ModelArchive(files, left_out, folder)
 
 
-def hash_tensors(info: ModelInfo, progress: ProgressCallback | None = None, *, chunk_size: int = HASH_CHUNK_BYTES) -> ModelInfo:
+def hash_tensors(
+    info: ModelInfo, progress: ProgressCallback | None = None, *, chunk_size: int = HASH_CHUNK_BYTES
+) -> ModelInfo:
     """Return ``info`` with the SHA-256 of every tensor's bytes, streamed in ``chunk_size`` reads.
 
     Memory stays at one chunk whatever the model's size. Files are read in offset order, so the
@@ -1278,7 +1549,10 @@ def hash_tensors(info: ModelInfo, progress: ProgressCallback | None = None, *, c
                 while left:
                     got = handle.readinto(buffer[: min(chunk_size, left)])
                     if not got:
-                        raise ModelFormatError(file_name, f"the file ended inside tensor {record.name!r} while hashing: it changed or was truncated after it was inspected; upload it again")
+                        raise ModelFormatError(
+                            file_name,
+                            f"the file ended inside tensor {record.name!r} while hashing: it changed or was truncated after it was inspected; upload it again",
+                        )
                     digest.update(buffer[:got])
                     left -= got
                     done += got
@@ -1341,10 +1615,18 @@ class ModelComparison:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "params_a": self.params_a, "params_b": self.params_b, "bytes_a": self.bytes_a, "bytes_b": self.bytes_b,
-            "param_ratio": self.param_ratio, "byte_ratio": self.byte_ratio,
-            "shared_tensors": self.shared_tensors, "shared_params": self.shared_params, "shared_bytes": self.shared_bytes,
-            "layers_a": self.layers_a, "layers_b": self.layers_b, "shared_layers": self.shared_layers,
+            "params_a": self.params_a,
+            "params_b": self.params_b,
+            "bytes_a": self.bytes_a,
+            "bytes_b": self.bytes_b,
+            "param_ratio": self.param_ratio,
+            "byte_ratio": self.byte_ratio,
+            "shared_tensors": self.shared_tensors,
+            "shared_params": self.shared_params,
+            "shared_bytes": self.shared_bytes,
+            "layers_a": self.layers_a,
+            "layers_b": self.layers_b,
+            "shared_layers": self.shared_layers,
             "shared_layer_pairs": [list(pair) for pair in self.shared_layer_pairs],
             "components": {k: dict(v) for k, v in self.components.items()},
         }
@@ -1354,7 +1636,9 @@ def compare_models(a: ModelInfo, b: ModelInfo) -> ModelComparison:
     """Compare two hashed inventories (e.g. a teacher and a student built from it)."""
     for side, info in (("A", a), ("B", b)):
         if not info.hashed:
-            raise ValueError(f"model {side} ({Path(info.path).name}) has no tensor hashes: inspect it with with_hashes=True or call hash_tensors first")
+            raise ValueError(
+                f"model {side} ({Path(info.path).name}) has no tensor hashes: inspect it with with_hashes=True or call hash_tensors first"
+            )
     return compare_tensors(a.tensors, b.tensors)
 
 
@@ -1390,9 +1674,17 @@ def compare_tensors(a: Sequence[TensorRecord], b: Sequence[TensorRecord]) -> Mod
     params_a, params_b = sum(t.n_params for t in a), sum(t.n_params for t in b)
     bytes_a, bytes_b = sum(t.n_bytes for t in a), sum(t.n_bytes for t in b)
     return ModelComparison(
-        params_a=params_a, params_b=params_b, bytes_a=bytes_a, bytes_b=bytes_b,
+        params_a=params_a,
+        params_b=params_b,
+        bytes_a=bytes_a,
+        bytes_b=bytes_b,
         param_ratio=params_a / params_b if params_b else None,
         byte_ratio=bytes_a / bytes_b if bytes_b else None,
-        shared_tensors=len(shared), shared_params=sum(t.n_params for t in shared), shared_bytes=sum(t.n_bytes for t in shared),
-        layers_a=len(sig_a), layers_b=len(sig_b), shared_layer_pairs=pairs, components=components,
+        shared_tensors=len(shared),
+        shared_params=sum(t.n_params for t in shared),
+        shared_bytes=sum(t.n_bytes for t in shared),
+        layers_a=len(sig_a),
+        layers_b=len(sig_b),
+        shared_layer_pairs=pairs,
+        components=components,
     )

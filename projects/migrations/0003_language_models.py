@@ -7,77 +7,145 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('projects', '0002_blobs_and_uploads'),
+        ("projects", "0002_blobs_and_uploads"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='LanguageModel',
+            name="LanguageModel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('role', models.CharField(choices=[('teacher', 'Teacher'), ('student', 'Student')], default='teacher', max_length=10)),
-                ('format', models.CharField(choices=[('gguf', 'GGUF'), ('safetensors', 'Safetensors (Hugging Face)')], max_length=12)),
-                ('status', models.CharField(choices=[('importing', 'Importing'), ('ready', 'Ready'), ('failed', 'Failed')], default='importing', max_length=10)),
-                ('error', models.TextField(blank=True)),
-                ('architecture', models.CharField(blank=True, max_length=60)),
-                ('parameter_count', models.BigIntegerField(default=0)),
-                ('size_bytes', models.BigIntegerField(default=0)),
-                ('file_type', models.CharField(blank=True, max_length=40)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('capabilities', models.JSONField(blank=True, default=dict)),
-                ('warnings', models.JSONField(blank=True, default=list)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('derived_from', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='derivatives', to='projects.languagemodel')),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='language_models', to='projects.organization')),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='language_models', to='projects.project')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=200)),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("teacher", "Teacher"), ("student", "Student")], default="teacher", max_length=10
+                    ),
+                ),
+                (
+                    "format",
+                    models.CharField(
+                        choices=[("gguf", "GGUF"), ("safetensors", "Safetensors (Hugging Face)")], max_length=12
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("importing", "Importing"), ("ready", "Ready"), ("failed", "Failed")],
+                        default="importing",
+                        max_length=10,
+                    ),
+                ),
+                ("error", models.TextField(blank=True)),
+                ("architecture", models.CharField(blank=True, max_length=60)),
+                ("parameter_count", models.BigIntegerField(default=0)),
+                ("size_bytes", models.BigIntegerField(default=0)),
+                ("file_type", models.CharField(blank=True, max_length=40)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                ("capabilities", models.JSONField(blank=True, default=dict)),
+                ("warnings", models.JSONField(blank=True, default=list)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "derived_from",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="derivatives",
+                        to="projects.languagemodel",
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="language_models",
+                        to="projects.organization",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="language_models",
+                        to="projects.project",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='ModelFile',
+            name="ModelFile",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('path', models.CharField(max_length=500)),
-                ('blob', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='model_files', to='projects.blob')),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='files', to='projects.languagemodel')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("path", models.CharField(max_length=500)),
+                (
+                    "blob",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="model_files", to="projects.blob"
+                    ),
+                ),
+                (
+                    "model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="files", to="projects.languagemodel"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['path'],
+                "ordering": ["path"],
             },
         ),
         migrations.CreateModel(
-            name='TensorRecord',
+            name="TensorRecord",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('layer', models.IntegerField(blank=True, null=True)),
-                ('component', models.CharField(max_length=20)),
-                ('shape', models.JSONField(default=list)),
-                ('dtype', models.CharField(max_length=20)),
-                ('n_params', models.BigIntegerField()),
-                ('offset', models.BigIntegerField()),
-                ('n_bytes', models.BigIntegerField()),
-                ('sha256', models.CharField(blank=True, db_index=True, max_length=64)),
-                ('file', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tensors', to='projects.modelfile')),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tensors', to='projects.languagemodel')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=200)),
+                ("layer", models.IntegerField(blank=True, null=True)),
+                ("component", models.CharField(max_length=20)),
+                ("shape", models.JSONField(default=list)),
+                ("dtype", models.CharField(max_length=20)),
+                ("n_params", models.BigIntegerField()),
+                ("offset", models.BigIntegerField()),
+                ("n_bytes", models.BigIntegerField()),
+                ("sha256", models.CharField(blank=True, db_index=True, max_length=64)),
+                (
+                    "file",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="tensors", to="projects.modelfile"
+                    ),
+                ),
+                (
+                    "model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="tensors", to="projects.languagemodel"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['model', 'offset'],
+                "ordering": ["model", "offset"],
             },
         ),
         migrations.AddConstraint(
-            model_name='modelfile',
-            constraint=models.UniqueConstraint(fields=('model', 'path'), name='uniq_model_file_path'),
+            model_name="modelfile",
+            constraint=models.UniqueConstraint(fields=("model", "path"), name="uniq_model_file_path"),
         ),
         migrations.AddIndex(
-            model_name='tensorrecord',
-            index=models.Index(fields=['model', 'layer', 'component'], name='tensor_model_layer_comp'),
+            model_name="tensorrecord",
+            index=models.Index(fields=["model", "layer", "component"], name="tensor_model_layer_comp"),
         ),
     ]

@@ -7,46 +7,116 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('projects', '0003_language_models'),
+        ("projects", "0003_language_models"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Dataset',
+            name="Dataset",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('role', models.CharField(choices=[('domain', 'Domain (what the student must keep)'), ('control', 'Control (off-domain text the student may lose)'), ('prompt_pairs', 'Prompt pairs (causal tracing)')], default='domain', max_length=12)),
-                ('format', models.CharField(choices=[('txt', 'Plain text'), ('jsonl', 'JSON Lines'), ('csv', 'CSV'), ('zip', 'Zip of text files')], max_length=8)),
-                ('status', models.CharField(choices=[('processing', 'Processing'), ('ready', 'Ready'), ('failed', 'Failed')], default='processing', max_length=10)),
-                ('source_filename', models.CharField(blank=True, max_length=255)),
-                ('options', models.JSONField(blank=True, default=dict)),
-                ('encoding', models.CharField(blank=True, max_length=200)),
-                ('document_count', models.BigIntegerField(default=0)),
-                ('character_count', models.BigIntegerField(default=0)),
-                ('token_count', models.BigIntegerField(blank=True, null=True)),
-                ('tokenizer', models.CharField(blank=True, max_length=300)),
-                ('split_ratio', models.FloatField(default=0.9)),
-                ('split_seed', models.BigIntegerField(default=0)),
-                ('train_count', models.BigIntegerField(default=0)),
-                ('eval_count', models.BigIntegerField(default=0)),
-                ('stats', models.JSONField(blank=True, default=dict)),
-                ('preview', models.JSONField(blank=True, default=list)),
-                ('error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('documents_blob', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='dataset_documents', to='projects.blob')),
-                ('job', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='projects.job')),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='datasets', to='projects.organization')),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='datasets', to='projects.project')),
-                ('source_blob', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='dataset_sources', to='projects.blob')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=200)),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[
+                            ("domain", "Domain (what the student must keep)"),
+                            ("control", "Control (off-domain text the student may lose)"),
+                            ("prompt_pairs", "Prompt pairs (causal tracing)"),
+                        ],
+                        default="domain",
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "format",
+                    models.CharField(
+                        choices=[
+                            ("txt", "Plain text"),
+                            ("jsonl", "JSON Lines"),
+                            ("csv", "CSV"),
+                            ("zip", "Zip of text files"),
+                        ],
+                        max_length=8,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("processing", "Processing"), ("ready", "Ready"), ("failed", "Failed")],
+                        default="processing",
+                        max_length=10,
+                    ),
+                ),
+                ("source_filename", models.CharField(blank=True, max_length=255)),
+                ("options", models.JSONField(blank=True, default=dict)),
+                ("encoding", models.CharField(blank=True, max_length=200)),
+                ("document_count", models.BigIntegerField(default=0)),
+                ("character_count", models.BigIntegerField(default=0)),
+                ("token_count", models.BigIntegerField(blank=True, null=True)),
+                ("tokenizer", models.CharField(blank=True, max_length=300)),
+                ("split_ratio", models.FloatField(default=0.9)),
+                ("split_seed", models.BigIntegerField(default=0)),
+                ("train_count", models.BigIntegerField(default=0)),
+                ("eval_count", models.BigIntegerField(default=0)),
+                ("stats", models.JSONField(blank=True, default=dict)),
+                ("preview", models.JSONField(blank=True, default=list)),
+                ("error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "documents_blob",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="dataset_documents",
+                        to="projects.blob",
+                    ),
+                ),
+                (
+                    "job",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="projects.job",
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="datasets", to="projects.organization"
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="datasets", to="projects.project"
+                    ),
+                ),
+                (
+                    "source_blob",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="dataset_sources", to="projects.blob"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'constraints': [models.UniqueConstraint(fields=('project', 'name'), name='uniq_dataset_name')],
+                "ordering": ["-created_at", "-id"],
+                "constraints": [models.UniqueConstraint(fields=("project", "name"), name="uniq_dataset_name")],
             },
         ),
     ]

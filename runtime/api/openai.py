@@ -70,8 +70,17 @@ MAX_MESSAGES = 1000
 class OpenAIError(Exception):
     """A failed request, answered in OpenAI's error shape."""
 
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None, retry: bool = False, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        retry: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
         self.retry = retry
@@ -94,6 +103,7 @@ def bad_request(message: str, param: str | None) -> OpenAIError:
 
 # --- who is asking --------------------------------------------------------------------------------
 
+
 @dataclass
 class Caller:
     token: ApiToken
@@ -113,14 +123,21 @@ def authenticate(request: HttpRequest) -> Caller:
     try:
         found = BearerTokenAuthentication().authenticate(request)
     except drf_exceptions.AuthenticationFailed as error:
-        raise OpenAIError(401, str(error.detail), code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"}) from None
+        raise OpenAIError(
+            401, str(error.detail), code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"}
+        ) from None
     if found is None:
         raise OpenAIError(
-            401, "No API key: send `Authorization: Bearer <token>` with a personal API token of your organisation "
-                 "(Settings → API tokens). Browser sessions are not accepted here.",
-            code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+            401,
+            "No API key: send `Authorization: Bearer <token>` with a personal API token of your organisation "
+            "(Settings → API tokens). Browser sessions are not accepted here.",
+            code="invalid_api_key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     user, token = found
-    membership = Membership.objects.for_org(token.organization).select_related("organization", "user").filter(user=user).first()
+    membership = (
+        Membership.objects.for_org(token.organization).select_related("organization", "user").filter(user=user).first()
+    )
     if membership is None:  # removed between the two reads
         raise OpenAIError(401, "This token's owner is no longer a member of its organisation.", code="invalid_api_key")
     return Caller(token, membership)
@@ -128,21 +145,29 @@ def authenticate(request: HttpRequest) -> Caller:
 
 def require_role(caller: Caller, role: str, doing: str) -> None:
     if not caller.membership.has_role(role):
-        raise OpenAIError(403, f"{doing} needs the {role} role in {caller.org.slug}; this token's owner is a "
-                               f"{caller.membership.role}. Ask an admin of the organisation for the {role} role.",
-                          code="permission_denied")
+        raise OpenAIError(
+            403,
+            f"{doing} needs the {role} role in {caller.org.slug}; this token's owner is a "
+            f"{caller.membership.role}. Ask an admin of the organisation for the {role} role.",
+            code="permission_denied",
+        )
 
 
 # --- models ---------------------------------------------------------------------------------------
+
 
 def model_object(target: Agent | Endpoint, org: Organization) -> dict:
     return {"id": target.slug, "object": "model", "created": int(target.created_at.timestamp()), "owned_by": org.slug}
 
 
 def not_found(slug: str) -> OpenAIError:
-    return OpenAIError(404, f"The model `{slug}` does not exist or you do not have access to it. "
-                            "GET /v1/models lists the agents and endpoints of your organisation.",
-                       param="model", code="model_not_found")
+    return OpenAIError(
+        404,
+        f"The model `{slug}` does not exist or you do not have access to it. "
+        "GET /v1/models lists the agents and endpoints of your organisation.",
+        param="model",
+        code="model_not_found",
+    )
 
 
 def find_model(org: Organization, slug: str) -> Agent | Endpoint:
@@ -150,7 +175,9 @@ def find_model(org: Organization, slug: str) -> Agent | Endpoint:
     agent = Agent.objects.for_org(org).select_related("model").filter(slug=slug).first()
     if agent is not None:
         return agent
-    endpoint = Endpoint.objects.for_org(org).select_related("baseline__model", "candidate__model").filter(slug=slug).first()
+    endpoint = (
+        Endpoint.objects.for_org(org).select_related("baseline__model", "candidate__model").filter(slug=slug).first()
+    )
     if endpoint is not None:
         return endpoint
     raise not_found(slug)
@@ -195,6 +222,7 @@ async def retrieve_model(request: HttpRequest, model: str) -> HttpResponse:
 
 # --- request parameters ---------------------------------------------------------------------------
 
+
 @dataclass
 class CompletionParams:
     """A chat completion request, checked."""
@@ -234,21 +262,26 @@ def _content(value, where: str) -> str:
         for j, part in enumerate(value):
             if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
                 kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                raise bad_request(f"{where}.content[{j}] is of type {kind!r}: only text parts "
-                                  '({"type": "text", "text": "..."}) are supported.', f"{where}.content")
+                raise bad_request(
+                    f"{where}.content[{j}] is of type {kind!r}: only text parts "
+                    '({"type": "text", "text": "..."}) are supported.',
+                    f"{where}.content",
+                )
             parts.append(part["text"])
         text = "\n".join(parts)
     else:
         raise bad_request(f"{where}.content must be a string or a list of text parts.", f"{where}.content")
     if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
-        raise bad_request(f"{where}.content is {len(text)} characters; the limit is {settings.CHAT_MAX_MESSAGE_CHARS}.",
-                          f"{where}.content")
+        raise bad_request(
+            f"{where}.content is {len(text)} characters; the limit is {settings.CHAT_MAX_MESSAGE_CHARS}.",
+            f"{where}.content",
+        )
     return text
 
 
 def _messages(value) -> list[dict]:
     if not isinstance(value, list) or not value:
-        raise bad_request("`messages` must be a non-empty list of {\"role\", \"content\"} objects.", "messages")
+        raise bad_request('`messages` must be a non-empty list of {"role", "content"} objects.', "messages")
     if len(value) > MAX_MESSAGES:
         raise bad_request(f"`messages` has {len(value)} entries; the limit is {MAX_MESSAGES}.", "messages")
     messages = []
@@ -258,8 +291,11 @@ def _messages(value) -> list[dict]:
             raise bad_request(f"{where} must be an object with `role` and `content`.", where)
         role = ROLE_ALIASES.get(message.get("role")) if isinstance(message.get("role"), str) else None
         if role is None:
-            raise bad_request(f"{where}.role is {message.get('role')!r}: use system, user or assistant "
-                              "(tool and function messages are not supported).", f"{where}.role")
+            raise bad_request(
+                f"{where}.role is {message.get('role')!r}: use system, user or assistant "
+                "(tool and function messages are not supported).",
+                f"{where}.role",
+            )
         if message.get("tool_calls") or message.get("function_call"):
             raise bad_request(f"{where} has tool calls: tools are not supported.", f"{where}.tool_calls")
         messages.append({"role": role, "content": _content(message.get("content"), where)})
@@ -314,7 +350,7 @@ def parse_params(body) -> CompletionParams:
         raise bad_request("`stream` must be true or false.", "stream")
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
-        raise bad_request("`stream_options` must be an object such as {\"include_usage\": true}.", "stream_options")
+        raise bad_request('`stream_options` must be an object such as {"include_usage": true}.', "stream_options")
     include_usage = (options or {}).get("include_usage", False)
     if not isinstance(include_usage, bool):
         raise bad_request("`stream_options.include_usage` must be true or false.", "stream_options")
@@ -322,14 +358,22 @@ def parse_params(body) -> CompletionParams:
     if user is not None and (not isinstance(user, str) or len(user) > 256):
         raise bad_request("`user` must be a string of at most 256 characters.", "user")
     return CompletionParams(
-        model=model, messages=messages, temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=stop,
+        model=model,
+        messages=messages,
+        temperature=temperature,
+        top_p=top_p,
+        max_tokens=max_tokens,
+        stop=stop,
         # llama.cpp seeds are 32-bit; OpenAI's are 64-bit: fold, so every seed still gives one stream.
-        seed=seed % 2**32 if seed is not None else None, stream=bool(stream), include_usage=include_usage and bool(stream),
+        seed=seed % 2**32 if seed is not None else None,
+        stream=bool(stream),
+        include_usage=include_usage and bool(stream),
         user=user or "",
     )
 
 
 # --- one chat completion --------------------------------------------------------------------------
+
 
 @dataclass
 class Plan:
@@ -344,25 +388,57 @@ class Plan:
     request: ChatRequest
 
 
-def record_inference(caller: Caller, agent: Agent, endpoint: Endpoint | None, variant: str, *, outcome: str,
-                     started: float, error: str = "", ttft_ms: int | None = None, prompt_tokens: int = 0,
-                     completion_tokens: int = 0) -> None:
+def record_inference(
+    caller: Caller,
+    agent: Agent,
+    endpoint: Endpoint | None,
+    variant: str,
+    *,
+    outcome: str,
+    started: float,
+    error: str = "",
+    ttft_ms: int | None = None,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+) -> None:
     """The request's audit row; latency counts from the moment the request arrived."""
     actions.do_record_inference(
-        caller.org, agent=agent, source=Source.API, outcome=outcome, user=caller.user, token=caller.token,
-        endpoint=endpoint, variant=variant, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-        ttft_ms=ttft_ms, latency_ms=int((time.perf_counter() - started) * 1000), error=error)
+        caller.org,
+        agent=agent,
+        source=Source.API,
+        outcome=outcome,
+        user=caller.user,
+        token=caller.token,
+        endpoint=endpoint,
+        variant=variant,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        ttft_ms=ttft_ms,
+        latency_ms=int((time.perf_counter() - started) * 1000),
+        error=error,
+    )
 
 
 def _not_ready(name: str, agent: Agent, org: Organization) -> OpenAIError:
-    deploy = (f"Deploy it: POST /api/v1/orgs/{org.slug}/agents/{agent.pk}/deploy/ (or the Deploy button on the "
-              "agent's page), then try again.")
+    deploy = (
+        f"Deploy it: POST /api/v1/orgs/{org.slug}/agents/{agent.pk}/deploy/ (or the Deploy button on the "
+        "agent's page), then try again."
+    )
     if agent.status == AgentStatus.DEPLOYING:
-        return OpenAIError(503, f"{name} is being deployed (its model is loading); try again in a few seconds.",
-                           type="server_error", code="model_not_ready", retry=True, headers={"Retry-After": "2"})
+        return OpenAIError(
+            503,
+            f"{name} is being deployed (its model is loading); try again in a few seconds.",
+            type="server_error",
+            code="model_not_ready",
+            retry=True,
+            headers={"Retry-After": "2"},
+        )
     if agent.status == AgentStatus.FAILED:
-        return OpenAIError(409, f"{name} failed to deploy: {agent.error} Fix the cause, then deploy it again. {deploy}",
-                           code="model_not_deployed")
+        return OpenAIError(
+            409,
+            f"{name} failed to deploy: {agent.error} Fix the cause, then deploy it again. {deploy}",
+            code="model_not_deployed",
+        )
     return OpenAIError(409, f"{name} is not deployed. {deploy}", code="model_not_deployed")
 
 
@@ -389,19 +465,33 @@ def prepare(request: HttpRequest, started: float) -> Plan:
     try:
         backend = serving.backend_for(agent)
     except (InferenceError, ValueError, OSError) as error:
-        raise refuse(OpenAIError(500, f"{name} cannot answer: {error}", type="server_error", code="backend_unavailable")) from None
+        raise refuse(
+            OpenAIError(500, f"{name} cannot answer: {error}", type="server_error", code="backend_unavailable")
+        ) from None
     except StopIteration:  # the model has no file left in storage
-        raise refuse(OpenAIError(500, f"{name} cannot answer: its model file is missing from storage. Re-upload the model.",
-                                 type="server_error", code="backend_unavailable")) from None
+        raise refuse(
+            OpenAIError(
+                500,
+                f"{name} cannot answer: its model file is missing from storage. Re-upload the model.",
+                type="server_error",
+                code="backend_unavailable",
+            )
+        ) from None
     messages = params.messages
     if agent.system_prompt and not any(m["role"] == "system" for m in messages):
         messages = [{"role": "system", "content": agent.system_prompt}, *messages]
     try:
-        chat = ChatRequest(messages, GenerationSettings(
-            temperature=params.temperature if params.temperature is not None else agent.temperature,
-            top_p=params.top_p if params.top_p is not None else agent.top_p,
-            max_tokens=params.max_tokens or agent.max_tokens, stop=params.stop, seed=params.seed,
-        ), truncate=False)
+        chat = ChatRequest(
+            messages,
+            GenerationSettings(
+                temperature=params.temperature if params.temperature is not None else agent.temperature,
+                top_p=params.top_p if params.top_p is not None else agent.top_p,
+                max_tokens=params.max_tokens or agent.max_tokens,
+                stop=params.stop,
+                seed=params.seed,
+            ),
+            truncate=False,
+        )
     except ValueError as error:
         raise refuse(bad_request(str(error), None)) from None
     return Plan(caller, params, agent, endpoint, variant, backend, chat)
@@ -414,8 +504,12 @@ def engine_error(error: Exception) -> OpenAIError:
         return OpenAIError(503, str(error), type="server_error", code=error.code)
     if isinstance(error, InferenceError):
         return OpenAIError(500, str(error), type="server_error", code=error.code)
-    return OpenAIError(500, f"Generation failed unexpectedly ({type(error).__name__}); the server log has the details.",
-                       type="server_error", code="internal_error")
+    return OpenAIError(
+        500,
+        f"Generation failed unexpectedly ({type(error).__name__}); the server log has the details.",
+        type="server_error",
+        code="internal_error",
+    )
 
 
 class Generation:
@@ -455,9 +549,20 @@ class Generation:
             return
         self._recorded = True
         plan = self.plan
-        await asyncio.shield(database_sync_to_async(record_inference)(
-            plan.caller, plan.agent, plan.endpoint, plan.variant, outcome=outcome, started=self.started, error=error,
-            ttft_ms=self.ttft_ms, prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens))
+        await asyncio.shield(
+            database_sync_to_async(record_inference)(
+                plan.caller,
+                plan.agent,
+                plan.endpoint,
+                plan.variant,
+                outcome=outcome,
+                started=self.started,
+                error=error,
+                ttft_ms=self.ttft_ms,
+                prompt_tokens=self.prompt_tokens,
+                completion_tokens=self.completion_tokens,
+            )
+        )
 
     async def fail(self, error: Exception) -> OpenAIError:
         if not isinstance(error, InferenceError):
@@ -467,8 +572,11 @@ class Generation:
         return answer
 
     def usage(self) -> dict:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "total_tokens": self.prompt_tokens + self.completion_tokens}
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
 
     # -- without streaming ---------------------------------------------------------------
 
@@ -483,21 +591,38 @@ class Generation:
         except Exception as error:  # noqa: BLE001 - every failure is answered and audited
             return (await self.fail(error)).response()
         await self.record(Outcome.COMPLETE)
-        return JsonResponse({
-            "id": self.id, "object": "chat.completion", "created": self.created, "model": self.plan.params.model,
-            "system_fingerprint": None,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(self.text), "refusal": None},
-                         "logprobs": None, "finish_reason": self.finish_reason or "stop"}],
-            "usage": self.usage(),
-        })
+        return JsonResponse(
+            {
+                "id": self.id,
+                "object": "chat.completion",
+                "created": self.created,
+                "model": self.plan.params.model,
+                "system_fingerprint": None,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "".join(self.text), "refusal": None},
+                        "logprobs": None,
+                        "finish_reason": self.finish_reason or "stop",
+                    }
+                ],
+                "usage": self.usage(),
+            }
+        )
 
     # -- streaming (server-sent events) --------------------------------------------------
 
     def chunk(self, delta: dict | None, finish_reason: str | None = None, *, usage: dict | None = None) -> bytes:
-        payload = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                   "model": self.plan.params.model, "system_fingerprint": None,
-                   "choices": [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None,
-                                                         "finish_reason": finish_reason}]}
+        payload = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.plan.params.model,
+            "system_fingerprint": None,
+            "choices": []
+            if delta is None
+            else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        }
         if self.plan.params.include_usage:
             payload["usage"] = usage
         return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
@@ -578,8 +703,12 @@ def read_json(request: HttpRequest):
     try:
         raw = request.body
     except RequestDataTooBig:
-        raise OpenAIError(413, f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes; "
-                               "send a shorter conversation.", code="request_too_large") from None
+        raise OpenAIError(
+            413,
+            f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes; "
+            "send a shorter conversation.",
+            code="request_too_large",
+        ) from None
     try:
         return json.loads(raw)
     except ValueError as error:
@@ -597,7 +726,11 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
         return error.response()
     except Exception:  # noqa: BLE001 - clients of this API read JSON errors, never an HTML page
         logger.exception("chat completion request failed")
-        return OpenAIError(500, "The server failed while reading the request; the server log has the details.",
-                           type="server_error", code="internal_error").response()
+        return OpenAIError(
+            500,
+            "The server failed while reading the request; the server log has the details.",
+            type="server_error",
+            code="internal_error",
+        ).response()
     generation = Generation(plan, started)
     return await (generation.stream() if plan.params.stream else generation.complete())

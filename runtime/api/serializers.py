@@ -9,7 +9,6 @@ from rest_framework import serializers
 
 from runtime.models import Agent, Backend, Conversation, Endpoint, Feedback, InferenceRecord, Message, Promotion
 
-
 AGENT_STATUS = "undeployed, deploying, live or failed"
 
 
@@ -29,7 +28,16 @@ class EndpointBriefSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-AGENT_SETTINGS = ["system_prompt", "temperature", "top_p", "max_tokens", "context_length", "gpu_layers", "use_mmap", "threads"]
+AGENT_SETTINGS = [
+    "system_prompt",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "context_length",
+    "gpu_layers",
+    "use_mmap",
+    "threads",
+]
 
 
 class AgentSerializer(serializers.ModelSerializer):
@@ -44,8 +52,25 @@ class AgentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Agent
-        fields = ["id", "slug", "name", "project", "backend", "model", "remote_url", "remote_model", "has_remote_api_key",
-                  *AGENT_SETTINGS, "status", "error", "deployment", "deployed_at", "created_by", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "slug",
+            "name",
+            "project",
+            "backend",
+            "model",
+            "remote_url",
+            "remote_model",
+            "has_remote_api_key",
+            *AGENT_SETTINGS,
+            "status",
+            "error",
+            "deployment",
+            "deployed_at",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = fields
 
     def get_has_remote_api_key(self, agent) -> bool:
@@ -61,20 +86,32 @@ class RemoteURLField(serializers.CharField):
         if value:
             parts = urlsplit(value)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise serializers.ValidationError("Enter the base URL of an OpenAI-compatible API, e.g. http://gpu-host:8080/v1.")
+                raise serializers.ValidationError(
+                    "Enter the base URL of an OpenAI-compatible API, e.g. http://gpu-host:8080/v1."
+                )
         return value
 
 
 class AgentUpdateSerializer(serializers.ModelSerializer):
     """What can change on an agent (its slug — the OpenAI API's ``model`` — and project stay)."""
 
-    remote_url = RemoteURLField(required=False, allow_blank=True, max_length=200,
-                                help_text="Base URL of an OpenAI-compatible API (remote backend), e.g. http://gpu-host:8080/v1.")
-    model = serializers.IntegerField(required=False, allow_null=True, help_text="Id of a ready GGUF model of this organisation.")
-    remote_api_key = serializers.CharField(required=False, allow_blank=True, write_only=True, max_length=500,
-                                           trim_whitespace=True,
-                                           help_text="Sent as the bearer token to the remote endpoint; never shown back. "
-                                                     "Blank keeps the current key.")
+    remote_url = RemoteURLField(
+        required=False,
+        allow_blank=True,
+        max_length=200,
+        help_text="Base URL of an OpenAI-compatible API (remote backend), e.g. http://gpu-host:8080/v1.",
+    )
+    model = serializers.IntegerField(
+        required=False, allow_null=True, help_text="Id of a ready GGUF model of this organisation."
+    )
+    remote_api_key = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        write_only=True,
+        max_length=500,
+        trim_whitespace=True,
+        help_text="Sent as the bearer token to the remote endpoint; never shown back. Blank keeps the current key.",
+    )
 
     class Meta:
         model = Agent
@@ -84,8 +121,12 @@ class AgentUpdateSerializer(serializers.ModelSerializer):
 
 class AgentCreateSerializer(AgentUpdateSerializer):
     project = serializers.SlugField(help_text="Slug of a project of this organisation.")
-    slug = serializers.SlugField(required=False, allow_blank=True, max_length=120,
-                                 help_text="The name clients use as `model` (OpenAI API); defaults to the name, slugified.")
+    slug = serializers.SlugField(
+        required=False,
+        allow_blank=True,
+        max_length=120,
+        help_text="The name clients use as `model` (OpenAI API); defaults to the name, slugified.",
+    )
 
     class Meta(AgentUpdateSerializer.Meta):
         fields = ["project", "slug", *AgentUpdateSerializer.Meta.fields]
@@ -112,14 +153,27 @@ class EndpointSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Endpoint
-        fields = ["id", "slug", "name", "project", "baseline", "candidate", "candidate_share", "status", "testing",
-                  "created_by", "created_at"]
+        fields = [
+            "id",
+            "slug",
+            "name",
+            "project",
+            "baseline",
+            "candidate",
+            "candidate_share",
+            "status",
+            "testing",
+            "created_by",
+            "created_at",
+        ]
         read_only_fields = fields
 
 
 class EndpointDetailSerializer(EndpointSerializer):
-    ab_results = serializers.SerializerMethodField(help_text="Per variant: conversations, answers, thumbs up/down "
-                                                             "with the up-rate's 95 % interval, latency percentiles.")
+    ab_results = serializers.SerializerMethodField(
+        help_text="Per variant: conversations, answers, thumbs up/down "
+        "with the up-rate's 95 % interval, latency percentiles."
+    )
     history = PromotionSerializer(many=True, read_only=True)
 
     class Meta(EndpointSerializer.Meta):
@@ -138,10 +192,12 @@ class EndpointCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=120)
     slug = serializers.SlugField(required=False, allow_blank=True, max_length=120, default="")
     baseline = serializers.IntegerField(help_text="Id of the agent answering by default.")
-    candidate = serializers.IntegerField(required=False, allow_null=True, default=None,
-                                         help_text="Id of the agent under test (optional).")
-    candidate_share = serializers.FloatField(min_value=0, max_value=1, default=0.5,
-                                             help_text="Share of new conversations sent to the candidate.")
+    candidate = serializers.IntegerField(
+        required=False, allow_null=True, default=None, help_text="Id of the agent under test (optional)."
+    )
+    candidate_share = serializers.FloatField(
+        min_value=0, max_value=1, default=0.5, help_text="Share of new conversations sent to the candidate."
+    )
 
 
 class ChangeTestSerializer(serializers.Serializer):
@@ -175,8 +231,22 @@ class MessageSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Message
-        fields = ["id", "role", "content", "status", "error", "superseded", "prompt_tokens", "completion_tokens",
-                  "ttft_ms", "duration_ms", "dropped_messages", "created_at", "updated_at", "feedback"]
+        fields = [
+            "id",
+            "role",
+            "content",
+            "status",
+            "error",
+            "superseded",
+            "prompt_tokens",
+            "completion_tokens",
+            "ttft_ms",
+            "duration_ms",
+            "dropped_messages",
+            "created_at",
+            "updated_at",
+            "feedback",
+        ]
         read_only_fields = fields
 
 
@@ -222,8 +292,25 @@ class InferenceRecordSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = InferenceRecord
-        fields = ["id", "created_at", "source", "outcome", "error", "agent", "model", "endpoint", "variant", "conversation",
-                  "message", "user", "token", "prompt_tokens", "completion_tokens", "ttft_ms", "latency_ms"]
+        fields = [
+            "id",
+            "created_at",
+            "source",
+            "outcome",
+            "error",
+            "agent",
+            "model",
+            "endpoint",
+            "variant",
+            "conversation",
+            "message",
+            "user",
+            "token",
+            "prompt_tokens",
+            "completion_tokens",
+            "ttft_ms",
+            "latency_ms",
+        ]
         read_only_fields = fields
 
 
@@ -235,4 +322,3 @@ class AuditSummarySerializer(serializers.Serializer):
     by_source = serializers.DictField(child=serializers.IntegerField())
     ttft_ms = serializers.DictField(help_text="p50, p95, p99 (null without data).")
     latency_ms = serializers.DictField(help_text="p50, p95, p99 (null without data).")
-

@@ -13,8 +13,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
 from projects.actions import ActionError
@@ -130,9 +130,14 @@ class EndpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
         data.is_valid(raise_exception=True)
         values = data.validated_data
         endpoint = actions.do_create_endpoint(
-            self.project_named(values["project"]), request.user, name=values["name"], slug=values["slug"],
-            baseline=self.agent_by_id(values["baseline"], "baseline"), candidate=self.agent_by_id(values["candidate"], "candidate"),
-            candidate_share=values["candidate_share"])
+            self.project_named(values["project"]),
+            request.user,
+            name=values["name"],
+            slug=values["slug"],
+            baseline=self.agent_by_id(values["baseline"], "baseline"),
+            candidate=self.agent_by_id(values["candidate"], "candidate"),
+            candidate_share=values["candidate_share"],
+        )
         return Response(self.detail_of(endpoint), status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance):
@@ -146,8 +151,13 @@ class EndpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
         data = s.ChangeTestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        endpoint = actions.do_change_test(endpoint, request.user, candidate=self.agent_by_id(values["candidate"], "candidate"),
-                                          candidate_share=values["candidate_share"], note=values["note"])
+        endpoint = actions.do_change_test(
+            endpoint,
+            request.user,
+            candidate=self.agent_by_id(values["candidate"], "candidate"),
+            candidate_share=values["candidate_share"],
+            note=values["note"],
+        )
         return Response(self.detail_of(endpoint))
 
     @extend_schema(request=s.NoteSerializer, responses=s.EndpointDetailSerializer)
@@ -196,7 +206,9 @@ class ConversationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixi
         queryset = super().get_queryset()
         if getattr(self, "swagger_fake_view", False):
             return queryset
-        queryset = (queryset & Conversation.objects.visible_to(self.membership)).select_related("agent", "endpoint", "user")
+        queryset = (queryset & Conversation.objects.visible_to(self.membership)).select_related(
+            "agent", "endpoint", "user"
+        )
         if self.request.query_params.get("agent"):  # never through an endpoint: that would tell the variant
             queryset = queryset.filter(agent__slug=self.request.query_params["agent"], endpoint=None)
         if self.action != "list":
@@ -222,8 +234,11 @@ class ConversationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixi
         data = s.FeedbackCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        message = Message.objects.for_org(self.org).filter(conversation=conversation, pk=values["message"],
-                                                           superseded=False).first()
+        message = (
+            Message.objects.for_org(self.org)
+            .filter(conversation=conversation, pk=values["message"], superseded=False)
+            .first()
+        )
         if message is None:
             raise ActionError("No such message in this conversation.", field="message", code="not_found")
         feedback = actions.do_feedback(message, request.user, values["rating"], values["comment"])
@@ -240,18 +255,27 @@ def _moment(value: str, param: str, *, end: bool = False) -> datetime:
         except ValueError:
             pass
         if day is None:
-            raise ActionError(f"`{param}` must be an ISO 8601 date or date-time, e.g. 2025-01-31 or "
-                              f"2025-01-31T12:00:00Z, not {value!r}.", field=param)
+            raise ActionError(
+                f"`{param}` must be an ISO 8601 date or date-time, e.g. 2025-01-31 or "
+                f"2025-01-31T12:00:00Z, not {value!r}.",
+                field=param,
+            )
         moment = datetime.combine(day, time.max if end else time.min)
     return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
 
 
 AUDIT_FILTERS = [
-    OpenApiParameter(name, description=description) for name, description in (
-        ("agent", "An agent's slug."), ("endpoint", "An endpoint's slug."), ("outcome", "complete, stopped, interrupted, failed."),
-        ("source", "chat (browser) or api (OpenAI-compatible API)."), ("variant", "baseline or candidate."),
-        ("user", "A username."), ("since", "ISO 8601 date or date-time: records at or after it."),
-        ("until", "ISO 8601 date or date-time: records at or before it."))
+    OpenApiParameter(name, description=description)
+    for name, description in (
+        ("agent", "An agent's slug."),
+        ("endpoint", "An endpoint's slug."),
+        ("outcome", "complete, stopped, interrupted, failed."),
+        ("source", "chat (browser) or api (OpenAI-compatible API)."),
+        ("variant", "baseline or candidate."),
+        ("user", "A username."),
+        ("since", "ISO 8601 date or date-time: records at or after it."),
+        ("until", "ISO 8601 date or date-time: records at or before it."),
+    )
 ]
 
 
@@ -261,8 +285,14 @@ class InferenceRecordViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, R
 
     model = InferenceRecord
     serializer_class = s.InferenceRecordSerializer
-    filter_params = {"agent": "agent__slug", "endpoint": "endpoint__slug", "outcome": "outcome", "source": "source",
-                     "variant": "variant", "user": "user__username"}
+    filter_params = {
+        "agent": "agent__slug",
+        "endpoint": "endpoint__slug",
+        "outcome": "outcome",
+        "source": "source",
+        "variant": "variant",
+        "user": "user__username",
+    }
 
     def get_queryset(self):
         queryset = super().get_queryset().select_related("agent", "endpoint", "user", "token")

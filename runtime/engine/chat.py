@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import codecs
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator, NamedTuple, Protocol, Union
+from typing import NamedTuple, Protocol, Union
 
 ROLES = ("system", "user", "assistant")
 
@@ -128,8 +129,7 @@ Event = Union[Queued, Started, Delta, Finished]
 class ChatBackend(Protocol):
     """One loaded (or reachable) model that can answer chats."""
 
-    def stream(self, request: ChatRequest, cancel: threading.Event) -> Iterator[Event]:
-        ...
+    def stream(self, request: ChatRequest, cancel: threading.Event) -> Iterator[Event]: ...
 
 
 class TextAssembler:
@@ -176,5 +176,5 @@ class TextAssembler:
                 if s.startswith(text[-n:]):
                     keep = max(keep, n)
                     break
-        self._held = text[len(text) - keep:] if keep else ""
+        self._held = text[len(text) - keep :] if keep else ""
         return text[: len(text) - keep] if keep else text

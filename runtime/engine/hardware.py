@@ -22,8 +22,13 @@ def free_vram_bytes() -> int | None:
     if binary is None:
         return None
     try:
-        out = subprocess.run([binary, "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=5, check=True).stdout
+        out = subprocess.run(
+            [binary, "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout
         return int(out.split()[0]) * 2**20
     except (subprocess.SubprocessError, ValueError, IndexError, OSError):
         return None

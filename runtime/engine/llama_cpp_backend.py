@@ -15,15 +15,15 @@ from __future__ import annotations
 import ctypes
 import gc
 import os
+import queue as queue_module
 import threading
 import time
-import queue as queue_module
 from collections import OrderedDict
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -85,8 +85,17 @@ class LoadSpec:
             raise ValueError("Threads must be 0 (all cores) or a positive number.")
 
 
-def estimate_memory(file_size: int, *, n_ctx: int, n_layers: int | None, n_embd: int | None,
-                    n_heads: int | None, n_heads_kv: int | None, n_vocab: int | None, n_batch: int = 512) -> int:
+def estimate_memory(
+    file_size: int,
+    *,
+    n_ctx: int,
+    n_layers: int | None,
+    n_embd: int | None,
+    n_heads: int | None,
+    n_heads_kv: int | None,
+    n_vocab: int | None,
+    n_batch: int = 512,
+) -> int:
     """Bytes a loaded model takes: the weights, an f16 KV cache for ``n_ctx`` and the logits buffer.
 
     Unknown header facts count as zero; a 10 % margin covers llama.cpp's compute buffers.
@@ -180,8 +189,14 @@ def load_llama(spec: LoadSpec):
     threads = spec.n_threads or available_cpus()
     try:
         return Llama(
-            model_path=spec.path, n_ctx=spec.n_ctx, n_gpu_layers=spec.n_gpu_layers, use_mmap=spec.use_mmap,
-            n_threads=threads, n_threads_batch=threads, n_batch=min(512, spec.n_ctx), verbose=False,
+            model_path=spec.path,
+            n_ctx=spec.n_ctx,
+            n_gpu_layers=spec.n_gpu_layers,
+            use_mmap=spec.use_mmap,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_batch=min(512, spec.n_ctx),
+            verbose=False,
         )
     except (ValueError, RuntimeError, OSError) as error:
         raise ModelLoadError(
@@ -208,8 +223,15 @@ class ModelCache:
 
     @staticmethod
     def _describe(spec: LoadSpec, model: LoadedModel) -> dict:
-        return {"path": spec.path, "n_ctx": spec.n_ctx, "estimated_bytes": spec.estimated_bytes, "users": model.users,
-                "queued": max(0, len(model.queue) - 1), "loaded_at": model.loaded_at, "last_used": model.last_used}
+        return {
+            "path": spec.path,
+            "n_ctx": spec.n_ctx,
+            "estimated_bytes": spec.estimated_bytes,
+            "users": model.users,
+            "queued": max(0, len(model.queue) - 1),
+            "loaded_at": model.loaded_at,
+            "last_used": model.last_used,
+        }
 
     def snapshot(self) -> list[dict]:
         """What is loaded, for status pages."""
@@ -401,7 +423,7 @@ class LlamaCppBackend:
         n_ctx = _context_size(model.llm)
         messages = list(request.messages)
         system = [m for m in messages[:1] if m["role"] == "system"]
-        rest = messages[len(system):]
+        rest = messages[len(system) :]
         room = n_ctx - min(request.settings.max_tokens, n_ctx // 2) if request.truncate else n_ctx - 1
         dropped = 0
         while True:
@@ -468,7 +490,9 @@ class LlamaCppBackend:
         os.replace(tmp, path)
         os.replace(path.with_suffix(".tokens.tmp.npy"), path.with_suffix(".tokens.npy"))
 
-    def _generate(self, model: LoadedModel, request: ChatRequest, cancel: threading.Event, started: float) -> Iterator[Event]:
+    def _generate(
+        self, model: LoadedModel, request: ChatRequest, cancel: threading.Event, started: float
+    ) -> Iterator[Event]:
         import llama_cpp
 
         llm = model.llm
@@ -491,7 +515,9 @@ class LlamaCppBackend:
         pending_tokens = 0
         first_token_at = None
         reason = "length"
-        generator = llm.generate(prompt, temp=settings.temperature, top_p=settings.top_p, top_k=40, min_p=0.05, repeat_penalty=1.0)
+        generator = llm.generate(
+            prompt, temp=settings.temperature, top_p=settings.top_p, top_k=40, min_p=0.05, repeat_penalty=1.0
+        )
         try:
             for token in generator:
                 if first_token_at is None:

@@ -12,8 +12,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from runtime.engine.chat import ChatRequest, ContextOverflow, Delta, Event, Finished, InferenceError, Started
 
@@ -41,7 +41,10 @@ class RemoteBackend:
         if self.spec.api_key:
             headers["Authorization"] = f"Bearer {self.spec.api_key}"
         request = urllib.request.Request(
-            self.spec.base_url.rstrip("/") + "/chat/completions", data=json.dumps(body).encode(), headers=headers, method="POST"
+            self.spec.base_url.rstrip("/") + "/chat/completions",
+            data=json.dumps(body).encode(),
+            headers=headers,
+            method="POST",
         )
         try:
             return urllib.request.urlopen(request, timeout=self.spec.timeout)
@@ -49,7 +52,9 @@ class RemoteBackend:
             message = _error_message(error)
             if "context" in message.lower() and error.code == 400:
                 raise ContextOverflow(f"The remote endpoint refused the prompt: {message}") from error
-            raise InferenceError(f"The remote endpoint {self.spec.base_url} answered {error.code}: {message}") from error
+            raise InferenceError(
+                f"The remote endpoint {self.spec.base_url} answered {error.code}: {message}"
+            ) from error
         except (urllib.error.URLError, OSError) as error:
             raise InferenceError(
                 f"The remote endpoint {self.spec.base_url} cannot be reached ({getattr(error, 'reason', error)}). "
@@ -60,8 +65,12 @@ class RemoteBackend:
         started = time.perf_counter()
         settings = request.settings
         body = {
-            "model": self.spec.model, "messages": request.messages, "stream": True,
-            "temperature": settings.temperature, "top_p": settings.top_p, "max_tokens": settings.max_tokens,
+            "model": self.spec.model,
+            "messages": request.messages,
+            "stream": True,
+            "temperature": settings.temperature,
+            "top_p": settings.top_p,
+            "max_tokens": settings.max_tokens,
             "stream_options": {"include_usage": True},
         }
         if settings.stop:

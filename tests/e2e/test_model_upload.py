@@ -104,8 +104,10 @@ def test_upload_a_gguf_and_see_its_layers(page: Page, actors, gguf, start_worker
     # Throttle the upload (about 1.5 s for the file), so that speed and time left show.
     cdp = page.context.new_cdp_session(page)
     cdp.send("Network.enable")
-    cdp.send("Network.emulateNetworkConditions",
-             {"offline": False, "latency": 5, "downloadThroughput": -1, "uploadThroughput": 110_000})
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 5, "downloadThroughput": -1, "uploadThroughput": 110_000},
+    )
     record_progress(page)
     puts = []
     page.on("request", lambda r: r.method == "PUT" and UPLOAD_PUT.search(r.url) and puts.append(r.headers))
@@ -113,7 +115,10 @@ def test_upload_a_gguf_and_see_its_layers(page: Page, actors, gguf, start_worker
     expect(page.get_by_role("button", name="Upload")).to_be_disabled()
 
     model_id = expect_model_page(page, actors.org.slug, "Tiny teacher")
-    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+    )
     progress = recorded_progress(page)
     percents = [p for p, _ in progress]
     assert percents == sorted(percents) and percents[-1] == 100, progress
@@ -128,7 +133,7 @@ def test_upload_a_gguf_and_see_its_layers(page: Page, actors, gguf, start_worker
     for headers in puts:
         start, end, total = map(int, re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", headers["content-range"]).groups())
         assert total == len(data) and end - start + 1 <= CHUNK
-        assert headers["x-chunk-sha256"] == hashlib.sha256(data[start:end + 1]).hexdigest()
+        assert headers["x-chunk-sha256"] == hashlib.sha256(data[start : end + 1]).hexdigest()
 
     badge = page.locator("h1 .badge")
     expect(badge).to_have_text("Importing")
@@ -145,7 +150,8 @@ def test_upload_a_gguf_and_see_its_layers(page: Page, actors, gguf, start_worker
     files = page.locator("table").filter(has=page.get_by_role("columnheader", name="SHA-256"))
     expect(files.get_by_role("row").nth(1)).to_contain_text("tiny.gguf")
     assert model_json(page, actors.org.slug, model_id)["files"] == [
-        {"path": "tiny.gguf", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}]
+        {"path": "tiny.gguf", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    ]
     assert page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('hartonomous.upload:'))") == []
     screenshot(page, "model-page.png")
 
@@ -173,7 +179,9 @@ def test_lost_chunks_are_resumed_from_the_servers_offset(page: Page, new_page, a
             route.abort("connectionreset")
         elif puts["count"] == 4:
             response = route.fetch()
-            events.append(("stored, answer lost", content_range, response.json()["offset"] if response.ok else response.status))
+            events.append(
+                ("stored, answer lost", content_range, response.json()["offset"] if response.ok else response.status)
+            )
             new_page.problems.excuse_failed_load(request.url)
             route.abort("connectionreset")
         else:
@@ -182,8 +190,14 @@ def test_lost_chunks_are_resumed_from_the_servers_offset(page: Page, new_page, a
     open_upload_form(page, actors.org.slug)
     page.route(UPLOAD_PUT, chunk_route)
     answered, gets = [], []
-    page.on("response", lambda r: r.request.method == "PUT" and UPLOAD_PUT.search(r.url) and answered.append(
-        ("answered", r.request.headers["content-range"], r.status, r.json().get("offset"))))
+    page.on(
+        "response",
+        lambda r: (
+            r.request.method == "PUT"
+            and UPLOAD_PUT.search(r.url)
+            and answered.append(("answered", r.request.headers["content-range"], r.status, r.json().get("offset")))
+        ),
+    )
     page.on("request", lambda r: r.method == "GET" and UPLOAD_PUT.search(r.url) and gets.append(r.url))
     record_progress(page)
     choose_and_send(page, actors.project, gguf, "Resumed teacher")
@@ -194,8 +208,7 @@ def test_lost_chunks_are_resumed_from_the_servers_offset(page: Page, new_page, a
         return f"bytes {start}-{min(start + CHUNK, len(data)) - 1}/{len(data)}"
 
     n = chunk_count(gguf)
-    assert events == [("aborted before the server", range_of(1), None),
-                      ("stored, answer lost", range_of(2), 3 * CHUNK)]
+    assert events == [("aborted before the server", range_of(1), None), ("stored, answer lost", range_of(2), 3 * CHUNK)]
     # What the server stored, in order: every chunk once, from the right offset; chunk 2
     # (index 1) again after its abort; after the lost answer the client went on with the next.
     stored = [r for _, r, status, _ in answered if status == 200]
@@ -218,7 +231,11 @@ def test_reloaded_page_resumes_the_remembered_upload(page: Page, actors, gguf):
     held = []
 
     def hold_third_chunk(route):
-        if not held and route.request.method == "PUT" and route.request.headers["content-range"].startswith(f"bytes {2 * CHUNK}-"):
+        if (
+            not held
+            and route.request.method == "PUT"
+            and route.request.headers["content-range"].startswith(f"bytes {2 * CHUNK}-")
+        ):
             held.append(route)  # never answered, never sent on: the page is reloaded while it waits
             return
         route.continue_()
@@ -226,7 +243,9 @@ def test_reloaded_page_resumes_the_remembered_upload(page: Page, actors, gguf):
     open_upload_form(page, actors.org.slug)
     page.route(UPLOAD_PUT, hold_third_chunk)
     choose_and_send(page, actors.project, gguf, "Reloaded teacher")
-    page.wait_for_function("() => document.querySelector('[data-upload-progress] .progress').getAttribute('aria-valuenow') !== '0'")
+    page.wait_for_function(
+        "() => document.querySelector('[data-upload-progress] .progress').getAttribute('aria-valuenow') !== '0'"
+    )
     expect(page.locator("[data-upload-status]")).to_contain_text("Sending tiny.gguf")
     deadline = time.monotonic() + 10
     while not held:
@@ -268,7 +287,10 @@ def test_refused_file_shows_the_servers_message_and_keeps_nothing(page: Page, ne
     path.write_bytes(content)
     assert len(content) > 2 * CHUNK
     opened = []
-    page.on("response", lambda r: r.request.method == "POST" and r.url.endswith("/uploads/") and opened.append(r.json()["id"]))
+    page.on(
+        "response",
+        lambda r: r.request.method == "POST" and r.url.endswith("/uploads/") and opened.append(r.json()["id"]),
+    )
     model_posts = []
 
     def on_model_post(response):

@@ -130,8 +130,9 @@ def test_signup_to_finished_job(page: Page, start_worker):
 
 @pytest.mark.worker
 def test_job_list_updates_live(page: Page, actors, start_worker):
-    job = in_thread(actions.do_enqueue_job, actors.org, "tests.slow_count", user=actors.member,
-                    params={"steps": 6, "delay": 0.4})
+    job = in_thread(
+        actions.do_enqueue_job, actors.org, "tests.slow_count", user=actors.member, params={"steps": 6, "delay": 0.4}
+    )
     log_in(page, "bob")
     page.goto(f"/o/{actors.org.slug}/jobs/")
     row = page.locator(f'tr[data-job-id="{job.pk}"]')
@@ -240,7 +241,9 @@ def test_job_panel_falls_back_to_polling_without_websocket(page: Page, actors, s
     # Every socket to /ws/ is answered by Playwright and closed at once, as a proxy that
     # does not pass websockets would; live.js then polls the panel every 2 s.
     page.route_web_socket(re.compile(r"/ws/"), lambda socket: socket.close(code=1011, reason="blocked by the test"))
-    job = in_thread(actions.do_enqueue_job, actors.org, "projects.recount_stats", user=actors.member, project=actors.project)
+    job = in_thread(
+        actions.do_enqueue_job, actors.org, "projects.recount_stats", user=actors.member, project=actors.project
+    )
     panel_requests = []
     page.on("request", lambda request: "fragment=panel" in request.url and panel_requests.append(request.url))
     log_in(page, "bob")

@@ -23,8 +23,12 @@ from projects.engine.archives import (
 )
 from projects.engine.model_formats import ModelFormatError, PickleCheckpointError, plan_model_archive
 
-LIMITS = ArchiveLimits(max_uncompressed_bytes=1024**3, max_members=1000,
-                       uncompressed_setting="TEST_MAX_BYTES", members_setting="TEST_MAX_FILES")
+LIMITS = ArchiveLimits(
+    max_uncompressed_bytes=1024**3,
+    max_members=1000,
+    uncompressed_setting="TEST_MAX_BYTES",
+    members_setting="TEST_MAX_FILES",
+)
 
 
 def make_zip(path: Path, entries, compression=zipfile.ZIP_DEFLATED) -> Path:
@@ -64,15 +68,24 @@ def test_limits_are_validated():
 
 
 def test_listing_normalises_paths_skips_system_files_and_sorts(tmp_path):
-    path = make_zip(tmp_path / "a.zip", [
-        ("model/b.txt", b"b"), ("model/./a.txt", b"a"), ("model/sub/", b""), ("__MACOSX/model/._a.txt", b"x"),
-        ("model/.DS_Store", b"x"), ("model/.cache/huggingface/x.metadata", b"x"), ("model\\c.txt", b"c"),
-    ])
+    path = make_zip(
+        tmp_path / "a.zip",
+        [
+            ("model/b.txt", b"b"),
+            ("model/./a.txt", b"a"),
+            ("model/sub/", b""),
+            ("__MACOSX/model/._a.txt", b"x"),
+            ("model/.DS_Store", b"x"),
+            ("model/.cache/huggingface/x.metadata", b"x"),
+            ("model\\c.txt", b"c"),
+        ],
+    )
     listing = list_zip(path, LIMITS, "a.zip")
     assert [m.path for m in listing.members] == ["model/a.txt", "model/b.txt", "model/c.txt"]
     assert [m.size for m in listing.members] == [1, 1, 1]
-    assert sorted(listing.skipped) == sorted(["model/sub/", "__MACOSX/model/._a.txt", "model/.DS_Store",
-                                              "model/.cache/huggingface/x.metadata"])
+    assert sorted(listing.skipped) == sorted(
+        ["model/sub/", "__MACOSX/model/._a.txt", "model/.DS_Store", "model/.cache/huggingface/x.metadata"]
+    )
     assert listing.declared_bytes == 6
     folder, stripped = strip_top_folder(listing.members)
     assert folder == "model" and [m.path for m in stripped] == ["a.txt", "b.txt", "c.txt"]
@@ -88,12 +101,15 @@ def test_top_folder_is_only_stripped_when_everything_is_in_it(tmp_path):
     assert [m.path for m in strip_top_folder(nested)[1]] == ["b/config.json"]  # one level only
 
 
-@pytest.mark.parametrize(("entry", "message"), [
-    ("../evil.txt", r"contains a path that leaves the archive \(“\.\./evil\.txt”\)"),
-    ("docs/../../evil.txt", "leaves the archive"),
-    ("/etc/passwd", r"contains an absolute path \(“/etc/passwd”\)"),
-    ("C:/windows/x.txt", "absolute path"),
-])
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("../evil.txt", r"contains a path that leaves the archive \(“\.\./evil\.txt”\)"),
+        ("docs/../../evil.txt", "leaves the archive"),
+        ("/etc/passwd", r"contains an absolute path \(“/etc/passwd”\)"),
+        ("C:/windows/x.txt", "absolute path"),
+    ],
+)
 def test_escaping_paths_are_refused(tmp_path, entry, message):
     path = make_zip(tmp_path / "escape.zip", [("ok.txt", b"fine"), (zipfile.ZipInfo(entry), b"x")])
     with pytest.raises(ArchiveRefused, match=message):
@@ -133,8 +149,11 @@ def test_too_many_entries_and_declared_bombs_are_refused_before_inflating(tmp_pa
         list_zip(many, small, "many.zip")
     bomb = make_zip(tmp_path / "bomb.zip", [("zeros.bin", b"\0" * (8 * 1024 * 1024))])
     assert bomb.stat().st_size < 64 * 1024
-    with pytest.raises(ArchiveRefused, match=r"“bomb.zip” declares 8,388,608 bytes of uncompressed data, more than the "
-                                             r"limit of 1,048,576: it is refused \(a zip bomb"):
+    with pytest.raises(
+        ArchiveRefused,
+        match=r"“bomb.zip” declares 8,388,608 bytes of uncompressed data, more than the "
+        r"limit of 1,048,576: it is refused \(a zip bomb",
+    ):
         list_zip(bomb, small, "bomb.zip")
 
 
@@ -150,7 +169,7 @@ def test_not_a_zip_and_damaged_zips_are_told_apart(tmp_path):
         list_zip(cut, LIMITS, "cut.zip")
     garbled = tmp_path / "garbled.zip"
     at = whole.rfind(b"PK\x01\x02")
-    garbled.write_bytes(whole[:at] + b"XXXX" + whole[at + 4:])  # a directory entry is broken
+    garbled.write_bytes(whole[:at] + b"XXXX" + whole[at + 4 :])  # a directory entry is broken
     with pytest.raises(ArchiveError, match="“garbled.zip” is not a valid zip archive .*create it again"):
         list_zip(garbled, LIMITS, "garbled.zip")
 
@@ -185,15 +204,21 @@ def test_a_lying_directory_stops_at_the_cap_and_a_wrong_size_is_refused(tmp_path
     listing = list_zip(liar, limits, "liar.zip")
     assert listing.declared_bytes == 1000
     inflation = Inflation(limits, "liar.zip", listing.declared_bytes)
-    with pytest.raises(ArchiveRefused, match=r"“liar.zip” inflates past the limit of 1,048,576 bytes of uncompressed data "
-                                             r"\(TEST_MAX_BYTES\) while reading “zeros.bin”, although its directory declares 1,000"):
+    with pytest.raises(
+        ArchiveRefused,
+        match=r"“liar.zip” inflates past the limit of 1,048,576 bytes of uncompressed data "
+        r"\(TEST_MAX_BYTES\) while reading “zeros.bin”, although its directory declares 1,000",
+    ):
         for _, stream in read_members(liar, listing.members, inflation):
             while stream.read(256 * 1024):
                 pass
     assert inflation.done <= limits.max_uncompressed_bytes + 256 * 1024  # stopped at the cap, not at 50 MiB
     small_liar = make_zip(tmp_path / "small-liar.zip", [("zeros.bin", b"\0" * 5000)])
     patch_sizes(small_liar, 1000)
-    with pytest.raises(ArchiveRefused, match=r"“zeros.bin” in “small-liar.zip” holds 5,000 bytes but the archive's directory says 1,000"):
+    with pytest.raises(
+        ArchiveRefused,
+        match=r"“zeros.bin” in “small-liar.zip” holds 5,000 bytes but the archive's directory says 1,000",
+    ):
         read_all(small_liar)
 
 
@@ -243,30 +268,74 @@ def model_zip(tmp_path: Path, names: list[str], name: str = "model.zip") -> list
 
 
 def test_model_plan_strips_the_folder_and_leaves_out_what_is_not_a_model_file(tmp_path):
-    members = model_zip(tmp_path, ["tiny/config.json", "tiny/model-00001-of-00002.safetensors",
-                                   "tiny/model-00002-of-00002.safetensors", "tiny/model.safetensors.index.json",
-                                   "tiny/tokenizer.json", "tiny/README.md", "tiny/images/logo.png"])
+    members = model_zip(
+        tmp_path,
+        [
+            "tiny/config.json",
+            "tiny/model-00001-of-00002.safetensors",
+            "tiny/model-00002-of-00002.safetensors",
+            "tiny/model.safetensors.index.json",
+            "tiny/tokenizer.json",
+            "tiny/README.md",
+            "tiny/images/logo.png",
+        ],
+    )
     plan = plan_model_archive(members, "model.zip")
     assert plan.folder == "tiny"
-    assert [m.path for m in plan.files] == ["config.json", "model-00001-of-00002.safetensors",
-                                           "model-00002-of-00002.safetensors", "model.safetensors.index.json", "tokenizer.json"]
+    assert [m.path for m in plan.files] == [
+        "config.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+        "tokenizer.json",
+    ]
     assert plan.left_out == ["tiny/README.md", "tiny/images/logo.png"]
     gguf = plan_model_archive(model_zip(tmp_path, ["tiny.gguf"], "g.zip"), "g.zip")
     assert [m.path for m in gguf.files] == ["tiny.gguf"] and gguf.folder == ""
 
 
-@pytest.mark.parametrize(("names", "error", "message"), [
-    (["m/config.json", "m/model.safetensors", "m/pytorch_model.bin"], PickleCheckpointError,
-     r"model.zip: refused: the zip holds PyTorch pickle checkpoints \(pytorch_model.bin\); leave them out of the zip\. "
-     r"PyTorch pickle checkpoints can run code when loaded"),
-    (["config.json", "model.safetensors", "original/consolidated.00.pth"], PickleCheckpointError, "consolidated.00.pth"),
-    (["m/model.safetensors", "m/tokenizer.json"], ModelFormatError, "model.zip: missing config.json: a Hugging Face model folder needs config.json"),
-    (["m/model.safetensors", "m/adapter_config.json"], ModelFormatError, "LoRA adapter"),
-    (["a/b/config.json", "a/b/model.safetensors"], ModelFormatError, r"the weights are in a subfolder \(b/model.safetensors\)"),
-    (["config.json", "weights/model.safetensors", "m/config.json"], ModelFormatError, "the weights are in a subfolder"),
-    (["model.safetensors", "sub/config.json"], ModelFormatError, r"missing config.json at the top of the zip \(there is sub/config.json\)"),
-    (["config.json", "tokenizer.json", "README.md"], ModelFormatError, "the zip holds no .safetensors or .gguf files"),
-])
+@pytest.mark.parametrize(
+    ("names", "error", "message"),
+    [
+        (
+            ["m/config.json", "m/model.safetensors", "m/pytorch_model.bin"],
+            PickleCheckpointError,
+            r"model.zip: refused: the zip holds PyTorch pickle checkpoints \(pytorch_model.bin\); leave them out of the zip\. "
+            r"PyTorch pickle checkpoints can run code when loaded",
+        ),
+        (
+            ["config.json", "model.safetensors", "original/consolidated.00.pth"],
+            PickleCheckpointError,
+            "consolidated.00.pth",
+        ),
+        (
+            ["m/model.safetensors", "m/tokenizer.json"],
+            ModelFormatError,
+            "model.zip: missing config.json: a Hugging Face model folder needs config.json",
+        ),
+        (["m/model.safetensors", "m/adapter_config.json"], ModelFormatError, "LoRA adapter"),
+        (
+            ["a/b/config.json", "a/b/model.safetensors"],
+            ModelFormatError,
+            r"the weights are in a subfolder \(b/model.safetensors\)",
+        ),
+        (
+            ["config.json", "weights/model.safetensors", "m/config.json"],
+            ModelFormatError,
+            "the weights are in a subfolder",
+        ),
+        (
+            ["model.safetensors", "sub/config.json"],
+            ModelFormatError,
+            r"missing config.json at the top of the zip \(there is sub/config.json\)",
+        ),
+        (
+            ["config.json", "tokenizer.json", "README.md"],
+            ModelFormatError,
+            "the zip holds no .safetensors or .gguf files",
+        ),
+    ],
+)
 def test_model_plan_refusals(tmp_path, names, error, message):
     with pytest.raises(error, match=message):
         plan_model_archive(model_zip(tmp_path, names), "model.zip")

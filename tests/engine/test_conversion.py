@@ -71,8 +71,17 @@ def llama_cpp_logits(gguf: Path, tokens: list[int]) -> np.ndarray:
     """(T, vocab) logits llama.cpp computes for ``tokens`` (one pass, no sampling)."""
     from llama_cpp import Llama
 
-    llm = Llama(model_path=str(gguf), n_ctx=64, n_batch=64, logits_all=True, verbose=False, seed=0, n_threads=2,
-                type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32)
+    llm = Llama(
+        model_path=str(gguf),
+        n_ctx=64,
+        n_batch=64,
+        logits_all=True,
+        verbose=False,
+        seed=0,
+        n_threads=2,
+        type_k=GGML_TYPE_F32,
+        type_v=GGML_TYPE_F32,
+    )
     try:
         llm.eval(tokens)
         return np.array(llm.scores[: len(tokens)], dtype=np.float32)
@@ -109,7 +118,12 @@ def test_gguf_to_hf_matches_llama_cpp(tmp_path, tensor_type):
     out = gguf_to_hf(gguf, tmp_path / "hf", lambda fraction, message: steps.append((fraction, message)))
 
     assert out == tmp_path / "hf"
-    assert {p.name for p in out.iterdir()} >= {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"}
+    assert {p.name for p in out.iterdir()} >= {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    }
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no partial folder left
     config = json.loads((out / "config.json").read_text())
     assert config["architectures"] == ["LlamaForCausalLM"] and "quantization_config" not in config
@@ -132,7 +146,9 @@ def test_a_wrong_rotary_layout_is_caught(tmp_path, monkeypatch):
     from tests.support import tiny_models
 
     weights = sharp_weights(seed=3)
-    reference = torch_logits(gguf_to_hf(write_gguf_llama(tmp_path / "ok.gguf", CONFIG, weights), tmp_path / "hf"), TOKENS)
+    reference = torch_logits(
+        gguf_to_hf(write_gguf_llama(tmp_path / "ok.gguf", CONFIG, weights), tmp_path / "hf"), TOKENS
+    )
     monkeypatch.setattr(tiny_models, "permute_for_llama_cpp", lambda weight, n_heads: weight)
     wrong = llama_cpp_logits(write_gguf_llama(tmp_path / "wrong.gguf", CONFIG, weights), TOKENS)
     assert np.abs(wrong - reference).max() > 100 * ATOL["F16"]
@@ -158,8 +174,13 @@ def test_gguf_to_hf_tokenizer_matches_llama_cpp(tmp_path):
 def test_hf_to_gguf_with_the_official_converter_matches_torch(tmp_path, llama_converter, outtype):
     folder = write_hf_llama(tmp_path / "hf", CONFIG, sharp_weights(seed=4), shards=2)
     steps: list[tuple[float, str]] = []
-    gguf = hf_to_gguf(folder, tmp_path / "out" / "tiny.gguf", lambda fraction, message: steps.append((fraction, message)),
-                      outtype=outtype, converter=llama_converter)
+    gguf = hf_to_gguf(
+        folder,
+        tmp_path / "out" / "tiny.gguf",
+        lambda fraction, message: steps.append((fraction, message)),
+        outtype=outtype,
+        converter=llama_converter,
+    )
 
     info = inspect_model(gguf)
     assert info.architecture == "llama" and info.capabilities.chat and info.capabilities.analysis
@@ -177,8 +198,14 @@ def test_converter_runs_on_its_vendored_gguf_package(llama_converter):
     import gguf as installed
 
     code = "import gguf, sys; print(gguf.__file__)"
-    done = subprocess.run([sys.executable, "-c", code], env=converter_environment(llama_converter), capture_output=True,
-                          text=True, check=True, cwd=llama_converter.parent)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=converter_environment(llama_converter),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=llama_converter.parent,
+    )
     assert Path(done.stdout.strip()).is_relative_to(llama_converter / "gguf-py")
     assert not Path(installed.__file__).is_relative_to(llama_converter)
     marker = json.loads((llama_converter / CONVERTER_MARKER).read_text())
@@ -193,7 +220,9 @@ def test_converter_extraction_is_idempotent_and_bounded(tmp_path, llama_converte
     with tarfile.open(sdist, "w:gz") as archive:  # a stand-in sdist made of the extracted converter
         for path in sorted(llama_converter.rglob("*")):
             if path.is_file() and path.name != CONVERTER_MARKER and "__pycache__" not in path.parts:
-                archive.add(path, f"llama_cpp_python-{version}/vendor/llama.cpp/{path.relative_to(llama_converter).as_posix()}")
+                archive.add(
+                    path, f"llama_cpp_python-{version}/vendor/llama.cpp/{path.relative_to(llama_converter).as_posix()}"
+                )
         archive.add(llama_converter / "LICENSE", f"llama_cpp_python-{version}/vendor/llama.cpp/CMakeLists.txt")
     folder = extract_converter(sdist, tmp_path / "tools")
     assert find_converter(tmp_path / "tools") == folder
@@ -233,13 +262,17 @@ def test_a_failing_converter_leaves_nothing(tmp_path, llama_converter):
     folder = write_hf_llama(tmp_path / "hf", CONFIG, shards=1)
     fake = tmp_path / "fake-converter"
     (fake / "gguf-py").mkdir(parents=True)
-    (fake / "convert_hf_to_gguf.py").write_text("import sys\nprint('INFO:hf-to-gguf:Loading model')\n"
-                                               "open(sys.argv[3], 'wb').write(b'GGUF half')\nsys.exit('boom: out of memory')\n")
+    (fake / "convert_hf_to_gguf.py").write_text(
+        "import sys\nprint('INFO:hf-to-gguf:Loading model')\n"
+        "open(sys.argv[3], 'wb').write(b'GGUF half')\nsys.exit('boom: out of memory')\n"
+    )
     with pytest.raises(ConversionError, match="boom: out of memory"):
         hf_to_gguf(folder, tmp_path / "out" / "m.gguf", outtype="f16", converter=fake)
     assert not list((tmp_path / "out").iterdir())
 
-    (fake / "convert_hf_to_gguf.py").write_text("import time\nprint('INFO:hf-to-gguf:Loading model', flush=True)\ntime.sleep(60)\n")
+    (fake / "convert_hf_to_gguf.py").write_text(
+        "import time\nprint('INFO:hf-to-gguf:Loading model', flush=True)\ntime.sleep(60)\n"
+    )
     with pytest.raises(ConversionError, match="longer than 1 s"):
         hf_to_gguf(folder, tmp_path / "out" / "m.gguf", outtype="f16", converter=fake, timeout=1)
 
@@ -248,7 +281,8 @@ def test_a_failing_converter_leaves_nothing(tmp_path, llama_converter):
     (fake / "convert_hf_to_gguf.py").write_text(
         f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
         "print('INFO:hf-to-gguf:token_embd.weight,          torch.float32 --> F16, shape = {64, 288}', flush=True)\n"
-        "time.sleep(60)\n")
+        "time.sleep(60)\n"
+    )
 
     class Stop(Exception):
         pass
@@ -256,6 +290,7 @@ def test_a_failing_converter_leaves_nothing(tmp_path, llama_converter):
     def cancel(fraction, message):
         if message.startswith("Preparing tensors"):
             raise Stop
+
     with pytest.raises(Stop):
         hf_to_gguf(folder, tmp_path / "out" / "m.gguf", cancel, outtype="f16", converter=fake)
     assert not Path(f"/proc/{pid_file.read_text()}").exists()  # killed and reaped
@@ -271,6 +306,7 @@ def test_gguf_to_hf_stops_when_progress_raises(tmp_path):
     def cancel(fraction, message):
         if message.startswith("Dequantizing tensors"):
             raise Stop
+
     with pytest.raises(Stop):
         gguf_to_hf(write_gguf_llama(tmp_path / "tiny.gguf", CONFIG), tmp_path / "out" / "hf", cancel)
     assert not list((tmp_path / "out").iterdir())

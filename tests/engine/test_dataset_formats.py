@@ -56,7 +56,14 @@ def write_jsonl(path: Path, records) -> Path:
 
 def test_detect_format_from_the_name():
     assert [detect_format(n) for n in ("a.TXT", "b.jsonl", "c.ndjson", "d.csv", "e.tsv", "f.zip", "g.bin")] == [
-        "txt", "jsonl", "jsonl", "csv", "csv", "zip", None]
+        "txt",
+        "jsonl",
+        "jsonl",
+        "csv",
+        "csv",
+        "zip",
+        None,
+    ]
 
 
 def test_txt_lines_paragraphs_and_whole_file(tmp_path):
@@ -74,10 +81,13 @@ def test_txt_lines_paragraphs_and_whole_file(tmp_path):
 
 
 def test_jsonl_text_field_and_template(tmp_path):
-    path = write_jsonl(tmp_path / "qa.jsonl", [
-        {"question": "What is X?", "answer": "X is Y.", "body": "plain"},
-        {"question": "How many?", "answer": 3, "body": "more"},
-    ])
+    path = write_jsonl(
+        tmp_path / "qa.jsonl",
+        [
+            {"question": "What is X?", "answer": "X is Y.", "body": "plain"},
+            {"question": "How many?", "answer": 3, "body": "more"},
+        ],
+    )
     _, records = read(path, DatasetOptions("jsonl", text_field="body"), tmp_path)
     assert texts(records) == ["plain", "more"]
     _, records = read(path, DatasetOptions("jsonl", template="Question: {question}\nAnswer: {answer}"), tmp_path)
@@ -169,13 +179,16 @@ def test_zip_of_text_files(tmp_path):
 # --- Encodings --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("encoding,data,expected", [
-    ("utf-8", "naïve café — ok\n".encode("utf-8"), "utf-8"),
-    ("utf-8 with BOM", codecs.BOM_UTF8 + "naïve café\n".encode("utf-8"), "utf-8-sig"),
-    ("utf-16 LE BOM", codecs.BOM_UTF16_LE + "naïve café\n".encode("utf-16-le"), "utf-16"),
-    ("utf-16 BE BOM", codecs.BOM_UTF16_BE + "naïve café\n".encode("utf-16-be"), "utf-16"),
-    ("cp1252", "naïve café – “quoted”\n".encode("cp1252"), "cp1252"),
-])
+@pytest.mark.parametrize(
+    "encoding,data,expected",
+    [
+        ("utf-8", "naïve café — ok\n".encode(), "utf-8"),
+        ("utf-8 with BOM", codecs.BOM_UTF8 + "naïve café\n".encode(), "utf-8-sig"),
+        ("utf-16 LE BOM", codecs.BOM_UTF16_LE + "naïve café\n".encode("utf-16-le"), "utf-16"),
+        ("utf-16 BE BOM", codecs.BOM_UTF16_BE + "naïve café\n".encode("utf-16-be"), "utf-16"),
+        ("cp1252", "naïve café – “quoted”\n".encode("cp1252"), "cp1252"),
+    ],
+)
 def test_encoding_detection(tmp_path, encoding, data, expected):
     path = tmp_path / "text.txt"
     path.write_bytes(data)
@@ -187,7 +200,10 @@ def test_encoding_detection(tmp_path, encoding, data, expected):
 def test_binary_input_is_refused_with_where_the_nul_is(tmp_path):
     path = tmp_path / "image.txt"
     path.write_bytes(b"\x89PNG\r\n\x1a\nIHDR\x00\x00\x00\x10")
-    with pytest.raises(BinaryFileError, match=r"looks like a binary file \(it contains NUL bytes at byte 12\): upload UTF-8 text, JSONL or CSV"):
+    with pytest.raises(
+        BinaryFileError,
+        match=r"looks like a binary file \(it contains NUL bytes at byte 12\): upload UTF-8 text, JSONL or CSV",
+    ):
         inspect_source(path, DatasetOptions("txt"))
     path.write_bytes(bytes(range(1, 32)) * 50)  # no NUL, but nothing like text
     with pytest.raises(BinaryFileError, match="control characters"):
@@ -224,7 +240,9 @@ def test_a_line_longer_than_the_document_limit_is_refused_with_its_number(tmp_pa
     path = tmp_path / "long.txt"
     path.write_text("short\nshort\n" + "x" * 101 + "\nshort\n", encoding="utf-8")
     limits = DatasetLimits(max_document_chars=100)
-    with pytest.raises(DatasetFormatError, match=r"line 3 is longer than 100 characters \(DATASET_MAX_DOCUMENT_CHARS\)"):
+    with pytest.raises(
+        DatasetFormatError, match=r"line 3 is longer than 100 characters \(DATASET_MAX_DOCUMENT_CHARS\)"
+    ):
         read(path, DatasetOptions("txt"), tmp_path, limits)
     jsonl = write_jsonl(tmp_path / "long.jsonl", [{"text": "ok"}, {"text": "y" * 101}])
     with pytest.raises(DatasetFormatError, match=r"line 2 holds a document of 101 characters"):
@@ -282,14 +300,18 @@ def test_zip_bomb_declared_size_is_refused_before_inflating(tmp_path):
     path = write_zeros_zip(tmp_path / "bomb.zip", 50 * 1024 * 1024)
     assert path.stat().st_size < 200_000
     limits = DatasetLimits(max_uncompressed_bytes=1024 * 1024)
-    with pytest.raises(ArchiveRefused, match=r"declares 52,428,800 bytes of uncompressed data, more than the limit of 1,048,576"):
+    with pytest.raises(
+        ArchiveRefused, match=r"declares 52,428,800 bytes of uncompressed data, more than the limit of 1,048,576"
+    ):
         inspect_source(path, DatasetOptions("zip"), limits)
 
 
 def test_zip_bomb_with_a_lying_directory_stops_at_the_cap(tmp_path):
     path = write_zeros_zip(tmp_path / "liar.zip", 50 * 1024 * 1024, declare=1000)
     limits = DatasetLimits(max_uncompressed_bytes=1024 * 1024, max_document_chars=100 * 1024 * 1024)
-    with pytest.raises(ArchiveRefused, match=r"inflates past the limit of 1,048,576 bytes .* declares 1,000 bytes in all"):
+    with pytest.raises(
+        ArchiveRefused, match=r"inflates past the limit of 1,048,576 bytes .* declares 1,000 bytes in all"
+    ):
         read(path, DatasetOptions("zip"), tmp_path, limits)
     small_liar = write_zeros_zip(tmp_path / "small-liar.zip", 5000, declare=1000)
     with pytest.raises(ArchiveRefused, match=r"holds 5,000 bytes but the archive's directory says 1,000"):
@@ -314,17 +336,23 @@ def test_too_many_files_nested_archives_and_escaping_paths_are_refused(tmp_path)
     with pytest.raises(ArchiveRefused, match="contains another archive .*inner.zip.*nested archives are not accepted"):
         inspect_source(nested, DatasetOptions("zip"))
     disguised = make("disguised.zip", [("inner.txt", inner.read_bytes())])
-    with pytest.raises(ArchiveRefused, match="“inner.txt” in “disguised.zip” is a zip archive: nested archives are not accepted"):
+    with pytest.raises(
+        ArchiveRefused, match="“inner.txt” in “disguised.zip” is a zip archive: nested archives are not accepted"
+    ):
         inspect_source(disguised, DatasetOptions("zip"))
-    for entry, message in (("../evil.txt", "leaves the archive"), ("docs/../../evil.txt", "leaves the archive"),
-                           ("/etc/passwd", "absolute path"), ("C:/windows/x.txt", "absolute path")):
+    for entry, message in (
+        ("../evil.txt", "leaves the archive"),
+        ("docs/../../evil.txt", "leaves the archive"),
+        ("/etc/passwd", "absolute path"),
+        ("C:/windows/x.txt", "absolute path"),
+    ):
         path = tmp_path / "escape.zip"
         with zipfile.ZipFile(path, "w") as archive:
             archive.writestr(zipfile.ZipInfo(entry), "x")
         with pytest.raises(ArchiveRefused, match=message):
             inspect_source(path, DatasetOptions("zip"))
     link = zipfile.ZipInfo("link.txt")
-    link.external_attr = (0o120777 << 16)
+    link.external_attr = 0o120777 << 16
     path = tmp_path / "link.zip"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr(link, "/etc/passwd")
@@ -341,25 +369,35 @@ def test_too_many_files_nested_archives_and_escaping_paths_are_refused(tmp_path)
 
 # --- Prompt pairs -------------------------------------------------------------------------------
 
-GOOD_PAIR = {"clean": "The capital of France is", "corrupted": "The capital of Italy is", "target": " Paris", "distractor": " Rome"}
+GOOD_PAIR = {
+    "clean": "The capital of France is",
+    "corrupted": "The capital of Italy is",
+    "target": " Paris",
+    "distractor": " Rome",
+}
 
 
 def test_prompt_pairs_are_kept_whole(tmp_path):
-    path = write_jsonl(tmp_path / "pairs.jsonl", [GOOD_PAIR, {**GOOD_PAIR, "clean": "The capital of Spain is", "target": " Madrid"}])
+    path = write_jsonl(
+        tmp_path / "pairs.jsonl", [GOOD_PAIR, {**GOOD_PAIR, "clean": "The capital of Spain is", "target": " Madrid"}]
+    )
     result, records = read(path, DatasetOptions("jsonl", role="prompt_pairs"), tmp_path)
     assert result.documents == 2
     assert records[0] == {"id": 0, "text": "The capital of France is", "source": "line 1", **GOOD_PAIR}
     assert result.preview[1]["target"] == " Madrid"
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"target": ""}, "line 3: “target” is empty"),
-    ({"distractor": "   "}, "line 3: “distractor” is empty"),
-    ({"clean": 42}, "line 3: “clean” is 42, not a string"),
-    ({"corrupted": GOOD_PAIR["clean"]}, "line 3: “clean” and “corrupted” are the same prompt"),
-    ({"distractor": " Paris"}, "line 3: “target” and “distractor” are the same"),
-    ({"clean": None}, "line 3: “clean” is null, not a string"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"target": ""}, "line 3: “target” is empty"),
+        ({"distractor": "   "}, "line 3: “distractor” is empty"),
+        ({"clean": 42}, "line 3: “clean” is 42, not a string"),
+        ({"corrupted": GOOD_PAIR["clean"]}, "line 3: “clean” and “corrupted” are the same prompt"),
+        ({"distractor": " Paris"}, "line 3: “target” and “distractor” are the same"),
+        ({"clean": None}, "line 3: “clean” is null, not a string"),
+    ],
+)
 def test_the_first_bad_prompt_pair_is_reported_with_its_line(tmp_path, change, message):
     rows = [GOOD_PAIR, GOOD_PAIR, {**GOOD_PAIR, **change}, {**GOOD_PAIR, "target": ""}]
     path = write_jsonl(tmp_path / "pairs.jsonl", rows)
@@ -395,7 +433,11 @@ def test_length_histogram_buckets():
     assert (stats["count"], stats["total"], stats["min"], stats["max"]) == (8, 1125, 1, 1000)
     assert stats["mean"] == 140.6
     assert stats["buckets"][:4] == [
-        {"lo": 1, "hi": 1, "count": 1}, {"lo": 2, "hi": 3, "count": 2}, {"lo": 4, "hi": 7, "count": 2}, {"lo": 8, "hi": 15, "count": 1}]
+        {"lo": 1, "hi": 1, "count": 1},
+        {"lo": 2, "hi": 3, "count": 2},
+        {"lo": 4, "hi": 7, "count": 2},
+        {"lo": 8, "hi": 15, "count": 1},
+    ]
     assert stats["buckets"][-1] == {"lo": 512, "hi": 1023, "count": 1}
     assert sum(b["count"] for b in stats["buckets"]) == 8
     assert len(stats["buckets"]) == 10  # contiguous: the empty buckets between are there
@@ -406,7 +448,11 @@ def test_normalised_file_statistics(tmp_path):
     path.write_text("a\nbb\ncccc\n", encoding="utf-8")
     result, _ = read(path, DatasetOptions("txt"), tmp_path)
     assert (result.documents, result.characters) == (3, 7)
-    assert result.lengths["buckets"] == [{"lo": 1, "hi": 1, "count": 1}, {"lo": 2, "hi": 3, "count": 1}, {"lo": 4, "hi": 7, "count": 1}]
+    assert result.lengths["buckets"] == [
+        {"lo": 1, "hi": 1, "count": 1},
+        {"lo": 2, "hi": 3, "count": 1},
+        {"lo": 4, "hi": 7, "count": 1},
+    ]
 
 
 # --- Splits -----------------------------------------------------------------------------------------
@@ -449,7 +495,9 @@ def tiny_tokenizer(path: Path) -> Path:
 
     tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.train_from_iterator(["the cat sat on the mat.", "a dog, a cat!"], trainers.WordLevelTrainer(special_tokens=["[UNK]"]))
+    tokenizer.train_from_iterator(
+        ["the cat sat on the mat.", "a dog, a cat!"], trainers.WordLevelTrainer(special_tokens=["[UNK]"])
+    )
     tokenizer.save(str(path))
     return path
 

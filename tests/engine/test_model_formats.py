@@ -141,13 +141,18 @@ def test_gguf_inventory_of_a_tiny_llama(tmp_path, tensor_type):
     assert info.file_type == {"F32": "ALL_F32", "F16": "MOSTLY_F16", "Q8_0": "MOSTLY_Q8_0"}[tensor_type]
     assert info.capabilities.as_dict() == {"chat": True, "analysis": True, "distillation": True, "reasons": {}}
     assert info.metadata["llama.attention.layer_norm_rms_epsilon"] == 1e-5
-    assert info.metadata["tokenizer.ggml.tokens"] == {"type": "array", "item_type": "STRING", "length": CONFIG.vocab_size}
+    assert info.metadata["tokenizer.ggml.tokens"] == {
+        "type": "array",
+        "item_type": "STRING",
+        "length": CONFIG.vocab_size,
+    }
 
     # Every tensor: layer and component, PyTorch-order shape, the type it was written in.
     assert sorted(info.layers()) == [0, 1, 2]
     for layer, tensors in info.layers().items():
         assert sorted(t.component for t in tensors) == sorted(
-            ["attn_q", "attn_k", "attn_v", "attn_o", "mlp_gate", "mlp_up", "mlp_down", "norm", "norm"])
+            ["attn_q", "attn_k", "attn_v", "attn_o", "mlp_gate", "mlp_up", "mlp_down", "norm", "norm"]
+        )
     by_name = {t.name: t for t in info.tensors}
     assert by_name["token_embd.weight"].shape == (CONFIG.vocab_size, 64)
     assert by_name["token_embd.weight"].component == "embedding"
@@ -160,7 +165,9 @@ def test_gguf_inventory_of_a_tiny_llama(tmp_path, tensor_type):
     assert by_name["blk.1.attn_norm.weight"].dtype == "F32"
     assert by_name["blk.1.ffn_up.weight"].dtype == tensor_type
     expected_counts = {"F32": 1 + 3 * 9 + 2}  # every tensor F32
-    assert info.quant_types == expected_counts if tensor_type == "F32" else info.quant_types == {"F32": 7, tensor_type: 23}
+    assert (
+        info.quant_types == expected_counts if tensor_type == "F32" else info.quant_types == {"F32": 7, tensor_type: 23}
+    )
 
     # Parameter counts are the weights' sizes and sum to the total.
     assert info.n_params == sum(w.size for w in weights.values()) == sum(t.n_params for t in info.tensors)
@@ -301,7 +308,9 @@ def test_comparison_of_a_teacher_and_a_student_sharing_layers(tmp_path):
     student_weights["lm_head.weight"] = fresh["lm_head.weight"]
 
     teacher = inspect_model(write_gguf_llama(tmp_path / "teacher.gguf", CONFIG, teacher_weights), with_hashes=True)
-    student = inspect_model(write_gguf_llama(tmp_path / "student.gguf", student_config, student_weights), with_hashes=True)
+    student = inspect_model(
+        write_gguf_llama(tmp_path / "student.gguf", student_config, student_weights), with_hashes=True
+    )
     result = compare_models(teacher, student)
 
     teacher_params = sum(w.size for w in teacher_weights.values())
@@ -403,7 +412,11 @@ def test_gguf_truncated_in_header(tmp_path, cut_at, expected):
 def test_gguf_wrong_magic(tmp_path):
     path = tmp_path / "model.gguf"
     path.write_bytes(b"GGML" + bytes(60))
-    raises(["model.gguf", "not a GGUF file: expected magic GGUF, found b'GGML", "convert_hf_to_gguf.py"], inspect_model, path)
+    raises(
+        ["model.gguf", "not a GGUF file: expected magic GGUF, found b'GGML", "convert_hf_to_gguf.py"],
+        inspect_model,
+        path,
+    )
     path.write_bytes(b"tjgg" + bytes(60))  # llama.cpp's pre-GGUF "ggjt" container
     raises(["legacy ggjt", "convert_llama_ggml_to_gguf.py"], inspect_model, path)
 
@@ -428,7 +441,9 @@ def test_gguf_big_endian_is_explained(tmp_path):
 def test_gguf_absurd_array_length_fails_fast(tmp_path):
     # gguf.GGUFReader loops for ever on this 49-byte file; the engine must not.
     path = tmp_path / "evil.gguf"
-    path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", 1) + b"a" + struct.pack("<IIQ", 9, 0, 2**40))
+    path.write_bytes(
+        b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", 1) + b"a" + struct.pack("<IIQ", 9, 0, 2**40)
+    )
     raises(["evil.gguf", "1099511627776 items of 'a'", "truncated or corrupt"], inspect_model, path)
 
 
@@ -447,18 +462,31 @@ def test_split_gguf_part_is_explained(tmp_path):
 
 def test_safetensors_header_length_beyond_file(tmp_path):
     folder = folder_with_config(tmp_path)
-    path = write_raw_safetensors(folder / "model.safetensors", {"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}},
-                                 bytes(4), header_len=10**9)
-    raises(["model.safetensors", "header length field says 1000000000 bytes", "truncated or not safetensors"], inspect_model, path)
+    path = write_raw_safetensors(
+        folder / "model.safetensors",
+        {"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}},
+        bytes(4),
+        header_len=10**9,
+    )
+    raises(
+        ["model.safetensors", "header length field says 1000000000 bytes", "truncated or not safetensors"],
+        inspect_model,
+        path,
+    )
 
 
 def test_safetensors_tensor_out_of_bounds(tmp_path):
     folder = folder_with_config(tmp_path)
-    header = {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
-              "b": {"dtype": "F32", "shape": [256], "data_offsets": [8, 1032]}}
+    header = {
+        "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+        "b": {"dtype": "F32", "shape": [256], "data_offsets": [8, 1032]},
+    }
     path = write_raw_safetensors(folder / "model.safetensors", header, bytes(100))
-    raises(["model.safetensors", "tensor 'b' data_offsets [8, 1032] point past the end", "100 bytes", "upload it again"],
-           inspect_model, path)
+    raises(
+        ["model.safetensors", "tensor 'b' data_offsets [8, 1032] point past the end", "100 bytes", "upload it again"],
+        inspect_model,
+        path,
+    )
 
 
 def test_safetensors_truncated_in_data(tmp_path):
@@ -477,17 +505,31 @@ def test_safetensors_shape_dtype_mismatch(tmp_path):
 
 def test_safetensors_unknown_dtype(tmp_path):
     folder = folder_with_config(tmp_path)
-    path = write_raw_safetensors(folder / "model.safetensors", {"w": {"dtype": "Q7", "shape": [2], "data_offsets": [0, 2]}}, bytes(2))
+    path = write_raw_safetensors(
+        folder / "model.safetensors", {"w": {"dtype": "Q7", "shape": [2], "data_offsets": [0, 2]}}, bytes(2)
+    )
     raises(["tensor 'w' has unknown dtype 'Q7'", "BF16"], inspect_model, path)
 
 
 @pytest.mark.parametrize(
     ("header", "data_len", "expected"),
     [
-        ({"a": {"dtype": "U8", "shape": [8], "data_offsets": [0, 8]}, "b": {"dtype": "U8", "shape": [8], "data_offsets": [4, 12]}},
-         12, "overlap"),
-        ({"a": {"dtype": "U8", "shape": [8], "data_offsets": [0, 8]}, "b": {"dtype": "U8", "shape": [8], "data_offsets": [16, 24]}},
-         24, "8 unused bytes before tensor 'b'"),
+        (
+            {
+                "a": {"dtype": "U8", "shape": [8], "data_offsets": [0, 8]},
+                "b": {"dtype": "U8", "shape": [8], "data_offsets": [4, 12]},
+            },
+            12,
+            "overlap",
+        ),
+        (
+            {
+                "a": {"dtype": "U8", "shape": [8], "data_offsets": [0, 8]},
+                "b": {"dtype": "U8", "shape": [8], "data_offsets": [16, 24]},
+            },
+            24,
+            "8 unused bytes before tensor 'b'",
+        ),
         ({"a": {"dtype": "U8", "shape": [8], "data_offsets": [0, 8]}}, 20, "12 bytes after the last tensor"),
     ],
 )
@@ -511,8 +553,11 @@ def test_index_referencing_a_missing_tensor(tmp_path):
     index = json.loads(index_path.read_text())
     index["weight_map"]["model.layers.7.mlp.up_proj.weight"] = "model-00001-of-00002.safetensors"
     index_path.write_text(json.dumps(index))
-    raises(["tensor 'model.layers.7.mlp.up_proj.weight' is in model-00001-of-00002.safetensors", "no shard contains it"],
-           inspect_model, folder)
+    raises(
+        ["tensor 'model.layers.7.mlp.up_proj.weight' is in model-00001-of-00002.safetensors", "no shard contains it"],
+        inspect_model,
+        folder,
+    )
 
 
 def test_index_pointing_at_the_wrong_shard(tmp_path):
@@ -521,15 +566,21 @@ def test_index_pointing_at_the_wrong_shard(tmp_path):
     index = json.loads(index_path.read_text())
     index["weight_map"]["lm_head.weight"] = "model-00001-of-00002.safetensors"
     index_path.write_text(json.dumps(index))
-    raises(["'lm_head.weight' is in model-00001-of-00002.safetensors, but it is in model-00002-of-00002.safetensors"],
-           inspect_model, folder)
+    raises(
+        ["'lm_head.weight' is in model-00001-of-00002.safetensors, but it is in model-00002-of-00002.safetensors"],
+        inspect_model,
+        folder,
+    )
 
 
 def test_index_referencing_a_missing_shard(tmp_path):
     folder = write_hf_llama(tmp_path / "hf", CONFIG, shards=2)
     (folder / "model-00002-of-00002.safetensors").unlink()
-    raises(["hf:", "references shard model-00002-of-00002.safetensors, which is not in the folder", "upload every shard"],
-           inspect_model, folder)
+    raises(
+        ["hf:", "references shard model-00002-of-00002.safetensors, which is not in the folder", "upload every shard"],
+        inspect_model,
+        folder,
+    )
 
 
 def test_shard_the_index_never_references(tmp_path):
@@ -578,7 +629,9 @@ def test_missing_config_json(tmp_path):
 def test_lora_adapter_is_explained(tmp_path):
     folder = tmp_path / "adapter"
     folder.mkdir()
-    write_raw_safetensors(folder / "adapter_model.safetensors", {"w": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}}, b"\0")
+    write_raw_safetensors(
+        folder / "adapter_model.safetensors", {"w": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}}, b"\0"
+    )
     (folder / "adapter_config.json").write_text("{}")
     raises(["LoRA adapter", "merge_and_unload"], inspect_model, folder)
 
@@ -596,8 +649,13 @@ def test_pickle_checkpoints_refused_by_extension(tmp_path, name):
 def test_pickle_checkpoints_refused_by_content(tmp_path):
     blob = tmp_path / "3f9a0c"
     blob.write_bytes(pickle.dumps({"model.embed_tokens.weight": [0.0] * 8}, protocol=4))
-    raises(["upload.dat", "the content is a Python pickle", *PICKLE_ADVICE],
-           inspect_model, blob, original_name="upload.dat", error=PickleCheckpointError)
+    raises(
+        ["upload.dat", "the content is a Python pickle", *PICKLE_ADVICE],
+        inspect_model,
+        blob,
+        original_name="upload.dat",
+        error=PickleCheckpointError,
+    )
 
     archive = tmp_path / "checkpoint"
     with zipfile.ZipFile(archive, "w") as handle:  # the layout torch.save writes
@@ -606,13 +664,21 @@ def test_pickle_checkpoints_refused_by_content(tmp_path):
 
     named_gguf = tmp_path / "model.gguf"
     named_gguf.write_bytes(pickle.dumps([1, 2, 3]))
-    raises(["model.gguf", "Python pickle despite the .gguf name", *PICKLE_ADVICE],
-           inspect_model, named_gguf, error=PickleCheckpointError)
+    raises(
+        ["model.gguf", "Python pickle despite the .gguf name", *PICKLE_ADVICE],
+        inspect_model,
+        named_gguf,
+        error=PickleCheckpointError,
+    )
 
     folder = write_hf_llama(tmp_path / "hf", CONFIG, shards=2)  # a "shard" that is really a pickle
     (folder / "model-00002-of-00002.safetensors").write_bytes(pickle.dumps({"w": 1}))
-    raises(["model-00002-of-00002.safetensors", "despite the .safetensors name", *PICKLE_ADVICE],
-           inspect_model, folder, error=PickleCheckpointError)
+    raises(
+        ["model-00002-of-00002.safetensors", "despite the .safetensors name", *PICKLE_ADVICE],
+        inspect_model,
+        folder,
+        error=PickleCheckpointError,
+    )
 
 
 def test_bin_named_gguf_gets_rename_advice(tmp_path):
@@ -653,8 +719,12 @@ def test_gguf_of_another_architecture_is_chat_only(tmp_path):
     assert "architecture 'gpt2' is not llama-family" in info.capabilities.reasons["analysis"]
     assert "chat only" in info.capabilities.reasons["analysis"]
     info.require("chat")
-    raises(["gpt2.gguf: cannot be used for analysis", "general.architecture 'llama'"],
-           info.require, "analysis", error=UnsupportedModelError)
+    raises(
+        ["gpt2.gguf: cannot be used for analysis", "general.architecture 'llama'"],
+        info.require,
+        "analysis",
+        error=UnsupportedModelError,
+    )
 
 
 def test_gguf_of_an_architecture_llama_cpp_does_not_know(tmp_path):
@@ -668,7 +738,9 @@ def test_incomplete_llama_is_not_analysable(tmp_path):
     del weights["model.layers.1.mlp.gate_proj.weight"]
     info = inspect_model(write_gguf_llama(tmp_path / "holey.gguf", CONFIG, weights))
     assert info.capabilities.chat and not info.capabilities.analysis
-    assert info.capabilities.reasons["analysis"] == "layer 1 lacks mlp_gate tensors, so it is not a standard llama block"
+    assert (
+        info.capabilities.reasons["analysis"] == "layer 1 lacks mlp_gate tensors, so it is not a standard llama block"
+    )
 
 
 def test_safetensors_of_another_architecture_is_refused_for_analysis(tmp_path):
@@ -678,7 +750,12 @@ def test_safetensors_of_another_architecture_is_refused_for_analysis(tmp_path):
     assert not info.capabilities.analysis and not info.capabilities.distillation
     reason = info.capabilities.reasons["analysis"]
     assert "GPT2LMHeadModel (model_type 'gpt2') is not supported" in reason and "LlamaForCausalLM" in reason
-    raises(["gpt2-hf: cannot be used for analysis", "GPT2LMHeadModel"], info.require, "analysis", error=UnsupportedModelError)
+    raises(
+        ["gpt2-hf: cannot be used for analysis", "GPT2LMHeadModel"],
+        info.require,
+        "analysis",
+        error=UnsupportedModelError,
+    )
     raises(["cannot be used for distillation"], info.require, "distillation", error=UnsupportedModelError)
 
 

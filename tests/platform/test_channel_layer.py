@@ -21,7 +21,7 @@ def test_an_idle_receive_outlives_the_redis_clients_default_read_timeout():
         channel = await layer.new_channel()
         try:
             await asyncio.wait_for(layer.receive(channel), timeout=7)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return "still listening"
         finally:
             await layer.flush()

@@ -52,9 +52,11 @@ def run_compose_config(tmp_dir: Path, variables: dict[str, str]) -> subprocess.C
     empty_env_file.write_text("")
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_dir), **variables}
     return subprocess.run(
-        [executable, "--env-file", str(empty_env_file), "-f", str(COMPOSE_FILE),
-         "--profile", "gpu", "config"],
-        env=env, capture_output=True, text=True, timeout=120,
+        [executable, "--env-file", str(empty_env_file), "-f", str(COMPOSE_FILE), "--profile", "gpu", "config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -264,7 +266,7 @@ def test_workers_listen_on_their_queues(services: dict[str, dict]) -> None:
             Path(build["context"]) / build["dockerfile"]
         )
         words = command.split()
-        return [w for w in words[words.index("rqworker") + 1:] if not w.startswith("-")]
+        return [w for w in words[words.index("rqworker") + 1 :] if not w.startswith("-")]
 
     assert queues("worker") == ["default", "cpu"]
     assert queues("gpu-worker") == ["gpu"]

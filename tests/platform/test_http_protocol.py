@@ -46,8 +46,11 @@ class Served:
 
         async def serve():
             return await self.loop.connect_accepted_socket(
-                lambda: config.http_protocol_class(config=config, server_state=ServerState(), app_state={}, _loop=self.loop),
-                server_end)
+                lambda: config.http_protocol_class(
+                    config=config, server_state=ServerState(), app_state={}, _loop=self.loop
+                ),
+                server_end,
+            )
 
         self.transport, self.protocol = asyncio.run_coroutine_threadsafe(serve(), self.loop).result(10)
 
@@ -63,13 +66,19 @@ class Served:
             if not message.get("more_body"):
                 break
         answer = json.dumps({"sha256": record["digest"].hexdigest(), "bytes": sum(record["pieces"])}).encode()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": answer})
 
     def on_loop(self, fn):
         async def call():
             return fn()
+
         return asyncio.run_coroutine_threadsafe(call(), self.loop).result(10)
 
     def response(self) -> dict:
@@ -107,13 +116,16 @@ def served():
 
 
 def request(method: str, path: str, content_type: str, body: bytes) -> bytes:
-    return (f"{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 def test_a_raw_body_is_read_ahead_to_the_high_water_mark_then_handed_over_whole(served):
     body = bytes(range(256)) * (48 * MIB // 256 // 4)  # 12 MiB
-    sender = threading.Thread(target=served.client.sendall, args=(request("PUT", "/wait", "application/octet-stream", body),))
+    sender = threading.Thread(
+        target=served.client.sendall, args=(request("PUT", "/wait", "application/octet-stream", body),)
+    )
     sender.start()
     # The application has not read yet: the connection keeps reading until the high-water mark
     # (uvicorn alone stops at 64 KiB), then stops.
@@ -154,5 +166,14 @@ def test_every_start_of_the_server_uses_the_same_options():
         text = (ROOT / path).read_text()
         assert re.search(rf"uvicorn --host \S+ --port \S+ {re.escape(options)} {re.escape(APP)}", text), path
     assert uvicorn_command("python", "127.0.0.1", 8000) == [
-        "python", "-m", "uvicorn", "--host", "127.0.0.1", "--port", "8000", *UVICORN_OPTIONS, APP]
+        "python",
+        "-m",
+        "uvicorn",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "8000",
+        *UVICORN_OPTIONS,
+        APP,
+    ]
     assert http_protocol.HttpProtocol.__module__ + ":HttpProtocol" == UVICORN_OPTIONS[-1]

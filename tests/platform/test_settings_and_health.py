@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run_python(code: str, **env) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DEBUG", "SECRET_KEY", "REDIS_URL")}
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=120
+    )
 
 
 SHOW_SETTINGS = (
@@ -30,9 +32,18 @@ SHOW_SETTINGS = (
 
 def test_production_settings_pass_check_deploy(tmp_path):
     result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT, capture_output=True, text=True,
-        env={**os.environ, "DEBUG": "0", "SECRET_KEY": "k" * 20 + "Zq9-x!e@r#t$y%u^i&o*p(a)s_d+f=g" + "h" * 20,
-             "ALLOWED_HOSTS": "hartonomous.example.org", "DATA_DIR": str(tmp_path)}, timeout=120,
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "DEBUG": "0",
+            "SECRET_KEY": "k" * 20 + "Zq9-x!e@r#t$y%u^i&o*p(a)s_d+f=g" + "h" * 20,
+            "ALLOWED_HOSTS": "hartonomous.example.org",
+            "DATA_DIR": str(tmp_path),
+        },
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -47,12 +58,20 @@ def test_missing_secret_key_in_production_is_a_clear_error(tmp_path):
     [
         (None, "django.db.backends.sqlite3"),
         ("postgres://u:p@db.example.org:5432/hart", "django.db.backends.postgresql"),
-        ("mssql://sa:pw@sql.example.org:1433/hart?driver=ODBC+Driver+18+for+SQL+Server&TrustServerCertificate=yes", "mssql"),
+        (
+            "mssql://sa:pw@sql.example.org:1433/hart?driver=ODBC+Driver+18+for+SQL+Server&TrustServerCertificate=yes",
+            "mssql",
+        ),
     ],
 )
 def test_database_url_selects_the_backend(tmp_path, url, engine):
-    env = {"DEBUG": "1", "DATA_DIR": str(tmp_path), "REDIS_URL": "redis://cache.example.org:6379/1", "NEO4J_URI": "bolt://graph:7687",
-           "MEDIA_ROOT": str(tmp_path / "blobs")}
+    env = {
+        "DEBUG": "1",
+        "DATA_DIR": str(tmp_path),
+        "REDIS_URL": "redis://cache.example.org:6379/1",
+        "NEO4J_URI": "bolt://graph:7687",
+        "MEDIA_ROOT": str(tmp_path / "blobs"),
+    }
     if url:
         env["DATABASE_URL"] = url
     result = run_python(SHOW_SETTINGS, **env)
@@ -98,7 +117,9 @@ def test_readyz_reports_unreachable_redis(client, db, monkeypatch):
     import django_rq
     import redis
 
-    monkeypatch.setattr(django_rq, "get_connection", lambda *a, **k: redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5))
+    monkeypatch.setattr(
+        django_rq, "get_connection", lambda *a, **k: redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+    )
     response = client.get("/readyz")
     assert response.status_code == 503
     assert not response.json()["checks"]["redis"]["ok"]

@@ -127,8 +127,7 @@ def test_output_is_deterministic(generated):
         ),
         ("mssql://u:p@db/hartonomous", {}),
         (
-            "mssql://u:p@db/h?Encrypt=yes&query_timeout=30&host_is_server=true"
-            "&extra_params=MultiSubnetFailover%3Dyes",
+            "mssql://u:p@db/h?Encrypt=yes&query_timeout=30&host_is_server=true&extra_params=MultiSubnetFailover%3Dyes",
             {
                 "query_timeout": 30,
                 "host_is_server": True,

@@ -181,8 +181,14 @@ def server(transactional_db, isolated_media, settings):
 
 def start_upload(server, token, org, project, size) -> str:
     base = f"/api/v1/orgs/{org.slug}/uploads/"
-    status, created = call(server, token, "POST", base, json.dumps({"project": project.slug, "filename": "big.gguf", "size": size}),
-                           {"Content-Type": "application/json"})
+    status, created = call(
+        server,
+        token,
+        "POST",
+        base,
+        json.dumps({"project": project.slug, "filename": "big.gguf", "size": size}),
+        {"Content-Type": "application/json"},
+    )
     assert status == 201, created
     return f"{base}{created['id']}/"
 
@@ -204,7 +210,8 @@ def test_a_chunk_dropped_mid_body_keeps_what_arrived_and_the_upload_resumes(serv
     raw.sendall(
         f"PUT {url} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
         f"Content-Type: application/octet-stream\r\nContent-Range: bytes 0-{len(data) - 1}/{len(data)}\r\n"
-        f"Content-Length: {len(data)}\r\n\r\n".encode() + data[:sent]
+        f"Content-Length: {len(data)}\r\n\r\n".encode()
+        + data[:sent]
     )
     time.sleep(1.0)  # the server has received it all (it reads up to 16 MiB ahead of the view)
     raw.close()
@@ -217,10 +224,18 @@ def test_a_chunk_dropped_mid_body_keeps_what_arrived_and_the_upload_resumes(serv
         time.sleep(0.1)
     assert upload["offset"] == sent and upload["status"] == "receiving"
     rest = data[sent:]
-    status, answer = call(server, token, "PUT", url, rest, {
-        "Content-Type": "application/octet-stream", "Content-Range": f"bytes {sent}-{len(data) - 1}/{len(data)}",
-        "X-Chunk-SHA256": hashlib.sha256(rest).hexdigest(),
-    })
+    status, answer = call(
+        server,
+        token,
+        "PUT",
+        url,
+        rest,
+        {
+            "Content-Type": "application/octet-stream",
+            "Content-Range": f"bytes {sent}-{len(data) - 1}/{len(data)}",
+            "X-Chunk-SHA256": hashlib.sha256(rest).hexdigest(),
+        },
+    )
     assert status == 200, answer
     assert answer["offset"] == len(data)
     status, done = call(server, token, "POST", f"{url}complete/")
@@ -236,17 +251,33 @@ def test_a_refused_chunk_is_answered_without_reading_it_and_the_connection_goes_
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"}
     # Starts at the wrong offset: 409 with where to resume, and the same connection serves the next request.
-    connection.request("PUT", url, body=data, headers={**headers, "Content-Range": f"bytes {len(data)}-{2 * len(data) - 1}/{2 * len(data)}"})
+    connection.request(
+        "PUT",
+        url,
+        body=data,
+        headers={**headers, "Content-Range": f"bytes {len(data)}-{2 * len(data) - 1}/{2 * len(data)}"},
+    )
     response = connection.getresponse()
     assert response.status == 409
     assert json.loads(response.read())["error"]["offset"] == 0
-    connection.request("PUT", url, body=data, headers={**headers, "Content-Range": f"bytes 0-{len(data) - 1}/{2 * len(data)}"})
+    connection.request(
+        "PUT", url, body=data, headers={**headers, "Content-Range": f"bytes 0-{len(data) - 1}/{2 * len(data)}"}
+    )
     response = connection.getresponse()
     assert response.status == 200
     assert json.loads(response.read())["offset"] == len(data)
     # Another organisation's member gets a 404 for the same upload, body and all.
     _, outsider = project_actions.do_create_token(actors.other_org, actors.outsider, "stream test")
-    status, _ = call(server, outsider, "PUT", url, data, {"Content-Type": "application/octet-stream",
-                                                          "Content-Range": f"bytes {len(data)}-{2 * len(data) - 1}/{2 * len(data)}"})
+    status, _ = call(
+        server,
+        outsider,
+        "PUT",
+        url,
+        data,
+        {
+            "Content-Type": "application/octet-stream",
+            "Content-Range": f"bytes {len(data)}-{2 * len(data) - 1}/{2 * len(data)}",
+        },
+    )
     assert status == 404
     assert "Traceback" not in server.log()

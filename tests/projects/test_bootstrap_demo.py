@@ -38,7 +38,12 @@ def test_bootstrap_demo_is_complete_and_idempotent(db, django_capture_on_commit_
     from runtime.models import Agent
 
     agent = Agent.objects.for_org(org).get()
-    assert (agent.slug, agent.model_id, agent.status, agent.context_length) == ("medical-assistant", teacher.pk, "undeployed", 2048)
+    assert (agent.slug, agent.model_id, agent.status, agent.context_length) == (
+        "medical-assistant",
+        teacher.pk,
+        "undeployed",
+        2048,
+    )
 
 
 @pytest.mark.worker

@@ -74,7 +74,9 @@ def test_gguf_teacher_gets_a_torch_copy_once(actors, api_as, client, tmp_path, t
     # Done once: asking again returns the copy, and a duplicate job reuses it.
     third = api.post(convert_url(actors.org, source), {"format": "safetensors"}, format="json")
     assert third.status_code == 200 and third.json()["model"]["id"] == copy.pk and third.json()["job"] is None
-    duplicate = do_enqueue_job(actors.org, TO_HF_JOB, user=actors.owner, project=actors.project, params={"model": source.pk})
+    duplicate = do_enqueue_job(
+        actors.org, TO_HF_JOB, user=actors.owner, project=actors.project, params={"model": source.pk}
+    )
     assert run(duplicate.pk).result == {"model": copy.pk, "source": source.pk, "reused": True}
     assert LanguageModel.objects.filter(derived_from=source).count() == 1
 
@@ -94,7 +96,9 @@ def test_gguf_teacher_gets_a_torch_copy_once(actors, api_as, client, tmp_path, t
     assert "converted from" in derived and "Convert to GGUF" not in derived
 
 
-def test_safetensors_teacher_gets_a_gguf_from_the_page(actors, client, tmp_path, settings, transactional_db, llama_converter):
+def test_safetensors_teacher_gets_a_gguf_from_the_page(
+    actors, client, tmp_path, settings, transactional_db, llama_converter
+):
     settings.LLAMA_CPP_TOOLS_DIR = TOOLS_DIR
     source = imported(write_hf_llama(tmp_path / "hf", CONFIG, shards=2), actors, "hf teacher")
     client.force_login(actors.member)
@@ -137,7 +141,10 @@ def test_refusals(actors, api_as, tmp_path, transactional_db):
     assert response.status_code == 409 and "ready" in response.json()["error"]["message"]
 
     LanguageModel.objects.filter(pk=llama.pk).update(status=ModelStatus.READY)
-    assert api_as(actors.viewer).post(convert_url(actors.org, llama), {"format": "safetensors"}, format="json").status_code == 403
+    assert (
+        api_as(actors.viewer).post(convert_url(actors.org, llama), {"format": "safetensors"}, format="json").status_code
+        == 403
+    )
     assert not Job.objects.filter(kind__in=[TO_HF_JOB, TO_GGUF_JOB]).exists()
 
 
@@ -150,6 +157,7 @@ def test_a_failed_conversion_leaves_nothing(actors, tmp_path, monkeypatch, trans
 
     def refuse(*args, **kwargs):
         raise ActionError("Project is archived.")
+
     monkeypatch.setattr(projects.actions_models, "do_create_model", refuse)
     job = run(do_request_conversion(source, actors.member, "hf").job.pk)
     assert job.status == "failed" and "archived" in job.error

@@ -21,7 +21,12 @@ from projects.models import Blob, Dataset, Job, LanguageModel, ModelFile, Upload
 from tests.conftest import wait_for_job
 from tests.projects.test_uploads import put_chunk
 
-GOOD_PAIR = {"clean": "The capital of France is", "corrupted": "The capital of Italy is", "target": " Paris", "distractor": " Rome"}
+GOOD_PAIR = {
+    "clean": "The capital of France is",
+    "corrupted": "The capital of Italy is",
+    "target": " Paris",
+    "distractor": " Rome",
+}
 
 
 # --- Helpers ----------------------------------------------------------------------------------
@@ -35,7 +40,7 @@ def upload_bytes(api, org, project, data: bytes, filename: str) -> str:
     url = f"{base}{created.json()['id']}/"
     step = 256 * 1024
     for start in range(0, len(data), step):
-        assert put_chunk(api, url, data[start:start + step], start, len(data)).status_code == 200
+        assert put_chunk(api, url, data[start : start + step], start, len(data)).status_code == 200
     assert api.post(f"{url}complete/").json()["status"] == "complete"
     return created.json()["id"]
 
@@ -88,8 +93,10 @@ def tiny_tokenizer_json() -> bytes:
 
     tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.train_from_iterator(["what is anaemia?", "anaemia is a lack of red blood cells."],
-                                  trainers.WordLevelTrainer(special_tokens=["[UNK]"]))
+    tokenizer.train_from_iterator(
+        ["what is anaemia?", "anaemia is a lack of red blood cells."],
+        trainers.WordLevelTrainer(special_tokens=["[UNK]"]),
+    )
     return tokenizer.to_str().encode("utf-8")
 
 
@@ -97,7 +104,10 @@ def whitespace_pieces(text: str) -> int:
     return len(re.findall(r"\w+|[^\w\s]+", text))
 
 
-QA = [{"question": f"What is condition {i}?", "answer": f"Condition {i} is " + "quite " * (i % 7) + "rare."} for i in range(120)]
+QA = [
+    {"question": f"What is condition {i}?", "answer": f"Condition {i} is " + "quite " * (i % 7) + "rare."}
+    for i in range(120)
+]
 
 
 # --- Creating and processing ------------------------------------------------------------------
@@ -106,8 +116,9 @@ QA = [{"question": f"What is condition {i}?", "answer": f"Condition {i} is " + "
 def test_jsonl_template_upload_becomes_a_ready_dataset(actors, api_as, transactional_db, settings):
     api = api_as(actors.member)
     upload_id = upload_bytes(api, actors.org, actors.project, jsonl(QA), "medical-qa.jsonl")
-    response = create_dataset(api, actors.org, upload_id, role="domain",
-                              options={"template": "Question: {question}\nAnswer: {answer}"})
+    response = create_dataset(
+        api, actors.org, upload_id, role="domain", options={"template": "Question: {question}\nAnswer: {answer}"}
+    )
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["status"] == "processing" and body["name"] == "medical-qa" and body["format"] == "jsonl"
@@ -134,18 +145,23 @@ def test_jsonl_template_upload_becomes_a_ready_dataset(actors, api_as, transacti
     assert set(preview["documents"][0]) >= {"id", "text", "source", "chars", "truncated"}
 
 
-@pytest.mark.parametrize("filename,data,options,expected", [
-    ("notes.txt", b"first note\n\nsecond note\n", {}, ["first note", "second note"]),
-    ("notes.txt", b"para one\nstill one\n\npara two\n", {"unit": "paragraph"}, ["para one\nstill one", "para two"]),
-    ("rows.jsonl", b'{"body": "alpha"}\n{"body": "beta"}\n', {"text_field": "body"}, ["alpha", "beta"]),
-    ("table.csv", b'id,content\n1,"x, y"\n2,z\n', {"column": "content"}, ["x, y", "z"]),
-    ("cp1252.txt", "caf\xe9 cr\xe8me\n".encode("cp1252"), {}, ["café crème"]),
-    ("utf16.txt", "горячий чай\n".encode("utf-16"), {}, ["горячий чай"]),
-])
+@pytest.mark.parametrize(
+    "filename,data,options,expected",
+    [
+        ("notes.txt", b"first note\n\nsecond note\n", {}, ["first note", "second note"]),
+        ("notes.txt", b"para one\nstill one\n\npara two\n", {"unit": "paragraph"}, ["para one\nstill one", "para two"]),
+        ("rows.jsonl", b'{"body": "alpha"}\n{"body": "beta"}\n', {"text_field": "body"}, ["alpha", "beta"]),
+        ("table.csv", b'id,content\n1,"x, y"\n2,z\n', {"column": "content"}, ["x, y", "z"]),
+        ("cp1252.txt", "caf\xe9 cr\xe8me\n".encode("cp1252"), {}, ["café crème"]),
+        ("utf16.txt", "горячий чай\n".encode("utf-16"), {}, ["горячий чай"]),
+    ],
+)
 def test_each_format_through_the_action(actors, transactional_db, tmp_path, filename, data, options, expected):
     path = tmp_path / filename
     path.write_bytes(data)
-    dataset = actions_datasets.do_create_dataset_from_file(actors.project, actors.member, filename=filename, path=path, options=options)
+    dataset = actions_datasets.do_create_dataset_from_file(
+        actors.project, actors.member, filename=filename, path=path, options=options
+    )
     assert run_job(dataset.job_id).status == "succeeded"
     dataset.refresh_from_db()
     assert dataset.status == "ready" and [p["text"] for p in dataset.preview] == expected
@@ -159,10 +175,18 @@ def test_zip_of_text_files_through_the_form(actors, client_as, transactional_db)
     client = client_as(actors.member)
     url = reverse("dataset-create", kwargs={"org_slug": actors.org.slug})
     assert "Upload and read" in client.get(url).content.decode()
-    response = client.post(url, {
-        "project": actors.project.slug, "file": SimpleUploadedFile("corpus.zip", buffer.getvalue()), "name": "Corpus",
-        "role": "control", "format": "", "split_ratio": "0.5", "split_seed": "3",
-    })
+    response = client.post(
+        url,
+        {
+            "project": actors.project.slug,
+            "file": SimpleUploadedFile("corpus.zip", buffer.getvalue()),
+            "name": "Corpus",
+            "role": "control",
+            "format": "",
+            "split_ratio": "0.5",
+            "split_seed": "3",
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:2000]
     dataset = Dataset.objects.get(name="Corpus")
     assert response.url == reverse("dataset-detail", kwargs={"org_slug": actors.org.slug, "dataset_id": dataset.pk})
@@ -193,13 +217,17 @@ def test_zip_bomb_declared_size_is_refused_and_nothing_is_kept(actors, api_as, s
     assert_nothing_kept(settings)
 
 
-def test_zip_bomb_with_lying_headers_is_refused_by_the_job_and_nothing_is_kept(actors, transactional_db, settings, tmp_path):
+def test_zip_bomb_with_lying_headers_is_refused_by_the_job_and_nothing_is_kept(
+    actors, transactional_db, settings, tmp_path
+):
     settings.DATASET_MAX_UNCOMPRESSED_BYTES = 1024 * 1024
     settings.DATASET_MAX_DOCUMENT_CHARS = 100 * 1024 * 1024
     path = tmp_path / "liar.zip"
     path.write_bytes(zeros_zip(50 * 1024 * 1024, declare=1000, before=25))
     # Its directory looks small and harmless, and so do the first documents: the synchronous checks pass ...
-    dataset = actions_datasets.do_create_dataset_from_file(actors.project, actors.member, filename="liar.zip", path=path)
+    dataset = actions_datasets.do_create_dataset_from_file(
+        actors.project, actors.member, filename="liar.zip", path=path
+    )
     assert Blob.objects.count() == 1
     # ... and the job counts what really inflates, stops at the cap, and deletes everything.
     job = run_job(dataset.job_id)
@@ -236,7 +264,10 @@ def test_binary_and_empty_files_are_refused_through_the_form(actors, client_as, 
     png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
     response = client.post(url, {**form, "file": SimpleUploadedFile("scan.txt", png)})
     assert response.status_code == 400
-    assert "looks like a binary file (it contains NUL bytes at byte 8): upload UTF-8 text, JSONL or CSV" in response.content.decode()
+    assert (
+        "looks like a binary file (it contains NUL bytes at byte 8): upload UTF-8 text, JSONL or CSV"
+        in response.content.decode()
+    )
     assert_nothing_kept(settings)
     response = client.post(url, {**form, "file": SimpleUploadedFile("blank.txt", b"\n \n\t\n")})
     assert response.status_code == 400 and "holds no documents" in response.content.decode()
@@ -262,7 +293,10 @@ def test_options_that_do_not_fit_keep_the_upload_for_another_try(actors, api_as,
     response = create_dataset(api, actors.org, upload_id)
     assert response.status_code == 400
     error = response.json()["error"]
-    assert "has no field “text”; its fields are: question, answer" in error["message"] and "The upload is kept" in error["message"]
+    assert (
+        "has no field “text”; its fields are: question, answer" in error["message"]
+        and "The upload is kept" in error["message"]
+    )
     assert error["fields"] == {"options": [error["message"]]}
     assert Upload.objects.filter(pk=upload_id, status="complete").exists()
     response = create_dataset(api, actors.org, upload_id, options={"text_field": "answer"})
@@ -281,14 +315,26 @@ def test_prompt_pairs_are_validated(actors, api_as, transactional_db, settings):
     assert response.status_code == 201, response.content
     assert run_job(response.json()["job"]).status == "succeeded"
     preview = api.get(f"/api/v1/orgs/{actors.org.slug}/datasets/{response.json()['id']}/preview/").json()["documents"]
-    assert preview[0]["target"] == " Paris" and preview[0]["distractor"] == " Rome" and preview[0]["text"] == GOOD_PAIR["clean"]
+    assert (
+        preview[0]["target"] == " Paris"
+        and preview[0]["distractor"] == " Rome"
+        and preview[0]["text"] == GOOD_PAIR["clean"]
+    )
     # A bad line among the first documents: refused at once, with its number.
-    bad = upload_bytes(api, actors.org, actors.project, jsonl([GOOD_PAIR, GOOD_PAIR, {**GOOD_PAIR, "distractor": " Paris"}]), "bad.jsonl")
+    bad = upload_bytes(
+        api,
+        actors.org,
+        actors.project,
+        jsonl([GOOD_PAIR, GOOD_PAIR, {**GOOD_PAIR, "distractor": " Paris"}]),
+        "bad.jsonl",
+    )
     response = create_dataset(api, actors.org, bad, role="prompt_pairs")
     assert response.status_code == 400
     assert "Prompt pairs: line 3: “target” and “distractor” are the same" in response.json()["error"]["message"]
     # A bad line further down: refused by the job, with its number; nothing of it kept.
-    later = upload_bytes(api, actors.org, actors.project, jsonl([GOOD_PAIR] * 29 + [{**GOOD_PAIR, "corrupted": ""}]), "later.jsonl")
+    later = upload_bytes(
+        api, actors.org, actors.project, jsonl([GOOD_PAIR] * 29 + [{**GOOD_PAIR, "corrupted": ""}]), "later.jsonl"
+    )
     response = create_dataset(api, actors.org, later, role="prompt_pairs")
     assert response.status_code == 201
     job = run_job(response.json()["job"])
@@ -300,8 +346,9 @@ def test_prompt_pairs_are_validated(actors, api_as, transactional_db, settings):
 def test_refused_uploads_are_listed_with_their_reason(actors, client_as, transactional_db, tmp_path):
     path = tmp_path / "later.jsonl"
     path.write_bytes(jsonl([GOOD_PAIR] * 29 + [{**GOOD_PAIR, "corrupted": ""}]))
-    dataset = actions_datasets.do_create_dataset_from_file(actors.project, actors.member, filename="later.jsonl", path=path,
-                                                           role="prompt_pairs")
+    dataset = actions_datasets.do_create_dataset_from_file(
+        actors.project, actors.member, filename="later.jsonl", path=path, role="prompt_pairs"
+    )
     assert run_job(dataset.job_id).status == "failed"
     page = client_as(actors.viewer).get(reverse("dataset-list", kwargs={"org_slug": actors.org.slug})).content.decode()
     assert "Refused uploads" in page and "later.jsonl" in page and "line 30" in page
@@ -312,7 +359,9 @@ def test_refused_uploads_are_listed_with_their_reason(actors, client_as, transac
 
 def test_splits_are_deterministic_and_respect_the_ratio(actors, api_as, transactional_db):
     api = api_as(actors.member)
-    upload_id = upload_bytes(api, actors.org, actors.project, "".join(f"document number {i}\n" for i in range(5000)).encode(), "docs.txt")
+    upload_id = upload_bytes(
+        api, actors.org, actors.project, "".join(f"document number {i}\n" for i in range(5000)).encode(), "docs.txt"
+    )
     body = create_dataset(api, actors.org, upload_id).json()
     assert run_job(body["job"]).status == "succeeded"
     url = f"/api/v1/orgs/{actors.org.slug}/datasets/{body['id']}/"
@@ -362,15 +411,21 @@ def test_counting_tokens_with_a_gguf_models_vocabulary(actors, api_as, tmp_path,
     body = create_dataset(api, actors.org, upload_bytes(api, actors.org, actors.project, text, "t.txt")).json()
     assert run_job(body["job"]).status == "succeeded"
     gguf = write_gguf_llama(tmp_path / "tiny.gguf", TinyLlamaConfig())
-    model = LanguageModel.objects.create(organization=actors.org, project=actors.project, name="teacher", format="gguf", status="ready")
+    model = LanguageModel.objects.create(
+        organization=actors.org, project=actors.project, name="teacher", format="gguf", status="ready"
+    )
     ModelFile.objects.create(model=model, path="tiny.gguf", blob=blobs.store_path(gguf))
-    response = api.post(f"/api/v1/orgs/{actors.org.slug}/datasets/{body['id']}/count_tokens/", {"model": model.pk}, format="json")
+    response = api.post(
+        f"/api/v1/orgs/{actors.org.slug}/datasets/{body['id']}/count_tokens/", {"model": model.pk}, format="json"
+    )
     assert response.status_code == 201, response.content
     assert run_job(response.json()["id"]).status == "succeeded"
     dataset = Dataset.objects.get(pk=body["id"])
     (tmp_path / "hf").mkdir()
     write_tokenizer_files(tmp_path / "hf", TinyLlamaConfig())
-    expected = sum(HuggingFaceTokenizer(tmp_path / "hf" / "tokenizer.json").count(["hello world", "the cat sat on the mat"]))
+    expected = sum(
+        HuggingFaceTokenizer(tmp_path / "hf" / "tokenizer.json").count(["hello world", "the cat sat on the mat"])
+    )
     assert dataset.token_count == expected > 0
     assert "llama.cpp" in dataset.tokenizer
 
@@ -399,7 +454,9 @@ def test_processing_and_token_counting_with_a_real_worker(actors, api_as, start_
     assert detail["stats"]["tokens"]["total"] == expected and detail["stats"]["tokens"]["count"] == 120
 
     # ... or a model of the project with a tokenizer.json (the default when none is named).
-    model = LanguageModel.objects.create(organization=actors.org, project=actors.project, name="teacher", format="safetensors", status="ready")
+    model = LanguageModel.objects.create(
+        organization=actors.org, project=actors.project, name="teacher", format="safetensors", status="ready"
+    )
     ModelFile.objects.create(model=model, path="tokenizer.json", blob=Upload.objects.get(pk=tokenizer_upload).blob)
     response = api.post(f"{base}{body['id']}/count_tokens/", {}, format="json")
     assert response.status_code == 201, response.content
@@ -415,7 +472,9 @@ def test_a_refusal_in_the_worker_fails_the_job_and_keeps_nothing(actors, api_as,
     monkeypatch.setenv("DATASET_MAX_DOCUMENT_CHARS", str(100 * 1024 * 1024))
     worker = start_worker()
     api = api_as(actors.member)
-    upload_id = upload_bytes(api, actors.org, actors.project, zeros_zip(50 * 1024 * 1024, declare=1000, before=25), "liar.zip")
+    upload_id = upload_bytes(
+        api, actors.org, actors.project, zeros_zip(50 * 1024 * 1024, declare=1000, before=25), "liar.zip"
+    )
     body = create_dataset(api, actors.org, upload_id).json()
     job = wait_for_job(Job.objects.get(pk=body["job"]), lambda j: j.is_finished, worker=worker)
     assert job.status == "failed" and "inflates past the limit of 1,048,576 bytes" in job.error
@@ -453,9 +512,13 @@ def test_viewer_reads_but_cannot_write(actors, api_as, client_as, transactional_
     assert viewer.delete(f"{base}{body['id']}/").status_code == 403
     client = client_as(actors.viewer)
     for action in ("split", "count-tokens", "delete"):
-        url = reverse("dataset-action", kwargs={"org_slug": actors.org.slug, "dataset_id": body["id"], "action": action})
+        url = reverse(
+            "dataset-action", kwargs={"org_slug": actors.org.slug, "dataset_id": body["id"], "action": action}
+        )
         assert client.post(url, {"ratio": "0.5", "seed": "1"}).status_code == 403
-    page = client.get(reverse("dataset-detail", kwargs={"org_slug": actors.org.slug, "dataset_id": body["id"]})).content.decode()
+    page = client.get(
+        reverse("dataset-detail", kwargs={"org_slug": actors.org.slug, "dataset_id": body["id"]})
+    ).content.decode()
     assert "alpha" in page and "Delete dataset" not in page and "Set split" not in page
     assert Dataset.objects.get(pk=body["id"]).split_ratio == 0.9
 
@@ -468,7 +531,10 @@ def test_members_use_the_page_actions(actors, client_as, transactional_db, tmp_p
     client = client_as(actors.member)
 
     def act(action, data=None):
-        return client.post(reverse("dataset-action", kwargs={"org_slug": actors.org.slug, "dataset_id": dataset.pk, "action": action}), data or {})
+        return client.post(
+            reverse("dataset-action", kwargs={"org_slug": actors.org.slug, "dataset_id": dataset.pk, "action": action}),
+            data or {},
+        )
 
     assert act("split", {"ratio": "0.75", "seed": "11"}).status_code == 302
     dataset.refresh_from_db()
@@ -492,7 +558,9 @@ def test_outsiders_reach_no_dataset_and_no_upload(actors, api_as, client_as, tra
     # An upload of Alice's named in Charlie's organisation: not found.
     theirs = upload_bytes(api, actors.org, actors.project, b"also private\n", "u.txt")
     assert create_dataset(charlie, actors.other_org, theirs).status_code == 404
-    page = client_as(actors.outsider).get(reverse("dataset-detail", kwargs={"org_slug": actors.other_org.slug, "dataset_id": body["id"]}))
+    page = client_as(actors.outsider).get(
+        reverse("dataset-detail", kwargs={"org_slug": actors.other_org.slug, "dataset_id": body["id"]})
+    )
     assert page.status_code == 404
 
 
@@ -519,15 +587,21 @@ def test_demo_datasets_load_once_and_read_cleanly(actors, transactional_db):
 def test_creating_in_an_archived_project_or_with_a_duplicate_name_is_refused(actors, transactional_db, tmp_path):
     path = tmp_path / "t.txt"
     path.write_text("x\n", encoding="utf-8")
-    actions_datasets.do_create_dataset_from_file(actors.project, actors.member, filename="t.txt", path=path, name="Same")
+    actions_datasets.do_create_dataset_from_file(
+        actors.project, actors.member, filename="t.txt", path=path, name="Same"
+    )
     with pytest.raises(ActionError, match="already has a dataset called “Same”"):
-        actions_datasets.do_create_dataset_from_file(actors.project, actors.member, filename="t.txt", path=path, name="Same")
+        actions_datasets.do_create_dataset_from_file(
+            actors.project, actors.member, filename="t.txt", path=path, name="Same"
+        )
     assert Upload.objects.count() == 0 and Blob.objects.count() == 1
     from projects.actions import do_archive_project
 
     do_archive_project(actors.project)
     with pytest.raises(ActionError, match="archived"):
-        actions_datasets.do_create_dataset_from_file(actors.project, actors.member, filename="t.txt", path=path, name="Other")
+        actions_datasets.do_create_dataset_from_file(
+            actors.project, actors.member, filename="t.txt", path=path, name="Other"
+        )
 
 
 def test_a_cancelled_processing_job_leaves_the_dataset_failed_and_retryable(actors, api_as, db):
@@ -544,10 +618,16 @@ def test_a_cancelled_processing_job_leaves_the_dataset_failed_and_retryable(acto
 def test_a_large_form_upload_is_streamed_from_a_temporary_file(actors, client_as, transactional_db, settings):
     settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024  # Django spools bigger files to disk
     data = "".join(f"line {i}: " + "lorem ipsum " * 8 + "\n" for i in range(4000)).encode()
-    response = client_as(actors.member).post(reverse("dataset-create", kwargs={"org_slug": actors.org.slug}), {
-        "project": actors.project.slug, "file": SimpleUploadedFile("big.txt", data), "role": "control",
-        "split_ratio": "0.9", "split_seed": "0",
-    })
+    response = client_as(actors.member).post(
+        reverse("dataset-create", kwargs={"org_slug": actors.org.slug}),
+        {
+            "project": actors.project.slug,
+            "file": SimpleUploadedFile("big.txt", data),
+            "role": "control",
+            "split_ratio": "0.9",
+            "split_seed": "0",
+        },
+    )
     assert response.status_code == 302
     dataset = Dataset.objects.get(name="big")
     assert dataset.source_blob.size == len(data) and not Upload.objects.exists()

@@ -13,7 +13,9 @@ from tests.conftest import make_user
 
 def test_invitation_link_flow_in_the_browser_pages(actors, client):
     client.force_login(actors.admin)
-    response = client.post(f"/o/{actors.org.slug}/settings/invitations/", {"role": "viewer", "email": "new@example.org"}, follow=True)
+    response = client.post(
+        f"/o/{actors.org.slug}/settings/invitations/", {"role": "viewer", "email": "new@example.org"}, follow=True
+    )
     link = [str(m) for m in response.context["messages"]][0].rsplit(" ", 1)[1]
     assert f"/join/{actors.org.slug}/" in link
     invitation = Invitation.objects.get(organization=actors.org)
@@ -36,7 +38,9 @@ def test_invitation_link_flow_in_the_browser_pages(actors, client):
 
 
 def test_expired_invitation_is_refused(actors, api_as):
-    invitation, key = actions.do_create_invitation(Membership.objects.get(user=actors.admin, organization=actors.org), Role.MEMBER)
+    invitation, key = actions.do_create_invitation(
+        Membership.objects.get(user=actors.admin, organization=actors.org), Role.MEMBER
+    )
     Invitation.objects.filter(pk=invitation.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
     newcomer = make_user("late")
     response = api_as(newcomer).post("/api/v1/invitations/accept/", {"org": actors.org.slug, "key": key}, format="json")
@@ -60,7 +64,9 @@ def test_invitation_for_another_organisation_is_refused(actors, api_as):
 def test_revoked_and_unknown_invitations(actors, api_as, client):
     admin = Membership.objects.get(user=actors.admin, organization=actors.org)
     invitation, key = actions.do_create_invitation(admin, Role.MEMBER)
-    assert api_as(actors.admin).delete(f"/api/v1/orgs/{actors.org.slug}/invitations/{invitation.pk}/").status_code == 204
+    assert (
+        api_as(actors.admin).delete(f"/api/v1/orgs/{actors.org.slug}/invitations/{invitation.pk}/").status_code == 204
+    )
     newcomer = make_user("nobody")
     response = api_as(newcomer).post("/api/v1/invitations/accept/", {"org": actors.org.slug, "key": key}, format="json")
     assert response.status_code == 400 and "was revoked" in response.json()["error"]["message"]
@@ -70,16 +76,24 @@ def test_revoked_and_unknown_invitations(actors, api_as, client):
 
 
 def test_existing_member_cannot_accept_again(actors, api_as):
-    _, key = actions.do_create_invitation(Membership.objects.get(user=actors.admin, organization=actors.org), Role.ADMIN)
-    response = api_as(actors.viewer).post("/api/v1/invitations/accept/", {"org": actors.org.slug, "key": key}, format="json")
+    _, key = actions.do_create_invitation(
+        Membership.objects.get(user=actors.admin, organization=actors.org), Role.ADMIN
+    )
+    response = api_as(actors.viewer).post(
+        "/api/v1/invitations/accept/", {"org": actors.org.slug, "key": key}, format="json"
+    )
     assert response.status_code == 400 and "already a member" in response.json()["error"]["message"]
     assert Membership.objects.get(user=actors.viewer, organization=actors.org).role == Role.VIEWER
 
 
 def test_only_owners_grant_ownership(actors, api_as):
-    response = api_as(actors.admin).post(f"/api/v1/orgs/{actors.org.slug}/invitations/", {"role": "owner"}, format="json")
+    response = api_as(actors.admin).post(
+        f"/api/v1/orgs/{actors.org.slug}/invitations/", {"role": "owner"}, format="json"
+    )
     assert response.status_code == 403 and "Only an owner" in response.json()["error"]["message"]
-    response = api_as(actors.owner).post(f"/api/v1/orgs/{actors.org.slug}/invitations/", {"role": "owner"}, format="json")
+    response = api_as(actors.owner).post(
+        f"/api/v1/orgs/{actors.org.slug}/invitations/", {"role": "owner"}, format="json"
+    )
     assert response.status_code == 201
     body = response.json()
     assert body["key"] and body["url"].endswith(f"/join/{actors.org.slug}/{body['key']}/")

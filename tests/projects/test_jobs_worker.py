@@ -64,7 +64,9 @@ def test_cancel_queued_job_never_runs(actors, api_as, start_worker):
 
 def test_cancel_running_job_stops_it(actors, api_as, start_worker):
     worker = start_worker()
-    job = actions.do_enqueue_job(actors.org, "tests.slow_count", user=actors.member, params={"steps": 100, "delay": 0.1})
+    job = actions.do_enqueue_job(
+        actors.org, "tests.slow_count", user=actors.member, params={"steps": 100, "delay": 0.1}
+    )
     wait_for_job(job, lambda j: j.status == JobStatus.RUNNING and j.progress > 0, worker=worker)
     response = api_as(actors.member).post(f"/api/v1/orgs/{actors.org.slug}/jobs/{job.pk}/cancel/")
     assert response.status_code == 200

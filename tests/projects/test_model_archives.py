@@ -27,8 +27,15 @@ CONFIG = TinyLlamaConfig(n_layers=3)
 UNPACK = "projects.unpack_model"
 
 
-def zip_folder(folder: Path, path: Path, *, top: str = "", extra: dict[str, bytes] | None = None,
-               skip: tuple[str, ...] = (), compression: int = zipfile.ZIP_DEFLATED) -> Path:
+def zip_folder(
+    folder: Path,
+    path: Path,
+    *,
+    top: str = "",
+    extra: dict[str, bytes] | None = None,
+    skip: tuple[str, ...] = (),
+    compression: int = zipfile.ZIP_DEFLATED,
+) -> Path:
     """Zip a model folder as people do: its files under ``top/`` (or at the top), plus ``extra``."""
     prefix = f"{top}/" if top else ""
     with zipfile.ZipFile(path, "w", compression) as archive:
@@ -81,8 +88,12 @@ def test_zipped_folder_becomes_the_same_model_as_the_folder(actors, api_as, tmp_
     folder_model = LanguageModel.objects.get(pk=from_folder["id"])
     blobs_of_the_folder = set(Blob.objects.values_list("pk", flat=True))
 
-    archive = zip_folder(folder, tmp_path / "Tiny Llama.zip", top=top,
-                         extra={"README.md": b"# Tiny llama\n", ".gitattributes": b"*.safetensors lfs\n"})
+    archive = zip_folder(
+        folder,
+        tmp_path / "Tiny Llama.zip",
+        top=top,
+        extra={"README.md": b"# Tiny llama\n", ".gitattributes": b"*.safetensors lfs\n"},
+    )
     upload_id = upload_file(api, actors.org, actors.project, archive)
     job = unpack(create_model(api, actors.org, actors.project, [upload_id], name=""))
     assert job.status == "succeeded", job.error
@@ -97,7 +108,9 @@ def test_zipped_folder_becomes_the_same_model_as_the_folder(actors, api_as, tmp_
     assert model.status == ModelStatus.READY
     assert tensors_of(model) == tensors_of(folder_model) and len(tensors_of(model)) == 3 * 9 + 3
     # The same files under the same paths, stored once: the zip added no blob, and was consumed.
-    assert sorted(model.files.values_list("path", "blob_id")) == sorted(folder_model.files.values_list("path", "blob_id"))
+    assert sorted(model.files.values_list("path", "blob_id")) == sorted(
+        folder_model.files.values_list("path", "blob_id")
+    )
     assert set(Blob.objects.values_list("pk", flat=True)) == blobs_of_the_folder
     assert not Upload.objects.exists() and not (blobs.uploads_dir() / f"{upload_id}.part").exists()
 
@@ -105,8 +118,14 @@ def test_zipped_folder_becomes_the_same_model_as_the_folder(actors, api_as, tmp_
 def test_zip_first_then_folder_shares_the_blobs_too(actors, api_as, tmp_path, transactional_db):
     folder = write_hf_llama(tmp_path / "hf", CONFIG, shards=2)
     api = api_as(actors.member)
-    job = unpack(create_model(api, actors.org, actors.project,
-                              [upload_file(api, actors.org, actors.project, zip_folder(folder, tmp_path / "hf.zip", top="hf"))]))
+    job = unpack(
+        create_model(
+            api,
+            actors.org,
+            actors.project,
+            [upload_file(api, actors.org, actors.project, zip_folder(folder, tmp_path / "hf.zip", top="hf"))],
+        )
+    )
     assert job.status == "succeeded", job.error
     stored = set(Blob.objects.values_list("pk", flat=True))
     assert len(stored) == len(list(folder.iterdir()))
@@ -119,19 +138,35 @@ def bomb(folder: Path, path: Path) -> Path:
     return zip_folder(folder, path, top="m", extra={"zeros.txt": b"0" * (8 * 1024 * 1024)})
 
 
-@pytest.mark.parametrize(("build", "message"), [
-    (lambda folder, path: zip_folder(folder, path, extra={"../evil": b"x"}),
-     "“model.zip” contains a path that leaves the archive (“../evil”)"),
-    (bomb, "“model.zip” declares 8,"),  # the cap is 1 MiB in this test
-    (lambda folder, path: zip_folder(folder, path, top="m", extra={"pytorch_model.bin": pickle.dumps({"w": [1, 2]})}),
-     "model.zip: refused: the zip holds PyTorch pickle checkpoints (pytorch_model.bin)"),
-    (lambda folder, path: zip_folder(folder, path, top="m", skip=("config.json",)),
-     "model.zip: missing config.json: a Hugging Face model folder needs config.json"),
-    (lambda folder, path: path.write_bytes(zip_folder(folder, path).read_bytes()[:-200]) and path,
-     "“model.zip” is not a zip archive (no end-of-archive record): the file is damaged or not a zip"),
-    (lambda folder, path: path.write_bytes(b"PK\x03\x04 this only starts like a zip") and path,
-     "“model.zip” is not a zip archive"),
-], ids=["path-escape", "zip-bomb", "pickle", "no-config", "truncated", "not-a-zip"])
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (
+            lambda folder, path: zip_folder(folder, path, extra={"../evil": b"x"}),
+            "“model.zip” contains a path that leaves the archive (“../evil”)",
+        ),
+        (bomb, "“model.zip” declares 8,"),  # the cap is 1 MiB in this test
+        (
+            lambda folder, path: zip_folder(
+                folder, path, top="m", extra={"pytorch_model.bin": pickle.dumps({"w": [1, 2]})}
+            ),
+            "model.zip: refused: the zip holds PyTorch pickle checkpoints (pytorch_model.bin)",
+        ),
+        (
+            lambda folder, path: zip_folder(folder, path, top="m", skip=("config.json",)),
+            "model.zip: missing config.json: a Hugging Face model folder needs config.json",
+        ),
+        (
+            lambda folder, path: path.write_bytes(zip_folder(folder, path).read_bytes()[:-200]) and path,
+            "“model.zip” is not a zip archive (no end-of-archive record): the file is damaged or not a zip",
+        ),
+        (
+            lambda folder, path: path.write_bytes(b"PK\x03\x04 this only starts like a zip") and path,
+            "“model.zip” is not a zip archive",
+        ),
+    ],
+    ids=["path-escape", "zip-bomb", "pickle", "no-config", "truncated", "not-a-zip"],
+)
 def test_refused_zips_leave_nothing_behind(actors, api_as, tmp_path, settings, transactional_db, build, message):
     settings.MODEL_ARCHIVE_MAX_UNCOMPRESSED_BYTES = 1024 * 1024
     folder = write_hf_llama(tmp_path / "hf", CONFIG, shards=2)
@@ -154,7 +189,7 @@ def lie_about_size(path: Path, member: str, declare: int) -> None:
     at = data.find(b"PK\x01\x02")
     while at >= 0:
         name_length = struct.unpack_from("<H", data, at + 28)[0]
-        if bytes(data[at + 46: at + 46 + name_length]) == member.encode():
+        if bytes(data[at + 46 : at + 46 + name_length]) == member.encode():
             struct.pack_into("<I", data, at + 24, declare)
         at = data.find(b"PK\x01\x02", at + 4)
     path.write_bytes(bytes(data))
@@ -182,13 +217,22 @@ def garbage_weights(folder: Path, path: Path) -> Path:
     return zip_folder(folder, path, top="m")
 
 
-@pytest.mark.parametrize(("build", "message"), [
-    (lying_bomb, "Refused: “model.zip” inflates past the limit of 1,048,576 bytes of uncompressed data "
-                 "(MODEL_ARCHIVE_MAX_UNCOMPRESSED_BYTES) while reading “m/vocab.txt”, although its directory declares"),
-    (damaged_shard, "Refused: “model-00002-of-00002.safetensors” in “model.zip” is damaged (Bad CRC-32"),
-    (garbage_weights, "Refused: model-00002-of-00002.safetensors: "),
-], ids=["lying-bomb", "damaged-member", "not-safetensors"])
-def test_zips_refused_while_unpacking_leave_nothing_behind(actors, api_as, tmp_path, settings, transactional_db, build, message):
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (
+            lying_bomb,
+            "Refused: “model.zip” inflates past the limit of 1,048,576 bytes of uncompressed data "
+            "(MODEL_ARCHIVE_MAX_UNCOMPRESSED_BYTES) while reading “m/vocab.txt”, although its directory declares",
+        ),
+        (damaged_shard, "Refused: “model-00002-of-00002.safetensors” in “model.zip” is damaged (Bad CRC-32"),
+        (garbage_weights, "Refused: model-00002-of-00002.safetensors: "),
+    ],
+    ids=["lying-bomb", "damaged-member", "not-safetensors"],
+)
+def test_zips_refused_while_unpacking_leave_nothing_behind(
+    actors, api_as, tmp_path, settings, transactional_db, build, message
+):
     settings.MODEL_ARCHIVE_MAX_UNCOMPRESSED_BYTES = 1024 * 1024
     folder = write_hf_llama(tmp_path / "hf", CONFIG, shards=2)
     path = build(folder, tmp_path / "model.zip")
@@ -205,7 +249,10 @@ def test_a_zip_goes_alone_and_a_cancelled_unpack_keeps_nothing(actors, api_as, t
     folder = write_hf_llama(tmp_path / "hf", CONFIG, shards=1)
     archive = zip_folder(folder, tmp_path / "hf.zip")
     api = api_as(actors.member)
-    ids = [upload_file(api, actors.org, actors.project, archive), upload_file(api, actors.org, actors.project, folder / "config.json")]
+    ids = [
+        upload_file(api, actors.org, actors.project, archive),
+        upload_file(api, actors.org, actors.project, folder / "config.json"),
+    ]
     response = create_model(api, actors.org, actors.project, ids)
     assert response.status_code == 400
     assert "hf.zip is a zip: a zipped model folder is uploaded on its own" in response.json()["error"]["message"]

@@ -19,19 +19,32 @@ CONFIG = TinyLlamaConfig(n_layers=3)
 def upload_file(api, org, project, path: Path, relative_path: str = "") -> str:
     data = path.read_bytes()
     base = f"/api/v1/orgs/{org.slug}/uploads/"
-    created = api.post(base, {"project": project.slug, "filename": path.name, "size": len(data),
-                              "relative_path": relative_path, "expected_sha256": hashlib.sha256(data).hexdigest()}, format="json")
+    created = api.post(
+        base,
+        {
+            "project": project.slug,
+            "filename": path.name,
+            "size": len(data),
+            "relative_path": relative_path,
+            "expected_sha256": hashlib.sha256(data).hexdigest(),
+        },
+        format="json",
+    )
     assert created.status_code == 201, created.content
     url = f"{base}{created.json()['id']}/"
     step = 64 * 1024
     for start in range(0, len(data), step):
-        assert put_chunk(api, url, data[start:start + step], start, len(data)).status_code == 200
+        assert put_chunk(api, url, data[start : start + step], start, len(data)).status_code == 200
     assert api.post(f"{url}complete/").json()["status"] == "complete"
     return created.json()["id"]
 
 
 def create_model(api, org, project, upload_ids, name="teacher"):
-    return api.post(f"/api/v1/orgs/{org.slug}/models/", {"project": project.slug, "name": name, "uploads": upload_ids}, format="json")
+    return api.post(
+        f"/api/v1/orgs/{org.slug}/models/",
+        {"project": project.slug, "name": name, "uploads": upload_ids},
+        format="json",
+    )
 
 
 def run_inventory(model_id: int) -> Job:
@@ -60,7 +73,7 @@ def test_gguf_upload_becomes_an_inventoried_model(actors, api_as, tmp_path, tran
     assert tensors.count() == 3 * 9 + 3  # 9 per block; embedding, final norm, output head
     data = gguf.read_bytes()
     first = tensors.get(name="blk.0.attn_q.weight")
-    assert first.sha256 == hashlib.sha256(data[first.offset:first.offset + first.n_bytes]).hexdigest()
+    assert first.sha256 == hashlib.sha256(data[first.offset : first.offset + first.n_bytes]).hexdigest()
     assert first.shape == [64, 64] and first.dtype == "Q8_0" and first.component == "attn_q" and first.layer == 0
 
     base = f"/api/v1/orgs/{actors.org.slug}/models/{model.pk}/"
@@ -131,7 +144,9 @@ def test_comparison_counts_shared_layers(actors, api_as, tmp_path, transactional
     api = api_as(actors.member)
     ids = []
     for path in (a, b):
-        body = create_model(api, actors.org, actors.project, [upload_file(api, actors.org, actors.project, path)], name=path.stem).json()
+        body = create_model(
+            api, actors.org, actors.project, [upload_file(api, actors.org, actors.project, path)], name=path.stem
+        ).json()
         run_inventory(body["id"])
         ids.append(body["id"])
     result = api.get(f"/api/v1/orgs/{actors.org.slug}/models/{ids[0]}/compare/?with={ids[1]}").json()
@@ -147,8 +162,13 @@ def test_deleting_a_model_others_depend_on_is_refused(actors, api_as, tmp_path, 
     gguf = write_gguf_llama(tmp_path / "tiny.gguf", CONFIG)
     api = api_as(actors.member)
     parent = create_model(api, actors.org, actors.project, [upload_file(api, actors.org, actors.project, gguf)]).json()
-    child = LanguageModel.objects.create(organization=actors.org, project=actors.project, name="converted",
-                                         format="safetensors", derived_from_id=parent["id"])
+    child = LanguageModel.objects.create(
+        organization=actors.org,
+        project=actors.project,
+        name="converted",
+        format="safetensors",
+        derived_from_id=parent["id"],
+    )
     response = api.delete(f"/api/v1/orgs/{actors.org.slug}/models/{parent['id']}/")
     assert response.status_code == 409 and "converted" in response.json()["error"]["message"]
     assert Blob.objects.count() == 1
@@ -178,7 +198,9 @@ def test_model_pages_show_layers_breakdown_and_comparison(actors, api_as, client
     ids = []
     for seed in (1, 2):
         gguf = write_gguf_llama(tmp_path / f"m{seed}.gguf", CONFIG, seed=seed)
-        body = create_model(api, actors.org, actors.project, [upload_file(api, actors.org, actors.project, gguf)], name=f"m{seed}").json()
+        body = create_model(
+            api, actors.org, actors.project, [upload_file(api, actors.org, actors.project, gguf)], name=f"m{seed}"
+        ).json()
         run_inventory(body["id"])
         ids.append(body["id"])
     client.force_login(actors.viewer)
@@ -205,7 +227,9 @@ def test_import_model_command_runs_the_same_path(actors, tmp_path, transactional
 
     folder = write_hf_llama(tmp_path / "hf", CONFIG, shards=2)
     out = StringIO()
-    call_command("import_model", str(folder), org=actors.org.slug, project=actors.project.slug, name="server copy", stdout=out)
+    call_command(
+        "import_model", str(folder), org=actors.org.slug, project=actors.project.slug, name="server copy", stdout=out
+    )
     model = LanguageModel.objects.get(name="server copy")
     assert model.status == ModelStatus.READY and model.format == "safetensors"
     assert model.tensors.count() == 3 * 9 + 3 and "is ready" in out.getvalue()
@@ -216,4 +240,6 @@ def test_import_model_command_runs_the_same_path(actors, tmp_path, transactional
         call_command("import_model", str(bad), org=actors.org.slug, project=actors.project.slug, stdout=StringIO())
     assert Blob.objects.count() == len(list(folder.iterdir()))  # the refused file left no blob
     with pytest.raises(CommandError, match="No project"):
-        call_command("import_model", str(folder), org=actors.org.slug, project=actors.other_project.slug, stdout=StringIO())
+        call_command(
+            "import_model", str(folder), org=actors.org.slug, project=actors.other_project.slug, stdout=StringIO()
+        )

@@ -10,7 +10,9 @@ from tests.conftest import make_user
 
 
 def test_signup_create_org_and_project_in_pages(client, db):
-    response = client.post("/accounts/signup/", {"username": "dora", "password1": "a-Long-passw0rd!", "password2": "a-Long-passw0rd!"})
+    response = client.post(
+        "/accounts/signup/", {"username": "dora", "password1": "a-Long-passw0rd!", "password2": "a-Long-passw0rd!"}
+    )
     assert response.status_code == 302
     assert client.get("/").url == "/orgs/new/"  # no organisation yet
     response = client.post("/orgs/new/", {"name": "Dora's Lab", "slug": ""})
@@ -26,10 +28,19 @@ def test_duplicate_slugs_get_a_clear_message_and_change_nothing(actors, client, 
     response = api.post(f"/api/v1/orgs/{actors.org.slug}/projects/", {"name": "Cardiology"}, format="json")
     assert response.status_code == 409
     error = response.json()["error"]
-    assert error["code"] == "duplicate" and "already exists" in error["message"] and error["fields"] == {"slug": [error["message"]]}
+    assert (
+        error["code"] == "duplicate"
+        and "already exists" in error["message"]
+        and error["fields"] == {"slug": [error["message"]]}
+    )
     assert Project.objects.for_org(actors.org).count() == 1
     # The same slug in another organisation is fine.
-    assert api_as(actors.outsider).post(f"/api/v1/orgs/{actors.other_org.slug}/projects/", {"name": "Cardiology"}, format="json").status_code == 201
+    assert (
+        api_as(actors.outsider)
+        .post(f"/api/v1/orgs/{actors.other_org.slug}/projects/", {"name": "Cardiology"}, format="json")
+        .status_code
+        == 201
+    )
     # Organisation slugs are global.
     response = api_as(actors.member).post("/api/v1/orgs/", {"name": "Charlie Co"}, format="json")
     assert response.status_code == 409 and "already taken" in response.json()["error"]["message"]
@@ -43,7 +54,9 @@ def test_duplicate_slugs_get_a_clear_message_and_change_nothing(actors, client, 
 
 def test_malformed_json_is_a_clear_400(actors, api_as):
     api = api_as(actors.member)
-    response = api.generic("POST", f"/api/v1/orgs/{actors.org.slug}/projects/", '{"name": "broken', content_type="application/json")
+    response = api.generic(
+        "POST", f"/api/v1/orgs/{actors.org.slug}/projects/", '{"name": "broken', content_type="application/json"
+    )
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "parse_error" and "JSON parse error" in error["message"]
@@ -63,7 +76,9 @@ def test_unknown_or_forbidden_job_kinds_and_projects(actors, api_as):
     assert response.status_code == 400 and "cannot be started here" in response.json()["error"]["message"]
     response = api.post(url, {"kind": "projects.recount_stats", "project": actors.other_project.slug}, format="json")
     assert response.status_code == 404 and "No project" in response.json()["error"]["message"]
-    response = api.post(url, {"kind": "projects.recount_stats", "project": actors.project.slug, "params": {"x": 1}}, format="json")
+    response = api.post(
+        url, {"kind": "projects.recount_stats", "project": actors.project.slug, "params": {"x": 1}}, format="json"
+    )
     assert response.status_code == 400 and "takes no parameters" in response.json()["error"]["message"]
     assert not Job.objects.exists()
 
@@ -74,13 +89,19 @@ def test_archived_project_runs_no_jobs_and_leaves_the_list(actors, api_as):
     assert api.post(f"{base}{actors.project.slug}/archive/").json()["archived"] is True
     assert api.get(base).json()["results"] == []
     assert [p["slug"] for p in api.get(base + "?archived=1").json()["results"]] == [actors.project.slug]
-    response = api.post(f"/api/v1/orgs/{actors.org.slug}/jobs/", {"kind": "projects.recount_stats", "project": actors.project.slug}, format="json")
+    response = api.post(
+        f"/api/v1/orgs/{actors.org.slug}/jobs/",
+        {"kind": "projects.recount_stats", "project": actors.project.slug},
+        format="json",
+    )
     assert response.status_code == 400 and "archived" in response.json()["error"]["message"]
     assert api.post(f"{base}{actors.project.slug}/unarchive/").json()["archived"] is False
 
 
 def test_cancel_and_retry_rules(actors, api_as):
-    job = Job.objects.create(organization=actors.org, project=actors.project, kind="projects.recount_stats", status="succeeded")
+    job = Job.objects.create(
+        organization=actors.org, project=actors.project, kind="projects.recount_stats", status="succeeded"
+    )
     api = api_as(actors.member)
     response = api.post(f"/api/v1/orgs/{actors.org.slug}/jobs/{job.pk}/cancel/")
     assert response.status_code == 409 and "nothing to cancel" in response.json()["error"]["message"]
@@ -95,8 +116,14 @@ def test_cancel_and_retry_rules(actors, api_as):
 def test_job_pages_render_for_each_state(actors, client):
     client.force_login(actors.member)
     for status in ("queued", "running", "succeeded", "failed", "cancelled"):
-        job = Job.objects.create(organization=actors.org, project=actors.project, kind="projects.recount_stats",
-                                 status=status, error="Boom: do X" if status == "failed" else "", progress=0.5)
+        job = Job.objects.create(
+            organization=actors.org,
+            project=actors.project,
+            kind="projects.recount_stats",
+            status=status,
+            error="Boom: do X" if status == "failed" else "",
+            progress=0.5,
+        )
         page = client.get(f"/o/{actors.org.slug}/jobs/{job.pk}/").content.decode()
         assert f'data-status="{status}"' in page
         assert ("Boom: do X" in page) == (status == "failed")
@@ -107,7 +134,9 @@ def test_job_pages_render_for_each_state(actors, client):
         assert row.lstrip().startswith(f'<tr data-job-id="{job.pk}"')
         # A row still moving refreshes itself when the page's socket opens (events sent before
         # it connected) or, without a socket, by polling; a finished one is final.
-        assert (f'data-poll-url="/o/{actors.org.slug}/jobs/{job.pk}/?fragment=row"' in row) == (status in ("queued", "running"))
+        assert (f'data-poll-url="/o/{actors.org.slug}/jobs/{job.pk}/?fragment=row"' in row) == (
+            status in ("queued", "running")
+        )
     assert client.get(f"/o/{actors.org.slug}/jobs/?status=failed").context["jobs"].count() == 1
 
 
@@ -126,7 +155,10 @@ def test_window_counters_count_on_redis_and_on_other_caches():
 
 
 def test_api_is_throttled(actors, api_as, settings):
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": "2/minute", "user": "3/minute"}}
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"anon": "2/minute", "user": "3/minute"},
+    }
     from rest_framework.throttling import SimpleRateThrottle
 
     original = SimpleRateThrottle.THROTTLE_RATES
@@ -148,8 +180,10 @@ def test_api_is_throttled(actors, api_as, settings):
 def test_password_change_and_logout(client, db):
     user = make_user("pat")
     client.force_login(user)
-    response = client.post("/accounts/password_change/", {
-        "old_password": "pw-pat-123!", "new_password1": "N3w-secret-phrase", "new_password2": "N3w-secret-phrase"})
+    response = client.post(
+        "/accounts/password_change/",
+        {"old_password": "pw-pat-123!", "new_password1": "N3w-secret-phrase", "new_password2": "N3w-secret-phrase"},
+    )
     assert response.status_code == 302
     client.post("/accounts/logout/")
     assert client.get("/o/anything/").status_code == 302  # to the login page
@@ -178,12 +212,21 @@ def test_api_schema_and_docs(client, db, path):
 
 
 def test_signup_returns_to_the_page_that_asked_for_it(client, db):
-    response = client.post("/accounts/signup/?next=/join/x/y/", {
-        "username": "newbie", "password1": "a-Long-passw0rd!", "password2": "a-Long-passw0rd!", "next": "/join/x/y/"})
+    response = client.post(
+        "/accounts/signup/?next=/join/x/y/",
+        {"username": "newbie", "password1": "a-Long-passw0rd!", "password2": "a-Long-passw0rd!", "next": "/join/x/y/"},
+    )
     assert response.status_code == 302 and response.url == "/join/x/y/"
     client.logout()
-    response = client.post("/accounts/signup/", {
-        "username": "evil", "password1": "a-Long-passw0rd!", "password2": "a-Long-passw0rd!", "next": "https://evil.example/"})
+    response = client.post(
+        "/accounts/signup/",
+        {
+            "username": "evil",
+            "password1": "a-Long-passw0rd!",
+            "password2": "a-Long-passw0rd!",
+            "next": "https://evil.example/",
+        },
+    )
     assert response.url == "/"  # never off-site
 
 
@@ -194,7 +237,9 @@ def test_list_filters_narrow_api_lists(actors, api_as):
     base = f"/api/v1/orgs/{actors.org.slug}/jobs/"
     assert api.get(base).json()["count"] == 2
     assert [j["status"] for j in api.get(base + "?status=failed").json()["results"]] == ["failed"]
-    assert [j["kind"] for j in api.get(base + f"?project={actors.project.slug}").json()["results"]] == ["projects.recount_stats"]
+    assert [j["kind"] for j in api.get(base + f"?project={actors.project.slug}").json()["results"]] == [
+        "projects.recount_stats"
+    ]
     assert api.get(base + "?kind=tests.slow_count").json()["count"] == 1
 
 
@@ -205,7 +250,7 @@ def test_the_page_frame_links_the_users_organisations_and_the_current_ones_secti
 
     third = actions.do_create_organization(actors.member, "Aardvark Org", "aardvark")
     page = client_as(actors.member).get(reverse("project-list", kwargs={"org_slug": actors.org.slug})).content.decode()
-    switcher = page[page.index('<select id="org-switch"'):page.index("</select>")]
+    switcher = page[page.index('<select id="org-switch"') : page.index("</select>")]
     # The member's organisations, by name, each option the organisation's dashboard; the current one selected.
     assert switcher.index("Aardvark Org") < switcher.index("Alice Labs")
     assert f'value="{reverse("dashboard", kwargs={"org_slug": third.slug})}"' in switcher

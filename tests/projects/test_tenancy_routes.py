@@ -25,13 +25,19 @@ OPEN_ROUTES = {
     "join": "invitation links: a valid key is the credential (tested in test_invitations)",
     "healthz": "process health",
     "readyz": "readiness",
-    "login": "auth", "logout": "auth", "password_change": "auth", "password_change_done": "auth",
-    "password_reset": "auth", "password_reset_done": "auth", "password_reset_confirm": "auth",
+    "login": "auth",
+    "logout": "auth",
+    "password_change": "auth",
+    "password_change_done": "auth",
+    "password_reset": "auth",
+    "password_reset_done": "auth",
+    "password_reset_confirm": "auth",
     "password_reset_complete": "auth",
     "api-me": "describes the caller only",
     "api-invitation-accept": "a valid key is the credential (tested in test_invitations)",
     "api-org-list": "lists only the caller's organisations (tested below)",
-    "api-schema": "public API description", "api-docs": "public API description",
+    "api-schema": "public API description",
+    "api-docs": "public API description",
 }
 
 #: The OpenAI-compatible API (/v1/): no organisation in the URL, bearer tokens only; the token's
@@ -92,31 +98,58 @@ class Objects:
         self.invitation, self.key = actions.do_create_invitation(self.member, Role.MEMBER)
         self.token, self.secret = actions.do_create_token(org, user, "walker")
         self.upload = actions.do_start_upload(project, user, filename="walker.gguf", size=10)
-        self.model = LanguageModel.objects.create(organization=org, project=project, name="walker", format="gguf", status="ready")
+        self.model = LanguageModel.objects.create(
+            organization=org, project=project, name="walker", format="gguf", status="ready"
+        )
         blob = blobs.store_stream(io.BytesIO(f"weights of {org.slug}".encode()))
         ModelFile.objects.create(model=self.model, path="walker.gguf", blob=blob)
-        self.dataset = Dataset.objects.create(organization=org, project=project, name="walker", format="txt", source_blob=blob)
+        self.dataset = Dataset.objects.create(
+            organization=org, project=project, name="walker", format="txt", source_blob=blob
+        )
         # Slugs name the organisation: another organisation's slug must not find one's own agent.
-        self.agent = Agent.objects.create(organization=org, project=project, name="walker", slug=f"walker-{org.slug}", model=self.model)
-        self.endpoint = Endpoint.objects.create(organization=org, project=project, name="walker ab", slug=f"walker-ab-{org.slug}",
-                                                baseline=self.agent)
+        self.agent = Agent.objects.create(
+            organization=org, project=project, name="walker", slug=f"walker-{org.slug}", model=self.model
+        )
+        self.endpoint = Endpoint.objects.create(
+            organization=org, project=project, name="walker ab", slug=f"walker-ab-{org.slug}", baseline=self.agent
+        )
         self.conversation = Conversation.objects.create(organization=org, agent=self.agent, user=user)
         self.answer = Message.objects.create(conversation=self.conversation, role="assistant", content="walker")
-        self.inference = InferenceRecord.objects.create(organization=org, agent=self.agent, source="api", outcome="complete")
+        self.inference = InferenceRecord.objects.create(
+            organization=org, agent=self.agent, source="api", outcome="complete"
+        )
 
     def kwargs(self, name: str, params) -> list[dict]:
         values = {
-            "org_slug": self.org.slug, "project_slug": self.project.slug, "job_id": self.job.pk,
-            "member_id": self.member.pk, "invitation_id": self.invitation.pk, "token_id": self.token.pk,
-            "key": self.key, "model_id": self.model.pk, "path": "walker.gguf",
-            "dataset_id": self.dataset.pk, "agent_slug": self.agent.slug, "endpoint_slug": self.endpoint.slug,
-            "conversation_id": self.conversation.pk, "message_id": self.answer.pk, "model": self.agent.slug,
+            "org_slug": self.org.slug,
+            "project_slug": self.project.slug,
+            "job_id": self.job.pk,
+            "member_id": self.member.pk,
+            "invitation_id": self.invitation.pk,
+            "token_id": self.token.pk,
+            "key": self.key,
+            "model_id": self.model.pk,
+            "path": "walker.gguf",
+            "dataset_id": self.dataset.pk,
+            "agent_slug": self.agent.slug,
+            "endpoint_slug": self.endpoint.slug,
+            "conversation_id": self.conversation.pk,
+            "message_id": self.answer.pk,
+            "model": self.agent.slug,
         }
         pk_by_route = {
-            "api-project": self.project.slug, "api-job": self.job.pk, "api-member": self.member.pk,
-            "api-invitation": self.invitation.pk, "api-token": self.token.pk, "api-org": self.org.slug,
-            "api-upload": self.upload.pk, "api-model": self.model.pk, "api-dataset": self.dataset.pk,
-            "api-agent": self.agent.pk, "api-endpoint": self.endpoint.pk, "api-conversation": self.conversation.pk,
+            "api-project": self.project.slug,
+            "api-job": self.job.pk,
+            "api-member": self.member.pk,
+            "api-invitation": self.invitation.pk,
+            "api-token": self.token.pk,
+            "api-org": self.org.slug,
+            "api-upload": self.upload.pk,
+            "api-model": self.model.pk,
+            "api-dataset": self.dataset.pk,
+            "api-agent": self.agent.pk,
+            "api-endpoint": self.endpoint.pk,
+            "api-conversation": self.conversation.pk,
             "api-inference": self.inference.pk,
         }
         base = {}
@@ -129,7 +162,9 @@ class Objects:
             elif param == "action":
                 continue
             else:
-                raise AssertionError(f"Route {name!r} has a parameter {param!r} the tenancy walker cannot fill: teach it.")
+                raise AssertionError(
+                    f"Route {name!r} has a parameter {param!r} the tenancy walker cannot fill: teach it."
+                )
         if "action" in params:
             assert name in ACTIONS, f"Route {name!r} takes an action; list its actions in ACTIONS."
             return [{**base, "action": action} for action in ACTIONS[name]]
@@ -138,7 +173,9 @@ class Objects:
 
 def test_every_route_is_either_org_scoped_or_explained():
     unexplained = sorted(set(ALL_ROUTES) - set(ORG_ROUTES) - set(OPEN_ROUTES) - set(TOKEN_ROUTES))
-    assert not unexplained, f"Routes outside /o/<org>/ or /api/v1/orgs/<org>/ without a reason in OPEN_ROUTES: {unexplained}"
+    assert not unexplained, (
+        f"Routes outside /o/<org>/ or /api/v1/orgs/<org>/ without a reason in OPEN_ROUTES: {unexplained}"
+    )
     assert len(ORG_ROUTES) >= 25  # the walker really found the organisation's routes
 
 
@@ -185,7 +222,9 @@ def test_other_orgs_objects_are_404_inside_your_own_org(actors, client, api_as):
             for method in ("get", *UNSAFE):
                 response = getattr(api if is_api else client, method)(url)
                 # 405 answers "this route has no such method", whatever the object: it tells nothing.
-                assert response.status_code in (404, 405), f"{method.upper()} {url} (their object, my org) -> {response.status_code}"
+                assert response.status_code in (404, 405), (
+                    f"{method.upper()} {url} (their object, my org) -> {response.status_code}"
+                )
                 checked += response.status_code == 404
     assert checked > 20
     assert Job.objects.filter(pk=theirs.job.pk, status="failed").exists()
@@ -211,7 +250,9 @@ def test_viewer_reads_everything_and_writes_nothing(actors, client, api_as):
             elif name in ("api-token-detail", "token-revoke"):
                 assert response.status_code in (404, 405)  # someone else's token / POST-only
             elif name in PRIVATE_CONVERSATION_ROUTES:
-                assert response.status_code == 404, f"GET {url} (the owner's conversation) as viewer -> {response.status_code}"
+                assert response.status_code == 404, (
+                    f"GET {url} (the owner's conversation) as viewer -> {response.status_code}"
+                )
             else:
                 # 400: the route needs a query parameter the walker does not give (e.g. compare ?with=).
                 assert response.status_code in (200, 400, 405), f"GET {url} as viewer -> {response.status_code}"
@@ -242,6 +283,7 @@ def test_token_routes_serve_only_the_tokens_organisation(actors, client):
         for kwargs in objects.kwargs(name, ALL_ROUTES[name]):
             url = reverse(name, kwargs=kwargs)
             for method in ("get", *UNSAFE):
+
                 def call(token=None):
                     headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
                     if method == "get":
@@ -271,7 +313,15 @@ def test_member_cannot_manage_members_or_invitations(actors, client, api_as):
     assert api.post(f"{base}/invitations/", {"role": "member"}, format="json").status_code == 403
     assert api.delete(f"{base}/").status_code == 403
     client.force_login(actors.member)
-    assert client.post(reverse("member-action", kwargs={"org_slug": actors.org.slug, "member_id": viewer_membership.pk, "action": "remove"})).status_code == 403
+    assert (
+        client.post(
+            reverse(
+                "member-action",
+                kwargs={"org_slug": actors.org.slug, "member_id": viewer_membership.pk, "action": "remove"},
+            )
+        ).status_code
+        == 403
+    )
     viewer_membership.refresh_from_db()
     assert viewer_membership.role == Role.VIEWER
 
@@ -289,7 +339,10 @@ def test_org_list_shows_only_your_organisations(actors, api_as):
     token = actions.do_create_token(actors.org, actors.owner, "t")[1]
     actions.do_create_organization(actors.owner, "Alice Side Project", "alice-side")
     assert {o["slug"] for o in api_as(token=token).get("/api/v1/orgs/").json()["results"]} == {actors.org.slug}
-    assert {o["slug"] for o in api_as(actors.owner).get("/api/v1/orgs/").json()["results"]} == {actors.org.slug, "alice-side"}
+    assert {o["slug"] for o in api_as(actors.owner).get("/api/v1/orgs/").json()["results"]} == {
+        actors.org.slug,
+        "alice-side",
+    }
 
 
 def test_admin_is_staff_only(actors, client):

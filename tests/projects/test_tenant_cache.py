@@ -31,7 +31,7 @@ def dashboard(client, org) -> str:
     response = client.get(reverse("dashboard", kwargs={"org_slug": org.slug}))
     assert response.status_code == 200
     page = response.content.decode()
-    return page[page.index("<main"):]
+    return page[page.index("<main") :]
 
 
 def test_the_dashboard_is_built_once_while_nothing_changes(actors, client_as, django_assert_max_num_queries):
@@ -58,8 +58,15 @@ def test_every_kind_of_write_shows_on_the_next_dashboard(actors, client_as):
     assert "Neuro-oncology" in page and "Neurology<" not in page
 
     # a job's progress, written by a worker with update()
-    job = Job.objects.create(organization=org, project=actors.project, kind="projects.recount_stats",
-                             status=JobStatus.RUNNING, progress=0.25, message="Counting rows", created_by=actors.owner)
+    job = Job.objects.create(
+        organization=org,
+        project=actors.project,
+        kind="projects.recount_stats",
+        status=JobStatus.RUNNING,
+        progress=0.25,
+        message="Counting rows",
+        created_by=actors.owner,
+    )
     assert "Counting rows" in dashboard(client, org)
     Job.objects.filter(pk=job.pk).update(progress=0.75, message="Almost there")
     page = dashboard(client, org)
@@ -75,8 +82,9 @@ def test_every_kind_of_write_shows_on_the_next_dashboard(actors, client_as):
     assert "<h1>Alice Research</h1>" in dashboard(client, org)
 
     # an agent, and the name of the model behind it (a related row)
-    model = LanguageModel.objects.create(organization=org, project=actors.project, name="tiny-teacher", format="gguf",
-                                         status="ready")
+    model = LanguageModel.objects.create(
+        organization=org, project=actors.project, name="tiny-teacher", format="gguf", status="ready"
+    )
     Agent.objects.create(organization=org, project=actors.project, name="Triage bot", slug="triage", model=model)
     page = dashboard(client, org)
     assert "Triage bot" in page and "tiny-teacher" in page
@@ -156,8 +164,13 @@ def test_untracked_models_cannot_be_depended_on_or_tracked_when_nested(actors):
 
 def test_an_unreachable_cache_still_serves_pages_and_keeps_writes(actors, client_as):
     client = client_as(actors.member)
-    nowhere = {"default": {"BACKEND": "hartonomous_web.redis_cache.SharedRedisCache",
-                           "LOCATION": "redis://127.0.0.1:1/0", "OPTIONS": {"socket_connect_timeout": 0.2}}}
+    nowhere = {
+        "default": {
+            "BACKEND": "hartonomous_web.redis_cache.SharedRedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"socket_connect_timeout": 0.2},
+        }
+    }
     with override_settings(CACHES=nowhere):
         assert "Cardiology" in dashboard(client, actors.org)
         actions.do_create_project(actors.org, actors.owner, "Written without a cache")

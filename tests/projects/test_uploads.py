@@ -22,8 +22,12 @@ def payload(size: int, seed: int = 1) -> bytes:
 
 def put_chunk(api, url, data: bytes, start: int, total: int, **headers):
     return api.generic(
-        "PUT", url, data, content_type="application/octet-stream",
-        HTTP_CONTENT_RANGE=f"bytes {start}-{start + len(data) - 1}/{total}", **headers,
+        "PUT",
+        url,
+        data,
+        content_type="application/octet-stream",
+        HTTP_CONTENT_RANGE=f"bytes {start}-{start + len(data) - 1}/{total}",
+        **headers,
     )
 
 
@@ -33,7 +37,7 @@ def upload_via_api(api, org, project, data: bytes, name="model.gguf", **extra) -
     assert created.status_code == 201, created.content
     url = f"{base}{created.json()['id']}/"
     for start in range(0, len(data), CHUNK):
-        response = put_chunk(api, url, data[start:start + CHUNK], start, len(data))
+        response = put_chunk(api, url, data[start : start + CHUNK], start, len(data))
         assert response.status_code == 200, response.content
         assert response.json()["offset"] == min(start + CHUNK, len(data))
     return api.post(f"{url}complete/").json()
@@ -41,8 +45,9 @@ def upload_via_api(api, org, project, data: bytes, name="model.gguf", **extra) -
 
 def test_chunked_upload_becomes_a_blob_with_matching_hash(actors, api_as):
     data = payload(3500)
-    body = upload_via_api(api_as(actors.member), actors.org, actors.project, data,
-                          expected_sha256=hashlib.sha256(data).hexdigest())
+    body = upload_via_api(
+        api_as(actors.member), actors.org, actors.project, data, expected_sha256=hashlib.sha256(data).hexdigest()
+    )
     assert body["status"] == "complete"
     assert body["blob_sha256"] == hashlib.sha256(data).hexdigest()
     blob = Blob.objects.get(pk=body["blob_sha256"])
@@ -55,7 +60,9 @@ def test_interrupted_upload_resumes_from_what_arrived(actors, api_as):
     data = payload(2500, seed=2)
     api = api_as(actors.member)
     base = f"/api/v1/orgs/{actors.org.slug}/uploads/"
-    upload_id = api.post(base, {"project": actors.project.slug, "filename": "big.gguf", "size": len(data)}, format="json").json()["id"]
+    upload_id = api.post(
+        base, {"project": actors.project.slug, "filename": "big.gguf", "size": len(data)}, format="json"
+    ).json()["id"]
     url = f"{base}{upload_id}/"
     assert put_chunk(api, url, data[:1000], 0, len(data)).status_code == 200
     # The connection drops 300 bytes into the second chunk: only those arrive.
@@ -85,7 +92,9 @@ def test_same_file_twice_is_one_blob(actors, api_as):
 def test_incomplete_upload_cannot_complete(actors, api_as):
     api = api_as(actors.member)
     base = f"/api/v1/orgs/{actors.org.slug}/uploads/"
-    upload_id = api.post(base, {"project": actors.project.slug, "filename": "x.gguf", "size": 2000}, format="json").json()["id"]
+    upload_id = api.post(
+        base, {"project": actors.project.slug, "filename": "x.gguf", "size": 2000}, format="json"
+    ).json()["id"]
     put_chunk(api, f"{base}{upload_id}/", payload(1000), 0, 2000)
     response = api.post(f"{base}{upload_id}/complete/")
     assert response.status_code == 409 and "1000 of 2000 bytes arrived" in response.json()["error"]["message"]
@@ -96,7 +105,11 @@ def test_wrong_whole_file_hash_keeps_nothing(actors, api_as):
     data = payload(1200, seed=4)
     api = api_as(actors.member)
     base = f"/api/v1/orgs/{actors.org.slug}/uploads/"
-    created = api.post(base, {"project": actors.project.slug, "filename": "x.gguf", "size": len(data), "expected_sha256": "0" * 64}, format="json").json()
+    created = api.post(
+        base,
+        {"project": actors.project.slug, "filename": "x.gguf", "size": len(data), "expected_sha256": "0" * 64},
+        format="json",
+    ).json()
     url = f"{base}{created['id']}/"
     put_chunk(api, url, data[:1000], 0, len(data))
     put_chunk(api, url, data[1000:], 1000, len(data))
@@ -111,7 +124,13 @@ def test_damaged_chunk_is_dropped(actors, api_as):
     data = payload(1500, seed=5)
     api = api_as(actors.member)
     base = f"/api/v1/orgs/{actors.org.slug}/uploads/"
-    url = base + api.post(base, {"project": actors.project.slug, "filename": "x.gguf", "size": len(data)}, format="json").json()["id"] + "/"
+    url = (
+        base
+        + api.post(
+            base, {"project": actors.project.slug, "filename": "x.gguf", "size": len(data)}, format="json"
+        ).json()["id"]
+        + "/"
+    )
     good = hashlib.sha256(data[:1000]).hexdigest()
     response = put_chunk(api, url, data[:1000], 0, len(data), HTTP_X_CHUNK_SHA256="f" * 64)
     assert response.status_code == 409 and "damaged" in response.json()["error"]["message"]
@@ -129,8 +148,16 @@ def test_bad_upload_requests(actors, api_as, settings):
     assert response.status_code == 400 and "import_model" in response.json()["error"]["message"]
     response = api.post(base, {"project": actors.other_project.slug, "filename": "x", "size": 10}, format="json")
     assert response.status_code == 404
-    url = base + api.post(base, {"project": actors.project.slug, "filename": "x.gguf", "size": 100}, format="json").json()["id"] + "/"
-    assert api.generic("PUT", url, b"x" * 10, content_type="application/octet-stream").status_code == 400  # no Content-Range
+    url = (
+        base
+        + api.post(base, {"project": actors.project.slug, "filename": "x.gguf", "size": 100}, format="json").json()[
+            "id"
+        ]
+        + "/"
+    )
+    assert (
+        api.generic("PUT", url, b"x" * 10, content_type="application/octet-stream").status_code == 400
+    )  # no Content-Range
     assert put_chunk(api, url, b"x" * 10, 95, 100).status_code == 409  # past the end -> offset mismatch first
     assert put_chunk(api, url, b"x" * 10, 0, 999).status_code == 400  # wrong total
     assert not Upload.objects.filter(organization=actors.other_org).exists()
@@ -174,12 +201,18 @@ def test_chunk_checked_in_many_pieces_keeps_both_digests_in_order(actors, api_as
     url = f"{base}{api.post(base, {'project': actors.project.slug, 'filename': 'p.gguf', 'size': len(data)}, format='json').json()['id']}/"
     first, second = data[:1700], data[1700:]
     damaged = bytes([second[0] ^ 1]) + second[1:]
-    assert put_chunk(api, url, first, 0, len(data), HTTP_X_CHUNK_SHA256=hashlib.sha256(first).hexdigest()).status_code == 200
+    assert (
+        put_chunk(api, url, first, 0, len(data), HTTP_X_CHUNK_SHA256=hashlib.sha256(first).hexdigest()).status_code
+        == 200
+    )
     # A damaged second chunk is refused and dropped; the running hash is rolled back with it.
     response = put_chunk(api, url, damaged, 1700, len(data), HTTP_X_CHUNK_SHA256=hashlib.sha256(second).hexdigest())
     assert response.status_code == 409
     assert api.get(url).json()["offset"] == 1700
-    assert put_chunk(api, url, second, 1700, len(data), HTTP_X_CHUNK_SHA256=hashlib.sha256(second).hexdigest()).status_code == 200
+    assert (
+        put_chunk(api, url, second, 1700, len(data), HTTP_X_CHUNK_SHA256=hashlib.sha256(second).hexdigest()).status_code
+        == 200
+    )
     upload = Upload.objects.get(pk=url.rstrip("/").rsplit("/", 1)[1])
     assert blobs._running[str(upload.pk)][3].hexdigest() == hashlib.sha256(data).hexdigest()  # complete will use it
     body = api.post(f"{url}complete/").json()
@@ -191,7 +224,7 @@ def _upload_in_chunks(api, org, project, data: bytes, sizes: list[int]) -> tuple
     url = f"{base}{api.post(base, {'project': project.slug, 'filename': 'm.gguf', 'size': len(data)}, format='json').json()['id']}/"
     start = 0
     for size in sizes:
-        response = put_chunk(api, url, data[start:start + size], start, len(data))
+        response = put_chunk(api, url, data[start : start + size], start, len(data))
         assert response.status_code == 200, response.content
         start += size
     assert start == len(data)
@@ -214,7 +247,9 @@ def test_chunks_at_unaligned_offsets_are_stored_exactly(actors, api_as, settings
 
     monkeypatch.setattr(blobs, "_pwrite_all", counting_pwrite_all)
     data = payload(300_001, seed=11)
-    _, body = _upload_in_chunks(api_as(actors.member), actors.org, actors.project, data, [70_001, 12_345, 4096, 200_000, 13_559])
+    _, body = _upload_in_chunks(
+        api_as(actors.member), actors.org, actors.project, data, [70_001, 12_345, 4096, 200_000, 13_559]
+    )
     assert body["blob_sha256"] == hashlib.sha256(data).hexdigest()
     assert blobs.local_path(Blob.objects.get(pk=body["blob_sha256"])).read_bytes() == data
     if direct:
@@ -252,7 +287,10 @@ def test_a_chunk_the_disk_refuses_keeps_nothing_and_the_upload_goes_on(actors, a
     monkeypatch.setattr(blobs._PartFile, "write", write_until_full)
     response = put_chunk(api, url, data[30_000:], 30_000, len(data))
     assert response.status_code == 409
-    assert "could not store the chunk at byte 30000 (No space left on device); nothing of it was kept" in response.json()["error"]["message"]
+    assert (
+        "could not store the chunk at byte 30000 (No space left on device); nothing of it was kept"
+        in response.json()["error"]["message"]
+    )
     assert api.get(url).json()["offset"] == 30_000
     assert blobs.part_path(Upload.objects.get(pk=url.rstrip("/").rsplit("/", 1)[1])).stat().st_size == 30_000
     monkeypatch.setattr(blobs._PartFile, "write", real_write)
@@ -279,7 +317,7 @@ def test_direct_writes_the_file_system_refuses_fall_back_to_the_page_cache(tmp_p
         assert part.direct
         part.write(memoryview(data)[: 2 * blobs.DIRECT_ALIGN], 0)
         assert not part.direct  # from now on through the page cache
-        part.write(memoryview(data)[2 * blobs.DIRECT_ALIGN:], 2 * blobs.DIRECT_ALIGN)
+        part.write(memoryview(data)[2 * blobs.DIRECT_ALIGN :], 2 * blobs.DIRECT_ALIGN)
     finally:
         part.close()
     assert (tmp_path / "x.part").read_bytes() == data
@@ -295,7 +333,11 @@ def test_a_request_arriving_while_another_writes_the_upload_is_refused(actors, a
     assert put_chunk(api, url, data[:2000], 0, len(data)).status_code == 200
     upload = Upload.objects.get(pk=url.rstrip("/").rsplit("/", 1)[1])
     with blobs._exclusive(upload):  # a chunk of this upload is being received
-        for response in (put_chunk(api, url, data[2000:], 2000, len(data)), api.post(f"{url}complete/"), api.delete(url)):
+        for response in (
+            put_chunk(api, url, data[2000:], 2000, len(data)),
+            api.post(f"{url}complete/"),
+            api.delete(url),
+        ):
             assert response.status_code == 409, response.content
             assert "Another request is writing this upload right now" in response.json()["error"]["message"]
         assert blobs.part_path(upload).stat().st_size == 2000

@@ -13,13 +13,16 @@ from tests.runtime.conftest import make_agent
 
 @pytest.fixture
 def pair(actors, chat_model):
-    return make_agent(actors, chat_model, name="Baseline", deploy=False), make_agent(actors, chat_model, name="Candidate", deploy=False)
+    return make_agent(actors, chat_model, name="Baseline", deploy=False), make_agent(
+        actors, chat_model, name="Candidate", deploy=False
+    )
 
 
 def test_the_split_follows_the_share_and_sticks_to_each_conversation(actors, pair):
     baseline, candidate = pair
-    endpoint = actions.do_create_endpoint(actors.project, actors.owner, name="Support", baseline=baseline,
-                                          candidate=candidate, candidate_share=0.3)
+    endpoint = actions.do_create_endpoint(
+        actors.project, actors.owner, name="Support", baseline=baseline, candidate=candidate, candidate_share=0.3
+    )
     keys = [f"conversation-{i}" for i in range(4000)]
     draws = [actions.choose_variant(endpoint, key)[1] for key in keys]
     share = draws.count(Variant.CANDIDATE) / len(draws)
@@ -48,17 +51,28 @@ def test_without_a_running_test_everything_goes_to_the_baseline(actors, pair):
 
 def test_results_promotion_and_history(actors, pair):
     baseline, candidate = pair
-    endpoint = actions.do_create_endpoint(actors.project, actors.owner, name="Triage", baseline=baseline,
-                                          candidate=candidate, candidate_share=0.5)
+    endpoint = actions.do_create_endpoint(
+        actors.project, actors.owner, name="Triage", baseline=baseline, candidate=candidate, candidate_share=0.5
+    )
     # Feedback on answers of each variant: the candidate is liked 8 of 10 times, the baseline 3 of 10.
     for variant, agent, ups in ((Variant.CANDIDATE, candidate, 8), (Variant.BASELINE, baseline, 3)):
         for i in range(10):
-            conversation = Conversation.objects.create(organization=actors.org, agent=agent, endpoint=endpoint,
-                                                       variant=variant, user=actors.member)
+            conversation = Conversation.objects.create(
+                organization=actors.org, agent=agent, endpoint=endpoint, variant=variant, user=actors.member
+            )
             answer = Message.objects.create(conversation=conversation, role="assistant", content="answer", agent=agent)
-            actions.do_record_inference(actors.org, agent=agent, source="chat", outcome="complete", endpoint=endpoint,
-                                        variant=variant, conversation=conversation, message=answer,
-                                        ttft_ms=100 + i, latency_ms=1000 + 10 * i)
+            actions.do_record_inference(
+                actors.org,
+                agent=agent,
+                source="chat",
+                outcome="complete",
+                endpoint=endpoint,
+                variant=variant,
+                conversation=conversation,
+                message=answer,
+                ttft_ms=100 + i,
+                latency_ms=1000 + 10 * i,
+            )
             actions.do_feedback(answer, actors.member, 1 if i < ups else -1)
     results = ab_results(endpoint)
     assert results["candidate"]["thumbs_up"] == 8 and results["candidate"]["thumbs_down"] == 2
@@ -74,7 +88,12 @@ def test_results_promotion_and_history(actors, pair):
     history = list(endpoint.history.order_by("at", "id"))
     assert [h.action for h in history] == [PromotionAction.STARTED, PromotionAction.PROMOTED]
     promoted = history[-1]
-    assert (promoted.baseline_id, promoted.candidate_id, promoted.by_id, promoted.note) == (baseline.pk, candidate.pk, actors.admin.pk, "clearly better")
+    assert (promoted.baseline_id, promoted.candidate_id, promoted.by_id, promoted.note) == (
+        baseline.pk,
+        candidate.pk,
+        actors.admin.pk,
+        "clearly better",
+    )
     assert promoted.results["candidate"]["up_rate"] == 0.8  # the evidence, kept with the decision
     with pytest.raises(ActionError, match="no candidate"):
         actions.do_promote_candidate(endpoint, actors.admin)
@@ -85,7 +104,9 @@ def test_endpoint_rules(actors, pair, chat_model):
     with pytest.raises(ActionError, match="different agent"):
         actions.do_create_endpoint(actors.project, actors.owner, name="Same", baseline=baseline, candidate=baseline)
     with pytest.raises(ActionError, match="between 0 and 1"):
-        actions.do_create_endpoint(actors.project, actors.owner, name="Share", baseline=baseline, candidate=candidate, candidate_share=1.5)
+        actions.do_create_endpoint(
+            actors.project, actors.owner, name="Share", baseline=baseline, candidate=candidate, candidate_share=1.5
+        )
     # Agents and endpoints share one name space (the OpenAI API's `model`).
     with pytest.raises(ActionError, match="already exists"):
         actions.do_create_endpoint(actors.project, actors.owner, name="Baseline", baseline=baseline)

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-
-import pytest
 from asgiref.sync import async_to_sync
-from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
 from runtime import actions
-from runtime.models import AgentStatus, InferenceRecord, Message, MessageStatus
+from runtime.models import InferenceRecord, Message, MessageStatus
 from runtime.routing import websocket_urlpatterns
 
 
 def socket(actors, conversation_id, user, org=None):
-    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/o/{(org or actors.org).slug}/conversations/{conversation_id}/")
+    communicator = WebsocketCommunicator(
+        URLRouter(websocket_urlpatterns), f"/ws/o/{(org or actors.org).slug}/conversations/{conversation_id}/"
+    )
     communicator.scope["user"] = user
     return communicator
 
@@ -54,10 +52,17 @@ def test_an_answer_streams_and_is_kept(actors, live_agent):
     answer = end["message"]
     assert answer["status"] == "complete" and answer["content"] == "".join(deltas)
     assert answer["completion_tokens"] > 0 and answer["prompt_tokens"] > 0 and answer["ttft_ms"] is not None
-    stored = list(Message.objects.for_org(actors.org).filter(conversation=conversation).values_list("role", "status", "content"))
+    stored = list(
+        Message.objects.for_org(actors.org).filter(conversation=conversation).values_list("role", "status", "content")
+    )
     assert stored == [("user", "complete", "Hello there"), ("assistant", "complete", answer["content"])]
     record = InferenceRecord.objects.for_org(actors.org).get()
-    assert (record.agent_id, record.user_id, record.source, record.outcome) == (live_agent.pk, actors.member.pk, "chat", "complete")
+    assert (record.agent_id, record.user_id, record.source, record.outcome) == (
+        live_agent.pk,
+        actors.member.pk,
+        "chat",
+        "complete",
+    )
     assert record.completion_tokens == answer["completion_tokens"] and record.model_id == live_agent.model_id
 
 
@@ -102,6 +107,7 @@ def test_a_dropped_socket_keeps_the_message_and_the_partial_answer(actors, chat_
     user_message, answer = Message.objects.for_org(actors.org).filter(conversation=conversation)
     assert user_message.content == "Please keep talking"
     assert answer.status == MessageStatus.INTERRUPTED and answer.content and answer.completion_tokens < 400
+
     # Reopening the conversation shows both.
     async def reopen():
         ws = socket(actors, conversation.pk, actors.member)
@@ -124,9 +130,15 @@ def test_bad_input_over_the_socket_gets_clear_errors_and_changes_nothing(actors,
         await ws.connect()
         await ws.receive_json_from()
         replies = []
-        for payload in ("not json at all", '["a list"]', '{"type": "dance"}', '{"type": "send", "content": ""}',
-                        '{"type": "send", "content": "' + "x" * 101 + '"}', '{"type": "send", "content": 42}',
-                        '{"type": "regenerate"}'):
+        for payload in (
+            "not json at all",
+            '["a list"]',
+            '{"type": "dance"}',
+            '{"type": "send", "content": ""}',
+            '{"type": "send", "content": "' + "x" * 101 + '"}',
+            '{"type": "send", "content": 42}',
+            '{"type": "regenerate"}',
+        ):
             await ws.send_to(text_data=payload)
             replies.append(await ws.receive_json_from())
         await ws.disconnect()
@@ -174,7 +186,9 @@ def test_regenerate_keeps_the_old_answer_aside(actors, live_agent):
         return end["message"]
 
     second = async_to_sync(talk)()
-    answers = list(Message.objects.for_org(actors.org).filter(conversation=conversation, role="assistant").order_by("id"))
+    answers = list(
+        Message.objects.for_org(actors.org).filter(conversation=conversation, role="assistant").order_by("id")
+    )
     assert [a.superseded for a in answers] == [True, False] and answers[1].pk == second["id"]
     assert InferenceRecord.objects.for_org(actors.org).count() == 2
 

@@ -34,7 +34,9 @@ def gguf(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def other_gguf(tmp_path_factory):
-    return str(write_gguf_llama(tmp_path_factory.mktemp("engine2") / "tiny2.gguf", TinyLlamaConfig(context_length=512), seed=3))
+    return str(
+        write_gguf_llama(tmp_path_factory.mktemp("engine2") / "tiny2.gguf", TinyLlamaConfig(context_length=512), seed=3)
+    )
 
 
 def run(backend, request, cancel=None):
@@ -194,7 +196,10 @@ def test_a_full_context_drops_the_oldest_turns_but_keeps_the_system_prompt(gguf)
     backend = LlamaCppBackend(ModelCache(512 * MiB), LoadSpec(gguf, n_ctx=128))
     history = [{"role": "system", "content": "Be brief."}]
     for i in range(12):
-        history += [{"role": "user", "content": f"question {i} " * 3}, {"role": "assistant", "content": f"answer {i} " * 3}]
+        history += [
+            {"role": "user", "content": f"question {i} " * 3},
+            {"role": "assistant", "content": f"answer {i} " * 3},
+        ]
     history.append({"role": "user", "content": "last question"})
     events, _ = run(backend, ChatRequest(history, GenerationSettings(max_tokens=16, temperature=0)))
     started = events[0]
@@ -213,12 +218,16 @@ def test_a_saved_state_spares_re_reading_the_conversation(gguf, tmp_path):
     backend.session_min_tokens = 32
     session = str(tmp_path / "conversation.state")
     history = [{"role": "user", "content": "tell me about the weather " * 8}]
-    events, answer = run(backend, ChatRequest(history, GenerationSettings(max_tokens=8, temperature=0), session_path=session))
+    events, answer = run(
+        backend, ChatRequest(history, GenerationSettings(max_tokens=8, temperature=0), session_path=session)
+    )
     assert (tmp_path / "conversation.state").is_file()
     # Another conversation uses the model in between: its KV cache no longer holds ours.
     run(backend, ask("something else entirely", max_tokens=4))
     follow_up = history + [{"role": "assistant", "content": answer}, {"role": "user", "content": "and tomorrow?"}]
-    events, resumed = run(backend, ChatRequest(follow_up, GenerationSettings(max_tokens=8, temperature=0), session_path=session))
+    events, resumed = run(
+        backend, ChatRequest(follow_up, GenerationSettings(max_tokens=8, temperature=0), session_path=session)
+    )
     assert events[0].reused_tokens >= events[0].prompt_tokens // 2
     # Without the state the same prompt is read from scratch, and the answer is the same.
     run(backend, ask("something else entirely", max_tokens=4))

@@ -118,12 +118,21 @@ def wait_for(predicate, timeout=30.0, what="condition"):
 
 # --- models ---------------------------------------------------------------------------------------
 
-def test_models_lists_the_agents_and_endpoints_of_the_tokens_organisation_only(actors, live, token, client_for, chat_model):
+
+def test_models_lists_the_agents_and_endpoints_of_the_tokens_organisation_only(
+    actors, live, token, client_for, chat_model
+):
     helper = live("Helper")
     spare = make_agent(actors, chat_model, name="Spare", deploy=False)
     actions.do_create_endpoint(actors.project, actors.owner, name="Support", baseline=helper, candidate=spare)
-    theirs = Agent.objects.create(organization=actors.other_org, project=actors.other_project, name="Secret", slug="secret",
-                                  backend="remote", remote_url="http://127.0.0.1:9/v1")
+    theirs = Agent.objects.create(
+        organization=actors.other_org,
+        project=actors.other_project,
+        name="Secret",
+        slug="secret",
+        backend="remote",
+        remote_url="http://127.0.0.1:9/v1",
+    )
     client = client_for(token()[1])
 
     models = client.models.list()
@@ -144,12 +153,19 @@ def test_models_lists_the_agents_and_endpoints_of_the_tokens_organisation_only(a
 
 # --- completions ----------------------------------------------------------------------------------
 
+
 def test_a_completion_answers_and_leaves_its_audit_row(actors, live, token, client_for):
     agent = live("Helper", system_prompt="You are terse.")
     api_token, secret = token()
-    completion = client_for(secret).chat.completions.create(model="helper", messages=HELLO, max_tokens=12, temperature=0)
+    completion = client_for(secret).chat.completions.create(
+        model="helper", messages=HELLO, max_tokens=12, temperature=0
+    )
 
-    assert completion.object == "chat.completion" and completion.model == "helper" and completion.id.startswith("chatcmpl-")
+    assert (
+        completion.object == "chat.completion"
+        and completion.model == "helper"
+        and completion.id.startswith("chatcmpl-")
+    )
     [choice] = completion.choices
     assert choice.message.role == "assistant" and choice.message.content
     assert choice.finish_reason in ("stop", "length")
@@ -158,27 +174,39 @@ def test_a_completion_answers_and_leaves_its_audit_row(actors, live, token, clie
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
     [record] = records(actors.org)
     assert (record.source, record.outcome, record.error) == ("api", "complete", "")
-    assert (record.agent_id, record.model_id, record.endpoint_id, record.variant) == (agent.pk, agent.model_id, None, "")
+    assert (record.agent_id, record.model_id, record.endpoint_id, record.variant) == (
+        agent.pk,
+        agent.model_id,
+        None,
+        "",
+    )
     assert (record.token_id, record.user_id) == (api_token.pk, actors.member.pk)
     assert (record.prompt_tokens, record.completion_tokens) == (usage.prompt_tokens, usage.completion_tokens)
     assert record.ttft_ms is not None and 0 <= record.ttft_ms <= record.latency_ms
 
     # The agent's system prompt is part of the prompt unless the request brings its own.
     own = client_for(secret).chat.completions.create(
-        model="helper", messages=[{"role": "system", "content": "x"}, *HELLO], max_tokens=1, temperature=0)
+        model="helper", messages=[{"role": "system", "content": "x"}, *HELLO], max_tokens=1, temperature=0
+    )
     assert own.usage.prompt_tokens < usage.prompt_tokens
     # Content as a list of text parts, and the newer "developer" role, are understood.
     parts = client_for(secret).chat.completions.create(
-        model="helper", max_tokens=1, messages=[{"role": "developer", "content": "x"},
-                                                {"role": "user", "content": [{"type": "text", "text": "Hello there"}]}])
+        model="helper",
+        max_tokens=1,
+        messages=[
+            {"role": "developer", "content": "x"},
+            {"role": "user", "content": [{"type": "text", "text": "Hello there"}]},
+        ],
+    )
     assert parts.usage.prompt_tokens == own.usage.prompt_tokens
 
 
 def test_streaming_sends_chunks_then_usage_then_done(actors, live, token, client_for, server):
     live("Helper", max_tokens=16)
     api_token, secret = token()
-    stream = client_for(secret).chat.completions.create(model="helper", messages=HELLO, stream=True,
-                                                        stream_options={"include_usage": True}, temperature=0)
+    stream = client_for(secret).chat.completions.create(
+        model="helper", messages=HELLO, stream=True, stream_options={"include_usage": True}, temperature=0
+    )
     chunks = list(stream)
     assert chunks[0].choices[0].delta.role == "assistant"
     pieces = [c.choices[0].delta.content for c in chunks[1:] if c.choices and c.choices[0].delta.content]
@@ -193,12 +221,13 @@ def test_streaming_sends_chunks_then_usage_then_done(actors, live, token, client
     assert record.prompt_tokens == chunks[-1].usage.prompt_tokens and record.token_id == api_token.pk
 
     # On the wire: server-sent events, `data: …` blocks, ending with [DONE]; no usage chunk unless asked.
-    status, headers, body = post(server, "/v1/chat/completions", {"model": "helper", "messages": HELLO, "stream": True,
-                                                                  "max_tokens": 4}, secret)
+    status, headers, body = post(
+        server, "/v1/chat/completions", {"model": "helper", "messages": HELLO, "stream": True, "max_tokens": 4}, secret
+    )
     assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
     events = body.decode().split("\n\n")
     assert events[-1] == "" and events[-2] == "data: [DONE]"
-    payloads = [json.loads(e[len("data: "):]) for e in events[:-2]]
+    payloads = [json.loads(e[len("data: ") :]) for e in events[:-2]]
     assert all(e.startswith("data: ") for e in events[:-1])
     assert all("usage" not in p and p["choices"] for p in payloads)
     assert payloads[-1]["choices"][0]["finish_reason"] in ("stop", "length")
@@ -215,8 +244,10 @@ def test_bad_parameters_are_refused_with_the_parameter_named(actors, live, token
         (dict(stop=["a", "b", "c", "d", "e"]), "stop"),
         (dict(messages=[]), "messages"),
         (dict(messages=[{"role": "wizard", "content": "hi"}]), "messages[0].role"),
-        (dict(messages=[*HELLO, {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]),
-         "messages[1].content"),
+        (
+            dict(messages=[*HELLO, {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]),
+            "messages[1].content",
+        ),
         (dict(tools=[{"type": "function", "function": {"name": "f"}}]), "tools"),
     ]
     for overrides, param in cases:
@@ -233,8 +264,15 @@ def test_bad_parameters_are_refused_with_the_parameter_named(actors, live, token
 
 def test_unknown_and_foreign_models_get_the_same_404(actors, live, token, client_for, server):
     live("Helper")
-    Agent.objects.create(organization=actors.other_org, project=actors.other_project, name="Secret", slug="secret",
-                         status=AgentStatus.LIVE, backend="remote", remote_url="http://127.0.0.1:9/v1")
+    Agent.objects.create(
+        organization=actors.other_org,
+        project=actors.other_project,
+        name="Secret",
+        slug="secret",
+        status=AgentStatus.LIVE,
+        backend="remote",
+        remote_url="http://127.0.0.1:9/v1",
+    )
     secret = token()[1]
     answers = {}
     for slug in ("secret", "nothing-here"):
@@ -281,7 +319,11 @@ def test_roles_and_tokens(actors, live, token, client_for, server):
         with pytest.raises(openai.AuthenticationError):
             client.models.list()
     status, headers, body = post(server, "/v1/chat/completions", {"model": "helper", "messages": HELLO})
-    assert status == 401 and headers["WWW-Authenticate"] == "Bearer" and "Authorization: Bearer" in json.loads(body)["error"]["message"]
+    assert (
+        status == 401
+        and headers["WWW-Authenticate"] == "Bearer"
+        and "Authorization: Bearer" in json.loads(body)["error"]["message"]
+    )
     assert records(actors.org) == []
 
 
@@ -304,8 +346,15 @@ def test_an_agent_that_is_not_live_says_so(actors, live, token, client_for):
 
 def test_an_engine_failure_is_a_500_with_the_reason(actors, token, client_for):
     unreachable = f"http://127.0.0.1:{free_port()}/v1"
-    Agent.objects.create(organization=actors.org, project=actors.project, name="Far", slug="far", backend="remote",
-                         remote_url=unreachable, status=AgentStatus.LIVE)
+    Agent.objects.create(
+        organization=actors.org,
+        project=actors.project,
+        name="Far",
+        slug="far",
+        backend="remote",
+        remote_url=unreachable,
+        status=AgentStatus.LIVE,
+    )
     client = client_for(token()[1])
     for stream in (False, True):
         with pytest.raises(openai.InternalServerError) as caught:
@@ -320,9 +369,15 @@ def test_closing_the_connection_mid_stream_stops_the_answer(actors, live, token,
     secret = token()[1]
     address = urlsplit(server.url)
     connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
-    body = json.dumps({"model": "talker", "messages": [{"role": "user", "content": "Please keep talking"}], "stream": True})
-    connection.request("POST", "/v1/chat/completions", body=body,
-                       headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"})
+    body = json.dumps(
+        {"model": "talker", "messages": [{"role": "user", "content": "Please keep talking"}], "stream": True}
+    )
+    connection.request(
+        "POST",
+        "/v1/chat/completions",
+        body=body,
+        headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"},
+    )
     response = connection.getresponse()
     assert response.status == 200
     seen = b""
@@ -342,8 +397,9 @@ def test_closing_the_connection_mid_stream_stops_the_answer(actors, live, token,
 
 def test_an_endpoint_routes_each_conversation_to_one_variant(actors, live, token, client_for):
     baseline, candidate = live("Baseline"), live("Candidate")
-    endpoint = actions.do_create_endpoint(actors.project, actors.owner, name="Support", baseline=baseline,
-                                          candidate=candidate, candidate_share=0.5)
+    endpoint = actions.do_create_endpoint(
+        actors.project, actors.owner, name="Support", baseline=baseline, candidate=candidate, candidate_share=0.5
+    )
     client = client_for(token()[1])
 
     def variant_of(messages, user=""):
@@ -357,10 +413,15 @@ def test_an_endpoint_routes_each_conversation_to_one_variant(actors, live, token
     conversations = by_variant["baseline"][:2] + by_variant["candidate"][:2]
     for opening in conversations:
         first = [{"role": "user", "content": opening}]
-        answer = client.chat.completions.create(model="support", messages=first, max_tokens=2).choices[0].message.content
+        answer = (
+            client.chat.completions.create(model="support", messages=first, max_tokens=2).choices[0].message.content
+        )
         # The next turn re-sends the beginning: the same agent answers.
-        client.chat.completions.create(model="support", max_tokens=2, messages=[
-            *first, {"role": "assistant", "content": answer}, {"role": "user", "content": "And then?"}])
+        client.chat.completions.create(
+            model="support",
+            max_tokens=2,
+            messages=[*first, {"role": "assistant", "content": answer}, {"role": "user", "content": "And then?"}],
+        )
     rows = records(actors.org)
     assert all(r.endpoint_id == endpoint.pk and r.outcome == "complete" for r in rows)
     turns = [(r.variant, r.agent_id) for r in rows]
@@ -368,8 +429,9 @@ def test_an_endpoint_routes_each_conversation_to_one_variant(actors, live, token
     assert turns == expected
     # The `user` field, when given, is the key: every conversation of that user sticks to one variant.
     for opening in openings[:6]:
-        client.chat.completions.create(model="support", messages=[{"role": "user", "content": opening}], max_tokens=1,
-                                       user="customer-42")
+        client.chat.completions.create(
+            model="support", messages=[{"role": "user", "content": opening}], max_tokens=1, user="customer-42"
+        )
     assert len({r.variant for r in records(actors.org)[8:]}) == 1
     assert records(actors.org)[8].variant == variant_of([], "customer-42")
     # The endpoint's name is what the client sees; which agent answered stays on our side.
@@ -390,21 +452,36 @@ def test_a_remote_agent_talks_to_an_openai_compatible_server(actors, live, token
     """The remote backend against this same server: llama agent <- /v1/ <- RemoteBackend <- remote agent."""
     live("Tiny", max_tokens=8)
     api_token, secret = token()
-    remote = make_agent(actors, None, name="Relay", backend="remote", remote_url=server.url + "/v1", remote_model="tiny",
-                        remote_api_key=secret, max_tokens=8)
+    remote = make_agent(
+        actors,
+        None,
+        name="Relay",
+        backend="remote",
+        remote_url=server.url + "/v1",
+        remote_model="tiny",
+        remote_api_key=secret,
+        max_tokens=8,
+    )
     assert remote.status == AgentStatus.LIVE and remote.deployment["backend"] == "remote"  # it reached /v1/models
 
     # The engine alone (in this process): RemoteBackend streams from the server.
     backend = serving.backend_for(Agent.objects.get(pk=remote.pk))
-    events = list(backend.stream(ChatRequest(HELLO, GenerationSettings(max_tokens=8, temperature=0), truncate=False),
-                                 threading.Event()))
+    events = list(
+        backend.stream(
+            ChatRequest(HELLO, GenerationSettings(max_tokens=8, temperature=0), truncate=False), threading.Event()
+        )
+    )
     assert isinstance(events[0], Started) and isinstance(events[-1], Finished)
     text = "".join(e.text for e in events if isinstance(e, Delta))
     finished = events[-1]
     assert text and finished.reason in ("stop", "length") and 0 < finished.completion_tokens <= 8
     assert finished.prompt_tokens > 0  # from the usage chunk
     [inner] = records(actors.org)
-    assert (inner.agent.slug, inner.token_id, inner.completion_tokens) == ("tiny", api_token.pk, finished.completion_tokens)
+    assert (inner.agent.slug, inner.token_id, inner.completion_tokens) == (
+        "tiny",
+        api_token.pk,
+        finished.completion_tokens,
+    )
 
     # Through the server twice: a client asks the relay, the relay asks the tiny agent.
     relayed = client_for(secret).chat.completions.create(model="relay", messages=HELLO, max_tokens=8, temperature=0)
@@ -442,16 +519,27 @@ def slow_agent(actors, transactional_db):
     """A live remote agent whose server takes 1.5 s to answer."""
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), SlowUpstream)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    yield Agent.objects.create(organization=actors.org, project=actors.project, name="Slow", slug="slow", backend="remote",
-                               remote_url=f"http://127.0.0.1:{upstream.server_port}/v1", status=AgentStatus.LIVE)
+    yield Agent.objects.create(
+        organization=actors.org,
+        project=actors.project,
+        name="Slow",
+        slug="slow",
+        backend="remote",
+        remote_url=f"http://127.0.0.1:{upstream.server_port}/v1",
+        status=AgentStatus.LIVE,
+    )
     upstream.shutdown()
 
 
 def test_closing_the_connection_before_a_whole_answer_interrupts_it(actors, slow_agent, token, server):
     address = urlsplit(server.url)
     connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
-    connection.request("POST", "/v1/chat/completions", body=json.dumps({"model": "slow", "messages": HELLO}),
-                       headers={"Authorization": f"Bearer {token()[1]}", "Content-Type": "application/json"})
+    connection.request(
+        "POST",
+        "/v1/chat/completions",
+        body=json.dumps({"model": "slow", "messages": HELLO}),
+        headers={"Authorization": f"Bearer {token()[1]}", "Content-Type": "application/json"},
+    )
     time.sleep(0.4)  # the answer is being written
     connection.sock.shutdown(2)
     connection.close()
@@ -466,8 +554,13 @@ def test_long_streams_do_not_hold_up_other_requests(slow_agent, token):
     server = AsgiServer(env={"WEB_THREADS": "2"})
     try:
         server.wait_until_healthy()
-        streams = [threading.Thread(target=post, args=(server, "/v1/chat/completions", {
-            "model": "slow", "messages": HELLO, "stream": True}, secret)) for _ in range(2)]
+        streams = [
+            threading.Thread(
+                target=post,
+                args=(server, "/v1/chat/completions", {"model": "slow", "messages": HELLO, "stream": True}, secret),
+            )
+            for _ in range(2)
+        ]
         for stream in streams:
             stream.start()
         time.sleep(0.5)  # both streams are under way (each lasts 1.5 s)

@@ -34,15 +34,29 @@ def url(actors, name, **kwargs):
 
 def remote_agent(actors, name, **fields):
     """An agent that needs no model file (never deployed in these tests)."""
-    return actions.do_create_agent(actors.project, actors.owner, name=name, backend="remote",
-                                   remote_url="http://127.0.0.1:9/v1", **fields)
+    return actions.do_create_agent(
+        actors.project, actors.owner, name=name, backend="remote", remote_url="http://127.0.0.1:9/v1", **fields
+    )
 
 
 def agent_form(actors, gguf_model, **overrides):
-    data = {"name": "Cardio helper", "project": actors.project.slug, "backend": "llama_cpp", "model": gguf_model.pk,
-            "system_prompt": "You are terse.", "temperature": "0", "top_p": "0.9", "max_tokens": "16",
-            "context_length": "256", "gpu_layers": "", "use_mmap": "on", "threads": "", "remote_url": "",
-            "remote_model": "", "remote_api_key": ""}
+    data = {
+        "name": "Cardio helper",
+        "project": actors.project.slug,
+        "backend": "llama_cpp",
+        "model": gguf_model.pk,
+        "system_prompt": "You are terse.",
+        "temperature": "0",
+        "top_p": "0.9",
+        "max_tokens": "16",
+        "context_length": "256",
+        "gpu_layers": "",
+        "use_mmap": "on",
+        "threads": "",
+        "remote_url": "",
+        "remote_model": "",
+        "remote_api_key": "",
+    }
     data.update(overrides)
     return data
 
@@ -81,7 +95,9 @@ def test_create_edit_and_deploy_an_agent_through_the_forms(actors, chat_model, c
     agent = Agent.objects.for_org(actors.org).get()
     assert created.status_code == 302 and created["Location"] == url(actors, "agent-detail", agent_slug="cardio-helper")
     assert (agent.model_id, agent.temperature, agent.max_tokens, agent.context_length) == (chat_model.pk, 0.0, 16, 256)
-    assert agent.gpu_layers is None and agent.threads is None and agent.use_mmap and agent.status == AgentStatus.UNDEPLOYED
+    assert (
+        agent.gpu_layers is None and agent.threads is None and agent.use_mmap and agent.status == AgentStatus.UNDEPLOYED
+    )
 
     detail = client.get(url(actors, "agent-detail", agent_slug=agent.slug)).content.decode()
     assert "Not deployed" in detail and ">Deploy<" in detail and "New conversation" in detail
@@ -97,10 +113,18 @@ def test_create_edit_and_deploy_an_agent_through_the_forms(actors, chat_model, c
     # Editing a generation setting keeps it live; editing the context length redeploys it.
     edit = client.get(url(actors, "agent-edit", agent_slug=agent.slug))
     assert edit.status_code == 200 and "You are terse.</textarea>" in edit.content.decode()
-    assert client.post(url(actors, "agent-edit", agent_slug=agent.slug), agent_form(actors, chat_model, temperature="0.5")).status_code == 302
+    assert (
+        client.post(
+            url(actors, "agent-edit", agent_slug=agent.slug), agent_form(actors, chat_model, temperature="0.5")
+        ).status_code
+        == 302
+    )
     agent.refresh_from_db()
     assert agent.temperature == 0.5 and agent.status == AgentStatus.LIVE
-    client.post(url(actors, "agent-edit", agent_slug=agent.slug), agent_form(actors, chat_model, temperature="0.5", context_length="384"))
+    client.post(
+        url(actors, "agent-edit", agent_slug=agent.slug),
+        agent_form(actors, chat_model, temperature="0.5", context_length="384"),
+    )
     agent.refresh_from_db()
     assert agent.context_length == 384
     wait_for_status(client, actors, agent, "live")
@@ -108,8 +132,13 @@ def test_create_edit_and_deploy_an_agent_through_the_forms(actors, chat_model, c
     # A conversation starts from the agent page, and is listed there.
     started = client.post(url(actors, "agent-action", agent_slug=agent.slug, action="chat"))
     conversation = Conversation.objects.for_org(actors.org).get()
-    assert started["Location"] == url(actors, "agent-conversation", agent_slug=agent.slug, conversation_id=conversation.pk)
-    assert f"Conversation {conversation.pk}" in client.get(url(actors, "agent-detail", agent_slug=agent.slug)).content.decode()
+    assert started["Location"] == url(
+        actors, "agent-conversation", agent_slug=agent.slug, conversation_id=conversation.pk
+    )
+    assert (
+        f"Conversation {conversation.pk}"
+        in client.get(url(actors, "agent-detail", agent_slug=agent.slug)).content.decode()
+    )
 
     assert client.post(url(actors, "agent-action", agent_slug=agent.slug, action="undeploy")).status_code == 302
     agent.refresh_from_db()
@@ -118,7 +147,9 @@ def test_create_edit_and_deploy_an_agent_through_the_forms(actors, chat_model, c
 
 def test_a_failed_deployment_shows_why(actors, client_as):
     agent = remote_agent(actors, "Broken")
-    Agent.objects.filter(pk=agent.pk).update(status=AgentStatus.FAILED, error="The remote endpoint cannot be reached <b>(refused)</b>.")
+    Agent.objects.filter(pk=agent.pk).update(
+        status=AgentStatus.FAILED, error="The remote endpoint cannot be reached <b>(refused)</b>."
+    )
     html = client_as(actors.member).get(url(actors, "agent-detail", agent_slug=agent.slug)).content.decode()
     assert "Deployment failed." in html and "cannot be reached &lt;b&gt;(refused)&lt;/b&gt;" in html
     assert "Retry deployment" in html and "hx-trigger" not in html
@@ -138,9 +169,21 @@ def test_the_remote_api_key_is_write_only(actors, client_as):
         html = client.get(url(actors, page, agent_slug=agent.slug)).content.decode()
         assert "sk-very-secret" not in html
     assert "A key is set" in client.get(url(actors, "agent-edit", agent_slug=agent.slug)).content.decode()
-    data = {"name": "Remote", "backend": "remote", "model": "", "system_prompt": "", "temperature": "0.2", "top_p": "1",
-            "max_tokens": "64", "context_length": "1024", "gpu_layers": "", "threads": "", "remote_url": "http://127.0.0.1:9/v1",
-            "remote_model": "llama-70b", "remote_api_key": ""}
+    data = {
+        "name": "Remote",
+        "backend": "remote",
+        "model": "",
+        "system_prompt": "",
+        "temperature": "0.2",
+        "top_p": "1",
+        "max_tokens": "64",
+        "context_length": "1024",
+        "gpu_layers": "",
+        "threads": "",
+        "remote_url": "http://127.0.0.1:9/v1",
+        "remote_model": "llama-70b",
+        "remote_api_key": "",
+    }
     assert client.post(url(actors, "agent-edit", agent_slug=agent.slug), data).status_code == 302
     agent.refresh_from_db()
     assert agent.remote_api_key == "sk-very-secret" and agent.temperature == 0.2  # blank keeps the key
@@ -175,16 +218,30 @@ def test_viewer_reads_every_page_but_writes_nothing(actors, client_as):
     agent = remote_agent(actors, "Reader")
     endpoint = actions.do_create_endpoint(actors.project, actors.owner, name="Front door", baseline=agent)
     client = client_as(actors.viewer)
-    for name, kwargs in (("agent-list", {}), ("agent-create", {}), ("agent-detail", {"agent_slug": agent.slug}),
-                         ("agent-edit", {"agent_slug": agent.slug}), ("agent-audit", {"agent_slug": agent.slug}),
-                         ("endpoint-list", {}), ("endpoint-create", {}), ("endpoint-detail", {"endpoint_slug": endpoint.slug})):
+    for name, kwargs in (
+        ("agent-list", {}),
+        ("agent-create", {}),
+        ("agent-detail", {"agent_slug": agent.slug}),
+        ("agent-edit", {"agent_slug": agent.slug}),
+        ("agent-audit", {"agent_slug": agent.slug}),
+        ("endpoint-list", {}),
+        ("endpoint-create", {}),
+        ("endpoint-detail", {"endpoint_slug": endpoint.slug}),
+    ):
         response = client.get(url(actors, name, **kwargs))
         assert response.status_code == 200, name
         html = response.content.decode()
-        posting = [form for form in re.findall(r"<form[^>]*>", html) if 'method="post"' in form and "/accounts/logout/" not in form]
+        posting = [
+            form
+            for form in re.findall(r"<form[^>]*>", html)
+            if 'method="post"' in form and "/accounts/logout/" not in form
+        ]
         assert not posting, (name, posting)
     writes = [
-        (url(actors, "agent-create"), {"name": "Nope", "project": actors.project.slug, "backend": "remote", "remote_url": "http://x/v1"}),
+        (
+            url(actors, "agent-create"),
+            {"name": "Nope", "project": actors.project.slug, "backend": "remote", "remote_url": "http://x/v1"},
+        ),
         (url(actors, "agent-edit", agent_slug=agent.slug), {"name": "Renamed"}),
         (url(actors, "agent-action", agent_slug=agent.slug, action="deploy"), {}),
         (url(actors, "agent-action", agent_slug=agent.slug, action="delete"), {}),
@@ -209,9 +266,14 @@ def test_outsider_gets_404_on_every_page(actors, client_as):
     blind = actions.do_start_conversation(actors.org, actors.member, endpoint=endpoint)
     client = client_as(actors.outsider)
     pages = [
-        url(actors, "agent-list"), url(actors, "agent-create"), url(actors, "endpoint-list"), url(actors, "endpoint-create"),
-        url(actors, "agent-detail", agent_slug=agent.slug), url(actors, "agent-edit", agent_slug=agent.slug),
-        url(actors, "agent-audit", agent_slug=agent.slug), url(actors, "endpoint-detail", endpoint_slug=endpoint.slug),
+        url(actors, "agent-list"),
+        url(actors, "agent-create"),
+        url(actors, "endpoint-list"),
+        url(actors, "endpoint-create"),
+        url(actors, "agent-detail", agent_slug=agent.slug),
+        url(actors, "agent-edit", agent_slug=agent.slug),
+        url(actors, "agent-audit", agent_slug=agent.slug),
+        url(actors, "endpoint-detail", endpoint_slug=endpoint.slug),
         url(actors, "agent-conversation", agent_slug=agent.slug, conversation_id=conversation.pk),
         url(actors, "endpoint-conversation", endpoint_slug=endpoint.slug, conversation_id=blind.pk),
     ]
@@ -234,8 +296,16 @@ def test_outsider_gets_404_on_every_page(actors, client_as):
 def conversation_with_answers(actors, agent, user=None):
     conversation = actions.do_start_conversation(actors.org, user or actors.member, agent=agent)
     Message.objects.create(conversation=conversation, role="user", content="Show me <b>bold</b> markup")
-    answer = Message.objects.create(conversation=conversation, role="assistant", content="**Sure**: <script>alert(1)</script>",
-                                    prompt_tokens=40, completion_tokens=12, ttft_ms=30, duration_ms=530, dropped_messages=3)
+    answer = Message.objects.create(
+        conversation=conversation,
+        role="assistant",
+        content="**Sure**: <script>alert(1)</script>",
+        prompt_tokens=40,
+        completion_tokens=12,
+        ttft_ms=30,
+        duration_ms=530,
+        dropped_messages=3,
+    )
     return conversation, answer
 
 
@@ -247,7 +317,9 @@ def test_the_chat_page_renders_the_conversation_server_side(actors, client_as):
     page = url(actors, "agent-conversation", agent_slug=agent.slug, conversation_id=conversation.pk)
     html = client_as(actors.member).get(page).content.decode()
     # Escaped on the server; markdown.js renders it (escaping again) in the browser.
-    assert "Show me &lt;b&gt;bold&lt;/b&gt; markup" in html and "**Sure**: &lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert (
+        "Show me &lt;b&gt;bold&lt;/b&gt; markup" in html and "**Sure**: &lt;script&gt;alert(1)&lt;/script&gt;" in html
+    )
     assert "<script>alert(1)" not in html and "old answer" not in html
     assert "3 older messages were left out to fit the context window." in html
     assert "12 tokens" in html and "24.0 tokens/s" in html and "first token in 30 ms" in html
@@ -266,18 +338,35 @@ def test_conversations_are_private_and_admins_read_them(actors, client_as, clien
     admin_html = client_as(actors.admin).get(page).content.decode()
     assert "Read-only: this is bob's conversation." in admin_html and "data-chat-form" not in admin_html
     assert 'data-can-write="false"' in admin_html and "Thumbs up" not in admin_html
-    assert client_as(actors.admin).post(url(actors, "agent-feedback", agent_slug=agent.slug, conversation_id=conversation.pk,
-                                            message_id=answer.pk), {"rating": "1"}).status_code == 403
-    assert client_as(actors.admin).post(url(actors, "agent-conversation-delete", agent_slug=agent.slug,
-                                            conversation_id=conversation.pk)).status_code == 403
+    assert (
+        client_as(actors.admin)
+        .post(
+            url(actors, "agent-feedback", agent_slug=agent.slug, conversation_id=conversation.pk, message_id=answer.pk),
+            {"rating": "1"},
+        )
+        .status_code
+        == 403
+    )
+    assert (
+        client_as(actors.admin)
+        .post(url(actors, "agent-conversation-delete", agent_slug=agent.slug, conversation_id=conversation.pk))
+        .status_code
+        == 403
+    )
     client.logout()
     assert client_as(actors.viewer).get(page).status_code == 404
     elsewhere = remote_agent(actors, "Elsewhere")
-    assert client_as(actors.member).get(url(actors, "agent-conversation", agent_slug=elsewhere.slug,
-                                            conversation_id=conversation.pk)).status_code == 404
+    assert (
+        client_as(actors.member)
+        .get(url(actors, "agent-conversation", agent_slug=elsewhere.slug, conversation_id=conversation.pk))
+        .status_code
+        == 404
+    )
     # Its owner deletes it.
     owner = client_as(actors.member)
-    deleted = owner.post(url(actors, "agent-conversation-delete", agent_slug=agent.slug, conversation_id=conversation.pk))
+    deleted = owner.post(
+        url(actors, "agent-conversation-delete", agent_slug=agent.slug, conversation_id=conversation.pk)
+    )
     assert deleted["Location"] == url(actors, "agent-detail", agent_slug=agent.slug)
     assert not Conversation.objects.for_org(actors.org).filter(pk=conversation.pk).exists()
 
@@ -294,11 +383,18 @@ def test_feedback_is_given_with_htmx_and_shows_after_reload(actors, client_as):
     assert re.search(r'aria-label="Thumbs up"[^>]*aria-pressed="true"', html)
     assert re.search(r'aria-label="Thumbs down"[^>]*aria-pressed="false"', html)
     feedback = Feedback.objects.for_org(actors.org).get()
-    assert (feedback.message_id, feedback.user_id, feedback.rating, feedback.comment) == (answer.pk, actors.member.pk, 1, "Clear and short.")
+    assert (feedback.message_id, feedback.user_id, feedback.rating, feedback.comment) == (
+        answer.pk,
+        actors.member.pk,
+        1,
+        "Clear and short.",
+    )
 
     # Changing one's mind updates the same row; the page shows the state after a reload.
     client.post(target, {"rating": "-1", "comment": "Actually wrong."}, **HTMX)
-    page = client.get(url(actors, "agent-conversation", agent_slug=agent.slug, conversation_id=conversation.pk)).content.decode()
+    page = client.get(
+        url(actors, "agent-conversation", agent_slug=agent.slug, conversation_id=conversation.pk)
+    ).content.decode()
     assert re.search(r'aria-label="Thumbs down"[^>]*aria-pressed="true"', page) and "Actually wrong." in page
     assert Feedback.objects.for_org(actors.org).get().rating == -1
 
@@ -307,8 +403,15 @@ def test_feedback_is_given_with_htmx_and_shows_after_reload(actors, client_as):
     bad = client.post(target, {"rating": "5"}, **HTMX).content.decode()
     assert "Choose thumbs up or thumbs down" in bad and Feedback.objects.for_org(actors.org).get().rating == 1
     question = conversation.messages.get(role="user")
-    assert client.post(url(actors, "agent-feedback", agent_slug=agent.slug, conversation_id=conversation.pk,
-                           message_id=question.pk), {"rating": "1"}).status_code == 404
+    assert (
+        client.post(
+            url(
+                actors, "agent-feedback", agent_slug=agent.slug, conversation_id=conversation.pk, message_id=question.pk
+            ),
+            {"rating": "1"},
+        ).status_code
+        == 404
+    )
     assert client_as(actors.viewer).post(target, {"rating": "1"}).status_code == 403
 
 
@@ -319,15 +422,35 @@ def test_endpoint_forms_test_lifecycle_and_history(actors, client_as):
     baseline, candidate = remote_agent(actors, "Steady"), remote_agent(actors, "Bold")
     client = client_as(actors.member)
     assert client.get(url(actors, "endpoint-create")).status_code == 200
-    same = client.post(url(actors, "endpoint-create"), {"name": "Front door", "project": actors.project.slug, "baseline": baseline.pk,
-                                                       "candidate": baseline.pk, "candidate_share": "0.5"})
+    same = client.post(
+        url(actors, "endpoint-create"),
+        {
+            "name": "Front door",
+            "project": actors.project.slug,
+            "baseline": baseline.pk,
+            "candidate": baseline.pk,
+            "candidate_share": "0.5",
+        },
+    )
     assert same.status_code == 400 and "different agent" in same.content.decode()
-    created = client.post(url(actors, "endpoint-create"), {"name": "Front door", "project": actors.project.slug,
-                                                          "baseline": baseline.pk, "candidate": "", "candidate_share": "0.5"})
+    created = client.post(
+        url(actors, "endpoint-create"),
+        {
+            "name": "Front door",
+            "project": actors.project.slug,
+            "baseline": baseline.pk,
+            "candidate": "",
+            "candidate_share": "0.5",
+        },
+    )
     endpoint = Endpoint.objects.for_org(actors.org).get()
-    assert created["Location"] == url(actors, "endpoint-detail", endpoint_slug="front-door") and endpoint.candidate is None
+    assert (
+        created["Location"] == url(actors, "endpoint-detail", endpoint_slug="front-door") and endpoint.candidate is None
+    )
 
-    act = lambda action, **data: client.post(url(actors, "endpoint-action", endpoint_slug=endpoint.slug, action=action), data)  # noqa: E731
+    act = lambda action, **data: client.post(
+        url(actors, "endpoint-action", endpoint_slug=endpoint.slug, action=action), data
+    )  # noqa: E731
     act("change", candidate=candidate.pk, candidate_share="0.25", note="try bold")
     endpoint.refresh_from_db()
     assert endpoint.candidate_id == candidate.pk and endpoint.candidate_share == 0.25 and endpoint.testing
@@ -350,14 +473,25 @@ def test_endpoint_forms_test_lifecycle_and_history(actors, client_as):
 
 def test_endpoint_results_per_variant(actors, client_as):
     baseline, candidate = remote_agent(actors, "Steady"), remote_agent(actors, "Bold")
-    endpoint = actions.do_create_endpoint(actors.project, actors.owner, name="Front door", baseline=baseline,
-                                          candidate=candidate, candidate_share=0.5)
+    endpoint = actions.do_create_endpoint(
+        actors.project, actors.owner, name="Front door", baseline=baseline, candidate=candidate, candidate_share=0.5
+    )
     for i in range(12):
         conversation = actions.do_start_conversation(actors.org, actors.member, endpoint=endpoint)
         answer = Message.objects.create(conversation=conversation, role="assistant", content="ok")
-        actions.do_record_inference(actors.org, agent=conversation.agent, source="chat", outcome="complete", user=actors.member,
-                                    conversation=conversation, message=answer, endpoint=endpoint, variant=conversation.variant,
-                                    ttft_ms=10 + i, latency_ms=100 + i)
+        actions.do_record_inference(
+            actors.org,
+            agent=conversation.agent,
+            source="chat",
+            outcome="complete",
+            user=actors.member,
+            conversation=conversation,
+            message=answer,
+            endpoint=endpoint,
+            variant=conversation.variant,
+            ttft_ms=10 + i,
+            latency_ms=100 + i,
+        )
         actions.do_feedback(answer, actors.member, 1 if conversation.variant == "candidate" or i % 2 else -1)
     html = client_as(actors.viewer).get(url(actors, "endpoint-detail", endpoint_slug=endpoint.slug)).content.decode()
     counts = Conversation.objects.for_org(actors.org).filter(variant="candidate").count()
@@ -370,8 +504,9 @@ def test_endpoint_results_per_variant(actors, client_as):
 def test_chatting_through_an_endpoint_is_blind(actors, client_as):
     baseline = remote_agent(actors, "Alpha Agent", system_prompt="x")
     candidate = remote_agent(actors, "Omega Agent")
-    endpoint = actions.do_create_endpoint(actors.project, actors.owner, name="Support desk", baseline=baseline,
-                                          candidate=candidate, candidate_share=1.0)
+    endpoint = actions.do_create_endpoint(
+        actors.project, actors.owner, name="Support desk", baseline=baseline, candidate=candidate, candidate_share=1.0
+    )
     client = client_as(actors.member)
     started = client.post(url(actors, "endpoint-action", endpoint_slug=endpoint.slug, action="chat"))
     conversation = Conversation.objects.for_org(actors.org).get()
@@ -382,15 +517,40 @@ def test_chatting_through_an_endpoint_is_blind(actors, client_as):
     Message.objects.create(conversation=conversation, role="assistant", content="hi", completion_tokens=1)
     html = client.get(page).content.decode()
     assert "Support desk" in html
-    for secret in ("Alpha Agent", "Omega Agent", baseline.slug, candidate.slug, "candidate", "baseline", "not deployed"):
+    for secret in (
+        "Alpha Agent",
+        "Omega Agent",
+        baseline.slug,
+        candidate.slug,
+        "candidate",
+        "baseline",
+        "not deployed",
+    ):
         assert secret.lower() not in html.lower(), secret
     # The conversation is not reachable through the agent that answers it, nor listed on its page.
-    assert client.get(url(actors, "agent-conversation", agent_slug=candidate.slug, conversation_id=conversation.pk)).status_code == 404
-    assert f"Conversation {conversation.pk}" not in client.get(url(actors, "agent-detail", agent_slug=candidate.slug)).content.decode()
+    assert (
+        client.get(
+            url(actors, "agent-conversation", agent_slug=candidate.slug, conversation_id=conversation.pk)
+        ).status_code
+        == 404
+    )
+    assert (
+        f"Conversation {conversation.pk}"
+        not in client.get(url(actors, "agent-detail", agent_slug=candidate.slug)).content.decode()
+    )
     # Feedback on a blind answer goes through the endpoint's route.
     answer = conversation.messages.get(role="assistant")
-    widget = client.post(url(actors, "endpoint-feedback", endpoint_slug=endpoint.slug, conversation_id=conversation.pk,
-                             message_id=answer.pk), {"rating": "1"}, **HTMX)
+    widget = client.post(
+        url(
+            actors,
+            "endpoint-feedback",
+            endpoint_slug=endpoint.slug,
+            conversation_id=conversation.pk,
+            message_id=answer.pk,
+        ),
+        {"rating": "1"},
+        **HTMX,
+    )
     assert widget.status_code == 200 and Feedback.objects.for_org(actors.org).get().message_id == answer.pk
 
 
@@ -402,11 +562,29 @@ def test_audit_filters_counts_and_pages(actors, client_as):
     other = remote_agent(actors, "Other")
     now = timezone.now()
     for i in range(55):
-        actions.do_record_inference(actors.org, agent=agent, source="chat", outcome="complete", user=actors.member,
-                                    prompt_tokens=10, completion_tokens=5, ttft_ms=20 + i, latency_ms=200 + i)
-    failed = actions.do_record_inference(actors.org, agent=agent, source="api", outcome="failed", user=actors.owner,
-                                         latency_ms=5, error="llama.cpp ran out of <memory>")
-    old = actions.do_record_inference(actors.org, agent=agent, source="api", outcome="complete", user=actors.owner, latency_ms=7)
+        actions.do_record_inference(
+            actors.org,
+            agent=agent,
+            source="chat",
+            outcome="complete",
+            user=actors.member,
+            prompt_tokens=10,
+            completion_tokens=5,
+            ttft_ms=20 + i,
+            latency_ms=200 + i,
+        )
+    failed = actions.do_record_inference(
+        actors.org,
+        agent=agent,
+        source="api",
+        outcome="failed",
+        user=actors.owner,
+        latency_ms=5,
+        error="llama.cpp ran out of <memory>",
+    )
+    old = actions.do_record_inference(
+        actors.org, agent=agent, source="api", outcome="complete", user=actors.owner, latency_ms=7
+    )
     InferenceRecord.objects.filter(pk=old.pk).update(created_at=now - timedelta(days=10))
     actions.do_record_inference(actors.org, agent=other, source="chat", outcome="complete", user=actors.member)
     client = client_as(actors.viewer)

@@ -22,19 +22,34 @@ def base(actors, org=None) -> str:
 
 
 def remote_agent(actors, name="Far", **fields) -> Agent:
-    return actions.do_create_agent(actors.project, actors.owner, name=name, backend="remote",
-                                   remote_url="http://gpu-host:8080/v1", **fields)
+    return actions.do_create_agent(
+        actors.project, actors.owner, name=name, backend="remote", remote_url="http://gpu-host:8080/v1", **fields
+    )
 
 
 def test_agents_are_created_edited_deployed_and_deleted(actors, api_as, chat_model):
     api = api_as(actors.member)
     url = f"{base(actors)}/agents/"
-    response = api.post(url, {"project": actors.project.slug, "name": "Triage nurse", "model": chat_model.pk,
-                              "system_prompt": "Be brief.", "context_length": 256, "max_tokens": 16}, format="json")
+    response = api.post(
+        url,
+        {
+            "project": actors.project.slug,
+            "name": "Triage nurse",
+            "model": chat_model.pk,
+            "system_prompt": "Be brief.",
+            "context_length": 256,
+            "max_tokens": 16,
+        },
+        format="json",
+    )
     assert response.status_code == 201, response.json()
     agent = response.json()
-    assert (agent["slug"], agent["status"], agent["model"], agent["project"]) == ("triage-nurse", "undeployed", chat_model.pk,
-                                                                                   actors.project.slug)
+    assert (agent["slug"], agent["status"], agent["model"], agent["project"]) == (
+        "triage-nurse",
+        "undeployed",
+        chat_model.pk,
+        actors.project.slug,
+    )
     assert agent["created_by"] == actors.member.username and agent["has_remote_api_key"] is False
     detail = f"{url}{agent['id']}/"
     assert [a["slug"] for a in api.get(url, {"project": actors.project.slug}).json()["results"]] == ["triage-nurse"]
@@ -83,9 +98,16 @@ def test_agent_input_is_checked_and_foreign_objects_are_not_found(actors, api_as
 
     theirs = do_import_model_files(tiny_gguf, actors.other_project, actors.outsider, name="theirs")
     response = api.post(url, {"project": actors.project.slug, "name": "X", "model": theirs.pk}, format="json")
-    assert response.status_code == 404 and response.json()["error"]["fields"] == {"model": ["No such model in this organisation."]}
+    assert response.status_code == 404 and response.json()["error"]["fields"] == {
+        "model": ["No such model in this organisation."]
+    }
     # One name per organisation, shared with endpoints.
-    assert api.post(url, {"project": actors.project.slug, "name": "Twin", "model": chat_model.pk}, format="json").status_code == 201
+    assert (
+        api.post(
+            url, {"project": actors.project.slug, "name": "Twin", "model": chat_model.pk}, format="json"
+        ).status_code
+        == 201
+    )
     response = api.post(url, {"project": actors.project.slug, "name": "Twin", "model": chat_model.pk}, format="json")
     assert response.status_code == 409 and response.json()["error"]["code"] == "duplicate"
     assert not Agent.objects.filter(organization=actors.org).exclude(slug="twin").exists()
@@ -94,9 +116,18 @@ def test_agent_input_is_checked_and_foreign_objects_are_not_found(actors, api_as
 def test_the_remote_api_key_is_written_never_read(actors, api_as, db):
     api = api_as(actors.member)
     url = f"{base(actors)}/agents/"
-    response = api.post(url, {"project": actors.project.slug, "name": "Far", "backend": "remote",
-                              "remote_url": "http://gpu-host:8080/v1", "remote_model": "llama-3-8b",
-                              "remote_api_key": "sk-very-secret"}, format="json")
+    response = api.post(
+        url,
+        {
+            "project": actors.project.slug,
+            "name": "Far",
+            "backend": "remote",
+            "remote_url": "http://gpu-host:8080/v1",
+            "remote_model": "llama-3-8b",
+            "remote_api_key": "sk-very-secret",
+        },
+        format="json",
+    )
     assert response.status_code == 201
     agent = response.json()
     assert agent["has_remote_api_key"] is True and agent["model"] is None and agent["backend"] == "remote"
@@ -113,8 +144,17 @@ def test_endpoints_run_tests_promote_and_keep_their_history(actors, api_as, db):
     baseline, candidate, third = (remote_agent(actors, name) for name in ("Baseline", "Candidate", "Third"))
     api = api_as(actors.member)
     url = f"{base(actors)}/endpoints/"
-    response = api.post(url, {"project": actors.project.slug, "name": "Support", "baseline": baseline.pk,
-                              "candidate": candidate.pk, "candidate_share": 0.25}, format="json")
+    response = api.post(
+        url,
+        {
+            "project": actors.project.slug,
+            "name": "Support",
+            "baseline": baseline.pk,
+            "candidate": candidate.pk,
+            "candidate_share": 0.25,
+        },
+        format="json",
+    )
     assert response.status_code == 201, response.json()
     endpoint = response.json()
     assert endpoint["slug"] == "support" and endpoint["testing"] is True and endpoint["candidate_share"] == 0.25
@@ -124,13 +164,17 @@ def test_endpoints_run_tests_promote_and_keep_their_history(actors, api_as, db):
     detail = f"{url}{endpoint['id']}/"
     assert "ab_results" not in api.get(url).json()["results"][0]  # the list stays cheap
 
-    changed = api.post(f"{detail}change_test/", {"candidate": third.pk, "candidate_share": 0.5, "note": "try the third"},
-                       format="json").json()
+    changed = api.post(
+        f"{detail}change_test/", {"candidate": third.pk, "candidate_share": 0.5, "note": "try the third"}, format="json"
+    ).json()
     assert changed["candidate"]["slug"] == "third" and changed["history"][0]["note"] == "try the third"
     promoted = api.post(f"{detail}promote/", {"note": "better"}, format="json").json()
     assert promoted["baseline"]["slug"] == "third" and promoted["candidate"] is None and promoted["status"] == "stopped"
-    assert [h["action"] for h in api.get(detail).json()["history"]] == [PromotionAction.PROMOTED, PromotionAction.CHANGED,
-                                                                        PromotionAction.STARTED]
+    assert [h["action"] for h in api.get(detail).json()["history"]] == [
+        PromotionAction.PROMOTED,
+        PromotionAction.CHANGED,
+        PromotionAction.STARTED,
+    ]
     assert api.get(detail).json()["history"][0]["by"] == actors.member.username
     response = api.post(f"{detail}stop/", {}, format="json")
     assert response.status_code == 409 and "No test is running" in response.json()["error"]["message"]
@@ -146,15 +190,33 @@ def test_endpoints_run_tests_promote_and_keep_their_history(actors, api_as, db):
 
 def test_endpoint_input_is_checked(actors, api_as, db):
     baseline = remote_agent(actors, "Baseline")
-    theirs = Agent.objects.create(organization=actors.other_org, project=actors.other_project, name="Theirs", slug="theirs",
-                                  backend="remote", remote_url="http://x/v1")
+    theirs = Agent.objects.create(
+        organization=actors.other_org,
+        project=actors.other_project,
+        name="Theirs",
+        slug="theirs",
+        backend="remote",
+        remote_url="http://x/v1",
+    )
     api = api_as(actors.member)
     url = f"{base(actors)}/endpoints/"
     cases = [
         ({"project": actors.project.slug, "name": "E", "baseline": theirs.pk}, 404, "baseline"),
-        ({"project": actors.project.slug, "name": "E", "baseline": baseline.pk, "candidate": theirs.pk}, 404, "candidate"),
-        ({"project": actors.project.slug, "name": "E", "baseline": baseline.pk, "candidate": baseline.pk}, 400, "candidate"),
-        ({"project": actors.project.slug, "name": "E", "baseline": baseline.pk, "candidate_share": 1.5}, 400, "candidate_share"),
+        (
+            {"project": actors.project.slug, "name": "E", "baseline": baseline.pk, "candidate": theirs.pk},
+            404,
+            "candidate",
+        ),
+        (
+            {"project": actors.project.slug, "name": "E", "baseline": baseline.pk, "candidate": baseline.pk},
+            400,
+            "candidate",
+        ),
+        (
+            {"project": actors.project.slug, "name": "E", "baseline": baseline.pk, "candidate_share": 1.5},
+            400,
+            "candidate_share",
+        ),
         ({"project": actors.project.slug, "name": "Baseline", "baseline": baseline.pk}, 409, "slug"),
     ]
     for body, status, field in cases:
@@ -178,8 +240,10 @@ def chats(actors, db):
 def test_conversations_are_private_to_their_owner_and_admins(actors, api_as, chats):
     mine, question, answer, theirs = chats
     url = f"{base(actors)}/conversations/"
-    listed = {role: [c["id"] for c in api_as(actors.user(role)).get(url).json()["results"]]
-              for role in ("member", "admin", "viewer", "owner")}
+    listed = {
+        role: [c["id"] for c in api_as(actors.user(role)).get(url).json()["results"]]
+        for role in ("member", "admin", "viewer", "owner")
+    }
     assert listed == {"member": [mine.pk], "admin": [theirs.pk, mine.pk], "viewer": [], "owner": [theirs.pk, mine.pk]}
     shown = api_as(actors.member).get(f"{url}{mine.pk}/").json()
     assert [(m["role"], m["content"]) for m in shown["messages"]] == [("user", "How are you?"), ("assistant", "Fine.")]
@@ -198,8 +262,9 @@ def test_conversations_are_private_to_their_owner_and_admins(actors, api_as, cha
 
 def test_an_endpoints_conversation_does_not_tell_which_agent_answers(actors, api_as, db):
     baseline, candidate = remote_agent(actors, "Baseline"), remote_agent(actors, "Candidate")
-    endpoint = actions.do_create_endpoint(actors.project, actors.owner, name="Support", baseline=baseline,
-                                          candidate=candidate, candidate_share=1.0)
+    endpoint = actions.do_create_endpoint(
+        actors.project, actors.owner, name="Support", baseline=baseline, candidate=candidate, candidate_share=1.0
+    )
     conversation = actions.do_start_conversation(actors.org, actors.member, endpoint=endpoint)
     assert conversation.agent_id == candidate.pk
     Message.objects.create(conversation=conversation, role="assistant", content="Hi", agent=candidate)
@@ -220,7 +285,11 @@ def test_feedback_on_an_answer(actors, api_as, chats):
     url = f"{base(actors)}/conversations/{mine.pk}/feedback/"
     api = api_as(actors.member)
     response = api.post(url, {"message": answer.pk, "rating": -1, "comment": "Too short"}, format="json")
-    assert response.status_code == 200 and response.json()["rating"] == -1 and response.json()["user"] == actors.member.username
+    assert (
+        response.status_code == 200
+        and response.json()["rating"] == -1
+        and response.json()["user"] == actors.member.username
+    )
     api.post(url, {"message": answer.pk, "rating": 1}, format="json")  # rating again replaces it
     assert list(Feedback.objects.values_list("rating", "comment")) == [(1, "")]
     shown = api.get(f"{base(actors)}/conversations/{mine.pk}/").json()
@@ -232,8 +301,16 @@ def test_feedback_on_an_answer(actors, api_as, chats):
     assert response.status_code == 400 and "rating" in response.json()["error"]["fields"]
     other_answer = Message.objects.create(conversation=theirs, role="assistant", content="Hm.")
     assert api.post(url, {"message": other_answer.pk, "rating": 1}, format="json").status_code == 404
-    assert api_as(actors.member).post(f"{base(actors)}/conversations/{theirs.pk}/feedback/",
-                                      {"message": other_answer.pk, "rating": 1}, format="json").status_code == 404
+    assert (
+        api_as(actors.member)
+        .post(
+            f"{base(actors)}/conversations/{theirs.pk}/feedback/",
+            {"message": other_answer.pk, "rating": 1},
+            format="json",
+        )
+        .status_code
+        == 404
+    )
     superseded = Message.objects.create(conversation=mine, role="assistant", content="Old.", superseded=True)
     assert api.post(url, {"message": superseded.pk, "rating": 1}, format="json").status_code == 404
     # Only the person who had the conversation rates it: an admin reads it, but does not rate it.
@@ -248,12 +325,23 @@ def test_the_audit_is_filtered_and_summarised(actors, api_as, chats):
     other = remote_agent(actors, "Other")
     now = timezone.now()
     rows = [  # (agent, source, outcome, latency, age in days)
-        (agent, "chat", "complete", 100, 0), (agent, "api", "complete", 200, 0), (agent, "api", "failed", 10, 0),
+        (agent, "chat", "complete", 100, 0),
+        (agent, "api", "complete", 200, 0),
+        (agent, "api", "failed", 10, 0),
         (other, "api", "interrupted", 300, 3),
     ]
     for row_agent, source, outcome, latency, age in rows:
-        record = actions.do_record_inference(actors.org, agent=row_agent, source=source, outcome=outcome, user=actors.member,
-                                             latency_ms=latency, ttft_ms=latency // 2, prompt_tokens=5, completion_tokens=7)
+        record = actions.do_record_inference(
+            actors.org,
+            agent=row_agent,
+            source=source,
+            outcome=outcome,
+            user=actors.member,
+            latency_ms=latency,
+            ttft_ms=latency // 2,
+            prompt_tokens=5,
+            completion_tokens=7,
+        )
         InferenceRecord.objects.filter(pk=record.pk).update(created_at=now - timedelta(days=age))
     actions.do_record_inference(actors.other_org, agent=None, source="api", outcome="complete")  # Charlie's: never seen
     api = api_as(actors.viewer)  # viewers read the audit
@@ -262,9 +350,14 @@ def test_the_audit_is_filtered_and_summarised(actors, api_as, chats):
     first = api.get(url).json()["results"][0]
     assert first["agent"]["slug"] == "helper" and first["user"] == actors.member.username and first["token"] is None
     counts = {
-        (("agent", "helper"),): 3, (("agent", "other"),): 1, (("source", "api"),): 3, (("outcome", "failed"),): 1,
-        (("since", (now - timedelta(days=1)).isoformat()),): 3, (("until", (now - timedelta(days=2)).date().isoformat()),): 1,
-        (("source", "api"), ("agent", "helper")): 2, (("user", actors.member.username),): 4,
+        (("agent", "helper"),): 3,
+        (("agent", "other"),): 1,
+        (("source", "api"),): 3,
+        (("outcome", "failed"),): 1,
+        (("since", (now - timedelta(days=1)).isoformat()),): 3,
+        (("until", (now - timedelta(days=2)).date().isoformat()),): 1,
+        (("source", "api"), ("agent", "helper")): 2,
+        (("user", actors.member.username),): 4,
     }
     for query, expected in counts.items():
         assert api.get(url, dict(query)).json()["count"] == expected, query

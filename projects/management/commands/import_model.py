@@ -24,7 +24,9 @@ class Command(BaseCommand):
         parser.add_argument("--org", required=True, help="Organisation slug.")
         parser.add_argument("--project", required=True, help="Project slug.")
         parser.add_argument("--name", default="", help="Model name (default: the file or folder name).")
-        parser.add_argument("--user", default="", help="Username recorded as creator (default: an owner of the organisation).")
+        parser.add_argument(
+            "--user", default="", help="Username recorded as creator (default: an owner of the organisation)."
+        )
         parser.add_argument("--no-inventory", action="store_true", help="Leave the tensor inventory to a worker.")
 
     def handle(self, *args, path: Path, org: str, project: str, name: str, user: str, no_inventory: bool, **options):
@@ -36,12 +38,18 @@ class Command(BaseCommand):
             raise CommandError(f"No project {project!r} in {organization}.")
         creator = self._creator(organization, user)
         try:
-            model = do_import_model_files(path, target, creator, name=name, stdout=self.stdout, inline_inventory=not no_inventory)
+            model = do_import_model_files(
+                path, target, creator, name=name, stdout=self.stdout, inline_inventory=not no_inventory
+            )
         except ActionError as exc:
             raise CommandError(exc.message)
         if model.status != "ready" and not no_inventory:
             raise CommandError(f"{model} was created but its inventory failed: {model.error}")
-        self.stdout.write(self.style.SUCCESS(f"{model} ({model.get_format_display()}, {model.parameter_count:,} parameters) is {model.status}."))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{model} ({model.get_format_display()}, {model.parameter_count:,} parameters) is {model.status}."
+            )
+        )
 
     def _creator(self, organization, username: str):
         User = get_user_model()
