@@ -76,7 +76,7 @@ def _seed(payload: dict) -> dict:
     from django.contrib.sessions.backends.db import SessionStore
 
     from projects import actions as project_actions
-    from projects.actions_models import do_import_model_files
+    from projects.actions.teachers import do_import_model_files
     from projects.management.commands.bootstrap_demo import demo_teacher_path
     from runtime import actions
     from runtime.models import Agent, AgentStatus, Message

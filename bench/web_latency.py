@@ -170,7 +170,7 @@ def _queries(seed: dict) -> dict:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    from projects import jobs_base
+    from projects import background
 
     out = {}
     for name, path, cookie, header in (
@@ -184,7 +184,7 @@ def _queries(seed: dict) -> dict:
         runs = []
         for label in ("first", "steady"):
             if label == "first":
-                jobs_base._last_reap = 0.0  # the once-a-second stale-job reaper runs on this one
+                background._last_reap = 0.0  # the once-a-second stale-job reaper runs on this one
             with CaptureQueriesContext(connection) as ctx:
                 response = client.get(path, headers=headers)
             assert response.status_code == 200, (name, response.status_code)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from projects.views import SectionView
+from projects.views.sections import SectionView
 
 # Mounted under /o/<org_slug>/students/.
 urlpatterns = [

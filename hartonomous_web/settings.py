@@ -281,8 +281,8 @@ SPECTACULAR_SETTINGS = {
         "MemberRoleEnum": "projects.models.Role",
         "ModelRoleEnum": "projects.models.ModelRole",
         "ModelFormatEnum": "projects.models.ModelFormat",
-        "DatasetRoleEnum": "projects.models_datasets.DatasetRole",
-        "DatasetFormatEnum": "projects.models_datasets.DatasetFormat",
+        "DatasetRoleEnum": "projects.models.datasets.DatasetRole",
+        "DatasetFormatEnum": "projects.models.datasets.DatasetFormat",
     },
     # Serve Swagger UI from the installed sidecar package, not from a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",

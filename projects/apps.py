@@ -6,11 +6,11 @@ class ProjectsConfig(AppConfig):
     verbose_name = "Organisations and projects"
 
     def ready(self) -> None:
-        from projects import jobs_base, tenant_cache
+        from projects import background, tenant_cache
         from projects.models import Job, LanguageModel, Membership, Organization, Project
 
         # Every app's jobs.py registers its job kinds on import.
-        jobs_base.autodiscover()
+        background.autodiscover()
         # Writes of these are followed, so cached renderings of them (the dashboard, the
         # project list API) are thrown away when they change (tenant_cache.py).
         tenant_cache.track(Organization, Membership, Project, Job, LanguageModel)

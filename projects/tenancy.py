@@ -3,7 +3,7 @@
 Every tenant-owned model declares ``tenant_field`` (the lookup path to its
 ``Organization``) and uses :class:`TenantManager`. Views, API viewsets, consumers and
 jobs fetch rows only through ``Model.objects.for_org(org)``; the base classes in
-``projects.views_base``, ``projects.api.base`` and ``projects.consumers_base`` apply it.
+``projects.views.base``, ``projects.api.base`` and ``projects.consumers.base`` apply it.
 """
 
 from __future__ import annotations

@@ -9,4 +9,4 @@ class RuntimeConfig(AppConfig):
         from projects import tenant_cache
         from runtime.models import Agent
 
-        tenant_cache.track(Agent)  # shown on the dashboard (projects.views.DashboardView)
+        tenant_cache.track(Agent)  # shown on the dashboard (projects.views.dashboard.DashboardView)

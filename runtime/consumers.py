@@ -21,7 +21,7 @@ import threading
 from channels.db import database_sync_to_async
 
 from projects.actions import ActionError
-from projects.consumers_base import OrgConsumer
+from projects.consumers.base import OrgConsumer
 from projects.models import Role
 from runtime import actions
 from runtime.chat import write_answer

@@ -52,7 +52,7 @@ def load_spec(agent, *, decide_gpu: bool = False) -> LoadSpec:
     ``decide_gpu`` works automatic GPU layers out afresh (a deployment) instead of reusing the
     number the last deployment recorded.
     """
-    from projects.actions_models import model_path
+    from projects.actions.teachers import model_path
 
     model = agent.model
     if model is None or model.format != "gguf":

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from projects.actions import ActionError
 from projects.models import LanguageModel, Membership, ModelStatus, Project, Role
-from projects.views_base import OrgPageView, OrgView
+from projects.views.base import OrgPageView, OrgView
 from runtime import actions
 from runtime.forms import AgentForm, AuditFilterForm, ChangeTestForm, EndpointForm, FeedbackForm, NoteForm
 from runtime.models import Agent, AgentStatus, Conversation, Endpoint, Feedback, InferenceRecord

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from projects.jobs_base import JobKind, register
+from projects.background import JobKind, register
 
 
 @register

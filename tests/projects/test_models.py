@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from projects.jobs_base import execute
+from projects.background import execute
 from projects.models import Blob, Job, LanguageModel, ModelStatus, TensorRecord, Upload
 from tests.projects.test_uploads import put_chunk
 from tests.support.tiny_models import TinyLlamaConfig, llama_weights, write_gguf_llama, write_hf_llama

@@ -26,7 +26,7 @@ def tiny_gguf(tmp_path_factory):
 
 @pytest.fixture
 def chat_model(actors, tiny_gguf, transactional_db):
-    from projects.actions_models import do_import_model_files
+    from projects.actions.teachers import do_import_model_files
 
     return do_import_model_files(tiny_gguf, actors.project, actors.owner, name="tiny chat")
 

@@ -94,7 +94,7 @@ def test_agent_input_is_checked_and_foreign_objects_are_not_found(actors, api_as
         assert response.status_code == status, (body, response.json())
         assert field in response.json()["error"]["fields"], (body, response.json())
     # Charlie's model cannot be named from Alice's organisation.
-    from projects.actions_models import do_import_model_files
+    from projects.actions.teachers import do_import_model_files
 
     theirs = do_import_model_files(tiny_gguf, actors.other_project, actors.outsider, name="theirs")
     response = api.post(url, {"project": actors.project.slug, "name": "X", "model": theirs.pk}, format="json")

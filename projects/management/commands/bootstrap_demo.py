@@ -12,8 +12,8 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from projects import actions
-from projects.actions_datasets import load_demo_datasets, start_demo_token_counts
-from projects.actions_models import do_import_model_files
+from projects.actions.datasets import load_demo_datasets, start_demo_token_counts
+from projects.actions.teachers import do_import_model_files
 from projects.models import DatasetStatus, LanguageModel, Membership, Organization, Project, Role
 
 DEMO_ORG_SLUG = "demo"

@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from projects.actions import ActionError
-from projects.actions_models import do_import_model_files
+from projects.actions.teachers import do_import_model_files
 from projects.models import Organization, Project, Role
 
 

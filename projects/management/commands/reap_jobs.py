@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from projects.jobs_base import reap_stale_jobs
+from projects.background import reap_stale_jobs
 
 
 class Command(BaseCommand):

@@ -1,4 +1,4 @@
-"""Readiness checks behind /readyz."""
+"""Liveness and readiness endpoints for load balancers and orchestrators."""
 
 from __future__ import annotations
 
@@ -6,6 +6,18 @@ import time
 
 from django.conf import settings
 from django.db import connection
+from django.http import JsonResponse
+
+
+def healthz(request):
+    return JsonResponse({"status": "ok"})
+
+
+def readyz(request):
+    """Database, Redis and at least one worker seen recently; 503 with the failing part otherwise."""
+    checks = readiness()
+    ok = all(check["ok"] for check in checks.values())
+    return JsonResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
 
 
 def readiness() -> dict[str, dict]:
@@ -38,7 +50,7 @@ def readiness() -> dict[str, dict]:
         checks["redis"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         checks["workers"] = {"ok": False, "error": "Unknown: Redis is unreachable."}
     if checks["database"]["ok"]:
-        from projects.jobs_base import reap_stale_jobs
+        from projects.background import reap_stale_jobs
 
         reap_stale_jobs()
     return checks

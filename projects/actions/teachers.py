@@ -24,7 +24,10 @@ from django.db import transaction
 from tqdm import tqdm
 
 from projects import blobs
-from projects.actions import ActionError, do_delete_owning_blobs, do_enqueue_job
+from projects.actions.base import ActionError
+from projects.actions.blobs import do_delete_owning_blobs
+from projects.actions.jobs import do_enqueue_job
+from projects.background import execute
 from projects.engine import archives
 from projects.engine.model_formats import (
     MODEL_FILE_SUFFIXES,
@@ -34,7 +37,6 @@ from projects.engine.model_formats import (
     inspect_model,
     plan_model_archive,
 )
-from projects.jobs_base import execute
 from projects.models import Blob, Job, LanguageModel, ModelFile, ModelRole, ModelStatus, Project, Upload, UploadStatus
 
 UNPACK_JOB = "projects.unpack_model"

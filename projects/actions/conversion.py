@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from projects.actions import ActionError, do_enqueue_job
+from projects.actions.base import ActionError
+from projects.actions.jobs import do_enqueue_job
 from projects.engine.conversion import GGUF_OUTTYPES
 from projects.models import Job, JobStatus, LanguageModel, ModelFormat, ModelStatus
 

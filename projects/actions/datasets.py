@@ -7,7 +7,7 @@ the ``datasets.process`` job (queue ``cpu``); a file that job refuses is deleted
 dataset and upload, so a refused upload never leaves rows or blobs behind.
 
 An upload that becomes a dataset is consumed: its row is deleted and the dataset holds the
-blob (as ``projects.actions_models`` does for models). Only when the options do not fit the
+blob (as ``projects.actions.teachers`` does for models). Only when the options do not fit the
 file is the upload kept, so the same bytes can be tried again with other options.
 """
 
@@ -22,7 +22,10 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from projects import blobs
-from projects.actions import ActionError, do_cancel_job, do_delete_owning_blobs, do_enqueue_job, do_start_upload
+from projects.actions.base import ActionError
+from projects.actions.blobs import do_delete_owning_blobs
+from projects.actions.jobs import do_cancel_job, do_enqueue_job
+from projects.actions.uploads import do_start_upload
 from projects.engine import datasets as engine
 from projects.models import (
     Blob,
@@ -40,7 +43,7 @@ from projects.models import (
 PROCESS_JOB = "datasets.process"
 COUNT_TOKENS_JOB = "datasets.count_tokens"
 
-DEMO_DIR = Path(__file__).resolve().parent / "demo_data"
+DEMO_DIR = Path(__file__).resolve().parent.parent / "demo_data"
 
 
 def dataset_limits() -> engine.DatasetLimits:

@@ -8,8 +8,10 @@ from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from projects import actions_conversion, actions_models, blobs
+from projects import blobs
 from projects.actions import ActionError
+from projects.actions import conversion as conversion_actions
+from projects.actions import teachers as teacher_actions
 from projects.api.base import OrgScopedViewSet
 from projects.api.serializers import JobSerializer
 from projects.models import LanguageModel, ModelFile, ModelFormat, Project, TensorRecord, Upload
@@ -133,14 +135,14 @@ class LanguageModelViewSet(
         if len(uploads) != len(set(ids)):
             raise ActionError("Some uploads do not exist in this organisation.", field="uploads", code="not_found")
         name = data.validated_data["name"]
-        if len(uploads) == 1 and actions_models.is_model_archive(uploads[0]):
-            job = actions_models.do_start_model_from_archive(project, request.user, name=name, upload=uploads[0])
+        if len(uploads) == 1 and teacher_actions.is_model_archive(uploads[0]):
+            job = teacher_actions.do_start_model_from_archive(project, request.user, name=name, upload=uploads[0])
             return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
-        model = actions_models.do_create_model_from_uploads(project, request.user, name=name, uploads=uploads)
+        model = teacher_actions.do_create_model_from_uploads(project, request.user, name=name, uploads=uploads)
         return Response(LanguageModelSerializer(model).data, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance):
-        actions_models.do_delete_model(instance)
+        teacher_actions.do_delete_model(instance)
 
     @extend_schema(
         parameters=[OpenApiParameter("layer", int), OpenApiParameter("component", str)],
@@ -183,7 +185,7 @@ class LanguageModelViewSet(
         model = self.get_object()
         data = ConversionRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        requested = actions_conversion.do_request_conversion(
+        requested = conversion_actions.do_request_conversion(
             model, request.user, data.validated_data["format"], outtype=data.validated_data.get("outtype")
         )
         body = {

@@ -9,10 +9,11 @@ from typing import Any
 
 from django.db import transaction
 
-from projects import actions_datasets, blobs
+from projects import blobs
 from projects.actions import ActionError
+from projects.actions import datasets as dataset_actions
+from projects.background import JobContext, JobKind, Refused, register
 from projects.engine import datasets as engine
-from projects.jobs_base import JobContext, JobKind, Refused, register
 from projects.models import Dataset, DatasetStatus, Job
 
 
@@ -49,7 +50,7 @@ class ProcessDataset(JobKind):
     deleted with its dataset row and blobs, and the job fails with the reason.
     """
 
-    name = actions_datasets.PROCESS_JOB
+    name = dataset_actions.PROCESS_JOB
     title = "Process dataset"
     queue = "cpu"
 
@@ -81,9 +82,9 @@ class ProcessDataset(JobKind):
         try:
             result = engine.normalise(
                 blobs.local_path(dataset.source_blob),
-                actions_datasets.dataset_options(dataset),
+                dataset_actions.dataset_options(dataset),
                 output,
-                actions_datasets.dataset_limits(),
+                dataset_actions.dataset_limits(),
                 name=name,
                 progress=lambda fraction, documents: ctx.progress(0.95 * fraction, f"Read {documents:,} documents"),
             )
@@ -122,7 +123,7 @@ class ProcessDataset(JobKind):
                 )
         except engine.DatasetFormatError as exc:
             ctx.log(f"refused: {exc}")
-            actions_datasets.discard_dataset(dataset)
+            dataset_actions.discard_dataset(dataset)
             raise Refused(f"{exc} Nothing was kept: fix the file and upload it again.") from None
         finally:
             output.unlink(missing_ok=True)
@@ -146,7 +147,7 @@ class ProcessDataset(JobKind):
         if dataset is None:
             return
         try:
-            counting = actions_datasets.do_count_tokens(dataset, job.created_by, model=model_id)
+            counting = dataset_actions.do_count_tokens(dataset, job.created_by, model=model_id)
         except ActionError as exc:  # the model went away meanwhile: the dataset is ready all the same
             ctx.log(f"tokens not counted: {exc.message}")
             return
@@ -157,7 +158,7 @@ class ProcessDataset(JobKind):
 class CountDatasetTokens(JobKind):
     """Count a dataset's tokens with a model's tokenizer (tokenizer.json; GGUF through llama.cpp)."""
 
-    name = actions_datasets.COUNT_TOKENS_JOB
+    name = dataset_actions.COUNT_TOKENS_JOB
     title = "Count dataset tokens"
     queue = "cpu"
 
@@ -172,7 +173,7 @@ class CountDatasetTokens(JobKind):
         dataset = _dataset(job)
         if dataset.status != DatasetStatus.READY or dataset.documents_blob is None:
             raise RuntimeError(f"{dataset} is {dataset.status}; tokens can be counted once it is ready.")
-        source = actions_datasets.tokenizer_source_from_params(job.organization, job.params)
+        source = dataset_actions.tokenizer_source_from_params(job.organization, job.params)
         ctx.progress(0.0, f"Loading the {source.label}", force=True)
         tokenizer = engine.load_tokenizer(blobs.local_path(source.blob), source.tokenizer_kind)
         ctx.log(f"counting with the {source.label}: {tokenizer.description}")

@@ -10,11 +10,12 @@ from django.db.models import Sum
 from django.shortcuts import redirect
 from django.urls import reverse
 
-from projects import actions_conversion, actions_models
 from projects.actions import ActionError
-from projects.api.language_models import comparison_of
+from projects.actions import conversion as conversion_actions
+from projects.actions import teachers as teacher_actions
+from projects.api.teachers import comparison_of
 from projects.models import LanguageModel, Project
-from projects.views_base import OrgPageView, OrgView
+from projects.views.base import OrgPageView, OrgView
 
 #: Components grouped as the layer table and the chart show them.
 COMPONENT_GROUPS = {
@@ -102,7 +103,7 @@ class ModelConvertView(OrgView):
     def post(self, request, model_id: int):
         model = self.get_scoped(LanguageModel, pk=model_id)
         try:
-            requested = actions_conversion.do_request_conversion(
+            requested = conversion_actions.do_request_conversion(
                 model, request.user, request.POST.get("format", ""), outtype=request.POST.get("outtype") or None
             )
         except ActionError as error:
@@ -120,7 +121,7 @@ class ModelDeleteView(OrgView):
     def post(self, request, model_id: int):
         model = self.get_scoped(LanguageModel, pk=model_id)
         try:
-            actions_models.do_delete_model(model)
+            teacher_actions.do_delete_model(model)
         except ActionError as error:
             return self.action_failed(
                 error, reverse("model-detail", kwargs={"org_slug": self.org.slug, "model_id": model_id})

@@ -5,14 +5,14 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
-from django.urls import path, reverse
+from django.urls import reverse
 
-from projects import actions_datasets
 from projects.actions import ActionError
-from projects.forms_datasets import DatasetUploadForm, SplitForm
-from projects.jobs_base import reap_stale_jobs
+from projects.actions import datasets as dataset_actions
+from projects.background import reap_stale_jobs
+from projects.forms.datasets import DatasetUploadForm, SplitForm
 from projects.models import Dataset, DatasetRole, DatasetStatus, Job, JobStatus, Project
-from projects.views_base import OrgPageView, OrgView
+from projects.views.base import OrgPageView, OrgView
 
 
 def _compact(n: int) -> str:
@@ -77,7 +77,7 @@ class DatasetListView(OrgPageView):
         # Uploads refused while they were processed leave only their failed job: show why.
         refused = (
             self.scoped(Job)
-            .filter(kind=actions_datasets.PROCESS_JOB, status=JobStatus.FAILED)
+            .filter(kind=dataset_actions.PROCESS_JOB, status=JobStatus.FAILED)
             .select_related("project")[:20]
         )
         existing = set(
@@ -115,7 +115,7 @@ class DatasetCreateView(OrgPageView):
             project = self.get_scoped(Project, slug=form.cleaned_data["project"])
             upload = form.cleaned_data["file"]
             try:
-                dataset = actions_datasets.do_create_dataset_from_file(
+                dataset = dataset_actions.do_create_dataset_from_file(
                     project,
                     request.user,
                     filename=upload.name,
@@ -161,7 +161,7 @@ class DatasetDetailView(OrgPageView):
             characters_chart=histogram_chart(stats.get("characters"), "characters"),
             tokens_chart=histogram_chart(stats.get("tokens"), "tokens"),
             split_form=SplitForm(initial={"ratio": dataset.split_ratio, "seed": dataset.split_seed}),
-            tokenizer_sources=actions_datasets.tokenizer_sources(dataset.project),
+            tokenizer_sources=dataset_actions.tokenizer_sources(dataset.project),
             can_write=self.membership.has_role("member"),
             processing=dataset.status == DatasetStatus.PROCESSING,
         )
@@ -179,14 +179,14 @@ class DatasetActionView(OrgView):
                 form = SplitForm(request.POST)
                 if not form.is_valid():
                     raise ActionError("Give a train fraction between 0.01 and 0.99 and a whole-number seed.")
-                dataset = actions_datasets.do_set_split(dataset, form.cleaned_data["ratio"], form.cleaned_data["seed"])
+                dataset = dataset_actions.do_set_split(dataset, form.cleaned_data["ratio"], form.cleaned_data["seed"])
                 messages.success(
                     request, f"Split set: {dataset.train_count:,} train, {dataset.eval_count:,} eval documents."
                 )
             elif action == "count-tokens":
                 source = request.POST.get("source", "")
                 kind, _, value = source.partition(":")
-                actions_datasets.do_count_tokens(
+                dataset_actions.do_count_tokens(
                     dataset,
                     request.user,
                     model=value if kind == "model" else None,
@@ -194,7 +194,7 @@ class DatasetActionView(OrgView):
                 )
                 messages.success(request, "Counting tokens; the figures appear here when the job is done.")
             elif action == "delete":
-                actions_datasets.do_delete_dataset(dataset)
+                dataset_actions.do_delete_dataset(dataset)
                 messages.success(request, f"Dataset {dataset} deleted.")
                 return redirect("dataset-list", org_slug=self.org.slug)
             else:
@@ -202,12 +202,3 @@ class DatasetActionView(OrgView):
         except ActionError as error:
             return self.action_failed(error, here)
         return redirect(here)
-
-
-#: Spliced into projects.urls.org_urlpatterns (mounted under /o/<org_slug>/).
-org_urlpatterns = [
-    path("datasets/", DatasetListView.as_view(), name="dataset-list"),
-    path("datasets/new/", DatasetCreateView.as_view(), name="dataset-create"),
-    path("datasets/<int:dataset_id>/", DatasetDetailView.as_view(), name="dataset-detail"),
-    path("datasets/<int:dataset_id>/<str:action>/", DatasetActionView.as_view(), name="dataset-action"),
-]

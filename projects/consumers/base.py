@@ -10,7 +10,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.http import Http404
 
-from projects.views_base import resolve_membership
+from projects.views.base import resolve_membership
 
 #: Close code for "no such organisation or object" (4000-4999 are for applications).
 CLOSE_NOT_FOUND = 4404

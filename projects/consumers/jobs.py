@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from projects.consumers_base import OrgConsumer
-from projects.jobs_base import org_jobs_group
+from projects.background import org_jobs_group
+from projects.consumers.base import OrgConsumer
 
 
 class JobsConsumer(OrgConsumer):

@@ -1,9 +1,7 @@
 """Datasets: domain text, control text and prompt pairs uploaded into a project.
 
-Imported at the bottom of ``projects.models`` so that the app's models live in one namespace
-(``from projects.models import Dataset``). How files become datasets is in
-``projects.actions_datasets`` (actions), ``projects.jobs_datasets`` (jobs) and
-``projects.engine.datasets`` (the reading itself).
+How files become datasets is in ``projects.actions.datasets`` (actions), ``projects.jobs.datasets``
+(jobs) and ``projects.engine.datasets`` (the reading itself).
 """
 
 from __future__ import annotations
@@ -12,10 +10,11 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from projects.models import Blob, Job, Organization, Project
+from projects.models.blobs import Blob
+from projects.models.jobs import Job
+from projects.models.projects import Project
+from projects.models.tenancy import Organization
 from projects.tenancy import TenantModel
-
-__all__ = ["Dataset", "DatasetFormat", "DatasetRole", "DatasetStatus"]
 
 
 class DatasetRole(models.TextChoices):

@@ -1,3 +1,5 @@
+"""Forms for organisations, invitations, roles and API tokens."""
+
 from django import forms
 
 from projects.models import Role
@@ -8,12 +10,6 @@ class OrganizationForm(forms.Form):
     slug = forms.SlugField(
         max_length=60, required=False, help_text="Used in addresses; derived from the name if empty."
     )
-
-
-class ProjectForm(forms.Form):
-    name = forms.CharField(max_length=120)
-    slug = forms.SlugField(max_length=60, required=False, help_text="Derived from the name if empty.")
-    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
 
 
 class InvitationForm(forms.Form):

@@ -17,14 +17,14 @@ from django.conf import settings
 from django.utils.text import slugify
 
 from projects import blobs
-from projects.actions_conversion import (
+from projects.actions.conversion import (
     DEFAULT_GGUF_OUTTYPE,
     TO_GGUF_JOB,
     TO_HF_JOB,
     check_convertible,
     existing_derivative,
 )
-from projects.jobs_base import JobContext, JobKind, register
+from projects.background import JobContext, JobKind, register
 from projects.models import Blob, Job, LanguageModel, ModelFormat
 
 #: Share of the progress bar the engine's conversion takes; storing the files takes the rest.
@@ -71,7 +71,7 @@ class ConvertModel(JobKind):
         raise NotImplementedError
 
     def run(self, job: Job, ctx: JobContext) -> dict:
-        from projects.actions_models import do_create_model
+        from projects.actions.teachers import do_create_model
 
         source = (
             LanguageModel.objects.for_org(job.organization)
@@ -153,7 +153,7 @@ class ConvertModel(JobKind):
     def source_path(source: LanguageModel, workdir: Path) -> Path:
         """What the engine opens: the source's GGUF file or Hugging Face folder (links to its blobs).
 
-        Laid out in the job's own folder rather than through ``actions_models.model_path``: that
+        Laid out in the job's own folder rather than through ``teacher_actions.model_path``: that
         shared folder may be in use, and ``blobs.materialize_folder`` refuses to lay out a folder
         a second time (its escape check follows the existing links).
         """

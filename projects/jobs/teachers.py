@@ -1,4 +1,4 @@
-"""Background jobs of the projects app."""
+"""Teacher-model jobs: the tensor inventory of a new model, and unpacking an uploaded archive."""
 
 from __future__ import annotations
 
@@ -6,13 +6,11 @@ import uuid
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count
-from django.utils import timezone
 
-from projects import actions_models
 from projects.actions import ActionError
-from projects.jobs_base import JobContext, JobKind, Refused, register
-from projects.models import Job, JobStatus, LanguageModel, Membership, ModelStatus, Project, TensorRecord, Upload
+from projects.actions import teachers as teacher_actions
+from projects.background import JobContext, JobKind, Refused, register
+from projects.models import Job, JobStatus, LanguageModel, ModelStatus, TensorRecord, Upload
 
 
 @register
@@ -28,7 +26,7 @@ class InventoryModel(JobKind):
         return {"model": int(params["model"])}
 
     def run(self, job: Job, ctx: JobContext) -> dict:
-        from projects.actions_models import model_path
+        from projects.actions.teachers import model_path
         from projects.engine.model_formats import inspect_model
 
         model = LanguageModel.objects.for_org(job.organization).get(pk=job.params["model"])
@@ -90,7 +88,7 @@ class UnpackModelArchive(JobKind):
     refused here leaves nothing (no model, no blob, no upload) and the job fails with the reason.
     """
 
-    name = actions_models.UNPACK_JOB
+    name = teacher_actions.UNPACK_JOB
     title = "Unpack model archive"
     queue = "cpu"
 
@@ -121,7 +119,7 @@ class UnpackModelArchive(JobKind):
             )
 
         try:
-            model = actions_models.do_create_model_from_archive(
+            model = teacher_actions.do_create_model_from_archive(
                 upload, job.created_by, name=job.params.get("name", ""), progress=unpacked
             )
         except ActionError as exc:
@@ -138,51 +136,8 @@ class UnpackModelArchive(JobKind):
         # A cancelled unpack keeps nothing (the zip may be tens of GB). After a crash or a lost
         # worker the upload is kept, so the job can be retried; a refused zip is already gone.
         if status == JobStatus.CANCELLED:
-            from projects.actions_datasets import discard_upload
+            from projects.actions.datasets import discard_upload
 
             upload = Upload.objects.for_org(job.organization).filter(pk=job.params.get("upload")).first()
             if upload is not None:
                 discard_upload(upload)
-
-
-@register
-class RecountProjectStats(JobKind):
-    """Recompute a project's figures (its other jobs by status and kind, members) and store them.
-
-    Small, but it exercises the whole path: enqueue on commit, worker, progress, result.
-    """
-
-    name = "projects.recount_stats"
-    title = "Recount project statistics"
-    queue = "default"
-    user_startable = True
-
-    def run(self, job: Job, ctx: JobContext) -> dict:
-        project = Project.objects.for_org(job.organization).get(pk=job.project_id)
-        others = Job.objects.for_org(job.organization).filter(project=project).exclude(pk=job.pk)
-        steps = [
-            (
-                "jobs by status",
-                lambda: (
-                    {status: 0 for status in JobStatus.values}
-                    | dict(others.values_list("status").annotate(n=Count("id")).order_by())
-                ),
-            ),
-            ("jobs by kind", lambda: dict(others.values_list("kind").annotate(n=Count("id")).order_by())),
-            ("members", lambda: Membership.objects.for_org(job.organization).count()),
-        ]
-        stats: dict = {}
-        for index, (label, compute) in enumerate(steps):
-            ctx.progress(index / len(steps), f"Counting {label}", force=True)
-            stats[label.replace(" ", "_")] = compute()
-            ctx.log(f"counted {label}")
-        project.stats = stats
-        project.stats_updated_at = timezone.now()
-        project.save(update_fields=["stats", "stats_updated_at"])
-        ctx.progress(1.0, "Statistics updated", force=True)
-        ctx.add_artifact("Project", f"/o/{job.organization.slug}/projects/{project.slug}/")
-        return stats
-
-
-import projects.jobs_conversion  # noqa: E402,F401  (conversion job kinds register on import)
-import projects.jobs_datasets  # noqa: E402,F401  (dataset job kinds register on import)

@@ -1,0 +1,1 @@
+"""The projects app's forms, one module per area."""
