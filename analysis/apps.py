@@ -1,3 +1,5 @@
+"""Django app configuration of the analysis app."""
+
 from django.apps import AppConfig
 
 

@@ -1,3 +1,5 @@
+"""Pages of the analysis app, mounted under /o/<org_slug>/analyses/."""
+
 from django.urls import path
 
 from projects.views.sections import SectionView

@@ -363,11 +363,11 @@ def main() -> int:
             direct.append(engine.answer(question, args.max_tokens))
             socket_rows.append(socket_answer(port, seed, next(conversations), question)[0])
             api_rows.append(api_answer(client, seed, question))
-        same_text = [d["text"] == s["text"] == a["text"] for d, s, a in zip(direct, socket_rows, api_rows)]
+        same_text = [d["text"] == s["text"] == a["text"] for d, s, a in zip(direct, socket_rows, api_rows, strict=True)]
         engine.close()
 
         log(f"{args.concurrent} concurrent websocket conversations")
-        alone = {q: r["text"] for q, r in zip(questions, socket_rows)}
+        alone = {q: r["text"] for q, r in zip(questions, socket_rows, strict=True)}
         concurrent_questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(args.concurrent)]
         for question in concurrent_questions:
             if question not in alone:
@@ -454,7 +454,8 @@ def main() -> int:
                 "aggregate_tokens_per_s": round(total_tokens / wall, 2),
                 "ttft_ms_min": ttfts[0] if ttfts else None,
                 "ttft_ms_max": ttfts[-1] if ttfts else None,
-                "note": "one llama.cpp context per model: answers take turns (first come, first served) on the model's own thread",
+                "note": "one llama.cpp context per model: answers take turns (first come, first served) "
+                "on the model's own thread",
             },
             "resume_1500_tokens": {
                 "history_turns": seed["history_turns"],

@@ -8,7 +8,8 @@ What it does:
    when one is installed (cache and throttling, as ``make run``), and the test file;
 2. seeds one user, organisation, project and API token through ``projects.actions``;
 3. starts the server the way ``scripts/run.sh`` does
-   (``python -m uvicorn --host 127.0.0.1 --port PORT --lifespan off --http hartonomous_web.http_protocol:HttpProtocol hartonomous_web.asgi:application``) with
+   (``python -m uvicorn --host 127.0.0.1 --port PORT --lifespan off
+   --http hartonomous_web.http_protocol:HttpProtocol hartonomous_web.asgi:application``) with
    production settings (DEBUG=0, a random SECRET_KEY, SECURE_SSL_REDIRECT=0,
    ALLOWED_HOSTS=127.0.0.1);
 4. writes a ``--size-mib`` file (default 2048) of random bytes (one 64 MiB ``os.urandom``
@@ -517,7 +518,8 @@ def profile_upload(args, env: dict, work: Path, seed: dict, source: Path, warm: 
     finally:
         server.stop()
     log(
-        f"profiled upload ({chunk / MIB:g} MiB chunks): {mb_s(source.stat().st_size, timing['seconds_total'])} MB/s under py-spy"
+        f"profiled upload ({chunk / MIB:g} MiB chunks): {mb_s(source.stat().st_size, timing['seconds_total'])} MB/s "
+        "under py-spy"
     )
     summary = {
         "chunk_mib": chunk / MIB,
@@ -662,7 +664,8 @@ def main() -> int:
                 log(
                     f"upload {run} ({chunk / MIB:g} MiB chunks): {uploads[-1]['mb_per_s']} MB/s, "
                     f"complete {timing['seconds_complete']:.2f} s, RSS +{uploads[-1]['rss_growth_mb']} MB, "
-                    f"server {uploads[-1]['server_cores']} cores, other processes {uploads[-1]['other_processes_cores']} cores"
+                    f"server {uploads[-1]['server_cores']} cores, other processes "
+                    f"{uploads[-1]['other_processes_cores']} cores"
                 )
                 (media / "blobs" / sha[:2] / sha[2:4] / sha).unlink(missing_ok=True)
             api.close()
@@ -782,7 +785,8 @@ def main() -> int:
                     "of the file (a completed upload survives a crash): ratio_vs_copy_and_fsync is the like-for-like "
                     "figure, ratio_vs_copy compares with a copy whose bytes may still be only in the page cache. "
                     "The end-to-end SHA-256 the platform checks runs on one core: sha256_alone (hashlib over the warm "
-                    "source, nothing else) bounds any upload, and ceiling_ratio_vs_copy is that bound against the copy. "
+                    "source, nothing else) bounds any upload, and ceiling_ratio_vs_copy is that bound against the "
+                    "copy. "
                     "The client sends each chunk with sendfile(2) so that, sharing the machine, it takes as little CPU "
                     "as it can from the server. A second, cold copy (cold_copies) runs after emptying the page cache "
                     "(/proc/sys/vm/drop_caches, root only; skipped otherwise): the source is read from the disk. "

@@ -12,7 +12,8 @@ What it does, per database (SQLite and/or PostgreSQL):
    (the header's organisation switcher) and 60 jobs, then counts the SQL queries of each
    benchmarked request in-process (``CaptureQueriesContext``);
 4. starts the real server the way ``scripts/run.sh`` does
-   (``python -m uvicorn --host 127.0.0.1 --port PORT --lifespan off --http hartonomous_web.http_protocol:HttpProtocol hartonomous_web.asgi:application``)
+   (``python -m uvicorn --host 127.0.0.1 --port PORT --lifespan off
+   --http hartonomous_web.http_protocol:HttpProtocol hartonomous_web.asgi:application``)
    but with production settings (DEBUG=0, SECRET_KEY, SECURE_SSL_REDIRECT=0, ALLOWED_HOSTS),
    then the alternatives asked for with ``--servers`` (``uvicorn --workers N``; one or N
    daphne processes sharing the port with ``SO_REUSEPORT``, the server used before);
@@ -593,7 +594,8 @@ def bench_database(db: str, args, workdir: Path, redis_url: str, redis_pid: int)
     log(f"{db}: migrated and collected in {time.perf_counter() - t0:.1f} s; seeding {args.projects} projects")
     seed = django_helper(env, "_seed", {"projects": args.projects, "clients": args.clients})
     log(
-        f"{db}: seeded in {seed['seconds']} s ({seed['projects']} projects, {seed['members']} members, {seed['jobs']} jobs)"
+        f"{db}: seeded in {seed['seconds']} s ({seed['projects']} projects, {seed['members']} members, {seed['jobs']} "
+        "jobs)"
     )
     queries = django_helper(env, "_queries", seed)
     for name, q in queries.items():
@@ -626,7 +628,7 @@ def bench_database(db: str, args, workdir: Path, redis_url: str, redis_pid: int)
             f"/o/{org}/",
             [
                 {"headers": {"Cookie": f"{seed['session_cookie']}={s}"}, "user": u}
-                for s, u in zip(seed["sessions"], seed["usernames"])
+                for s, u in zip(seed["sessions"], seed["usernames"], strict=True)
             ],
             check_dashboard,
         ),
@@ -634,7 +636,7 @@ def bench_database(db: str, args, workdir: Path, redis_url: str, redis_pid: int)
             f"/api/v1/orgs/{org}/projects/",
             [
                 {"headers": {"Authorization": f"Bearer {t}", "Accept": "application/json"}, "user": u}
-                for t, u in zip(seed["tokens"], seed["usernames"])
+                for t, u in zip(seed["tokens"], seed["usernames"], strict=True)
             ],
             check_api,
         ),
@@ -699,7 +701,8 @@ def bench_database(db: str, args, workdir: Path, redis_url: str, redis_pid: int)
                 config["endpoints"][name] = entry
                 cpu = run.get("cpu", {})
                 log(
-                    f"{db} {server.name} {name} {len(clients)} clients: p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms, "
+                    f"{db} {server.name} {name} {len(clients)} clients: p50 {run['p50_ms']} ms, p99 {run['p99_ms']} "
+                    "ms, "
                     f"{run['throughput_rps']} req/s, errors {run['errors']}, connections/process "
                     f"{run.get('connections_per_process')}, cores: server {cpu.get('server_cores')} "
                     f"loadgen {cpu.get('load_generator_cores')} db {cpu.get('database_server_cores')} "
@@ -850,9 +853,10 @@ def main() -> int:
     rows = summary_rows(results)
     for row in rows:
         log(
-            f"{row['db']:8} {row['server']:10} {row['endpoint']:12} p50 {row['p50_ms']:8.1f} ms  p99 {row['p99_ms']:8.1f} ms"
+            f"{row['db']:8} {row['server']:10} {row['endpoint']:12} p50 {row['p50_ms']:8.1f} ms  p99 "
+            f"{row['p99_ms']:8.1f} ms"
             f"  {row['rps']:6.1f} req/s  errors {row['errors']}  goal {'met' if row['meets_goal'] else 'MISSED'}"
-            + ("  (disturbed: other processes used %.2f cores)" % row["other_cores"] if row["disturbed"] else "")
+            + (f"  (disturbed: other processes used {row['other_cores']:.2f} cores)" if row["disturbed"] else "")
         )
     print(json.dumps({"summary": rows, "results": results}, indent=2))
     failed = any(row["errors"] for row in rows)

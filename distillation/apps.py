@@ -1,3 +1,5 @@
+"""Django app configuration of the distillation app."""
+
 from django.apps import AppConfig
 
 

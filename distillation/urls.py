@@ -1,3 +1,5 @@
+"""Pages of the distillation app, mounted under /o/<org_slug>/students/."""
+
 from django.urls import path
 
 from projects.views.sections import SectionView

@@ -1,10 +1,10 @@
-"""The job layer: kinds of background work, how they are enqueued, run and watched.
+"""The job layer: how background work is enqueued, run and watched.
 
-A kind subclasses :class:`JobKind` in its app's ``jobs.py`` and is registered with
-``@register``. ``projects.actions.do_enqueue_job`` creates the ``Job`` row and enqueues
-:func:`execute` with the row's id once the transaction commits. :func:`execute` runs in
-the RQ worker: it claims the row, keeps a heartbeat, hands the kind a
-:class:`JobContext` for progress and logs, and records the outcome.
+A kind subclasses :class:`JobKind` in its app's ``jobs`` package and is registered with ``@register``
+(both are defined beside the ``Job`` row, in :mod:`projects.models.jobs`, since they are the vocabulary of its
+``kind``; re-exported here). ``projects.actions.do_enqueue_job`` creates the ``Job`` row and enqueues
+:func:`execute` with the row's id once the transaction commits. :func:`execute` runs in the RQ worker: it claims
+the row, keeps a heartbeat, hands the kind a :class:`JobContext` for progress and logs, and records the outcome.
 
 Every state change is a conditional UPDATE on the row's current status, so a job that
 was cancelled or declared dead while its worker was still busy is never overwritten.
@@ -20,60 +20,32 @@ import threading
 import time
 import traceback
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import Any
 
 from django.apps import apps
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from projects.models.jobs import QUEUES, Job, JobCancelled, JobKind, Refused, register, registry
+
 logger = logging.getLogger("hartonomous.jobs")
 
-QUEUES = ("default", "cpu", "gpu")
-
-
-class JobKind:
-    """A kind of background job.
-
-    Subclasses set ``name`` (stable identifier stored on the row), ``title`` (what people
-    read), ``queue`` and implement :meth:`run`. ``clean_params`` validates what a user
-    may pass (raise ``ValueError`` with a message a person can act on).
-    """
-
-    name: ClassVar[str]
-    title: ClassVar[str]
-    queue: ClassVar[str] = "default"
-    #: Whether people can start this kind from the API's generic job endpoint.
-    user_startable: ClassVar[bool] = False
-    #: Whether the kind needs a project.
-    needs_project: ClassVar[bool] = True
-
-    @classmethod
-    def clean_params(cls, params: dict[str, Any]) -> dict[str, Any]:
-        if params:
-            raise ValueError(f"Job kind {cls.name!r} takes no parameters; got {sorted(params)}.")
-        return {}
-
-    def run(self, job, ctx: JobContext) -> dict[str, Any] | None:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    @classmethod
-    def on_end_without_success(cls, job, status: str, error: str) -> None:
-        """Called once when a job of this kind fails, is cancelled or is declared dead.
-
-        Kinds that keep state elsewhere (a model row "importing") put it right here, so
-        nothing is left half-done or presented as complete.
-        """
-
-
-registry: dict[str, type[JobKind]] = {}
-
-
-def register(kind: type[JobKind]) -> type[JobKind]:
-    if kind.queue not in QUEUES:
-        raise ValueError(f"{kind.__name__}.queue must be one of {QUEUES}, not {kind.queue!r}")
-    registry[kind.name] = kind
-    return kind
+__all__ = [
+    "QUEUES",
+    "JobCancelled",
+    "JobContext",
+    "JobKind",
+    "Refused",
+    "autodiscover",
+    "execute",
+    "notify_end_without_success",
+    "org_jobs_group",
+    "publish_job_event",
+    "reap_stale_jobs",
+    "register",
+    "registry",
+]
 
 
 def autodiscover() -> None:
@@ -88,21 +60,13 @@ def autodiscover() -> None:
         importlib.import_module(module)
 
 
-class Refused(Exception):
-    """The job's input cannot be used; everything it left was deleted. The message says why and what to do."""
-
-
-class JobCancelled(Exception):
-    """Raised inside a running job when its row is no longer ``running`` (cancelled or reaped)."""
-
-
 class JobContext:
     """What a running job uses to report: progress, a message, log lines, artifacts."""
 
     #: Minimum seconds between two progress writes to the database (the last one always lands).
     MIN_WRITE_INTERVAL = 0.2
 
-    def __init__(self, job) -> None:
+    def __init__(self, job: Job) -> None:
         self.job = job
         self._last_write = 0.0
         self._log_lines: list[str] = []
@@ -147,7 +111,7 @@ class JobContext:
         publish_job_event(self.job)
 
 
-def publish_job_event(job) -> None:
+def publish_job_event(job: Job) -> None:
     """Push the job's state to browsers watching its organisation (best effort)."""
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
@@ -224,7 +188,7 @@ def execute(job_id: int) -> None:
         close_old_connections()
 
 
-def _finish(job, status: str, **fields: Any) -> None:
+def _finish(job: Job, status: str, **fields: Any) -> None:
     from projects.models import Job, JobStatus
 
     fields.update(status=status, finished_at=timezone.now(), heartbeat_at=timezone.now())
@@ -237,7 +201,7 @@ def _finish(job, status: str, **fields: Any) -> None:
         notify_end_without_success(job)
 
 
-def notify_end_without_success(job) -> None:
+def notify_end_without_success(job: Job) -> None:
     """Let the job's kind tidy up after a failure, cancel or death (best effort, logged)."""
     kind = registry.get(job.kind)
     if kind is None:

@@ -379,7 +379,7 @@ def _running_take(upload: Upload, start: int):
     return entry[3] if entry is not None and entry[0] == start else None
 
 
-def _running_put(upload: Upload, path: Path, size: int, digest) -> None:
+def _running_put(upload: Upload, path: Path, size: int, digest: object) -> None:
     stat = path.stat()
     if stat.st_size != size:  # someone else wrote meanwhile: no shortcut for this upload
         return

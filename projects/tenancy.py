@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from django.contrib.auth.models import User
 from django.db import models
 
 from projects.tenant_cache import TrackedWritesQuerySet
@@ -23,7 +24,7 @@ class TenantQuerySet(TrackedWritesQuerySet):
         """Rows belonging to ``org`` (and nothing else)."""
         return self.filter(**{self.model.tenant_field: org})
 
-    def for_user(self, user) -> TenantQuerySet:
+    def for_user(self, user: User) -> TenantQuerySet:
         """Rows of every organisation ``user`` is a member of."""
         if not user or not user.is_authenticated:
             return self.none()

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from django.core.cache import cache
@@ -75,7 +75,7 @@ def _org_id_of(instance: models.Model) -> int | None:
     return instance.pk if path == "pk" else getattr(instance, f"{path}_id", None)
 
 
-def _row_written(sender, instance, **kwargs) -> None:
+def _row_written(sender: type[models.Model], instance: models.Model, **kwargs) -> None:
     if kwargs.get("raw"):  # loaddata: fixtures, before anything is cached
         return
     org_id = _org_id_of(instance)
@@ -154,7 +154,7 @@ def cached(
 class TrackedWritesQuerySet(models.QuerySet):
     """Reports ``update()`` and bulk writes of tracked models to :func:`changed`."""
 
-    def update(self, **kwargs):
+    def update(self, **kwargs) -> int:
         if self.model not in _tracked:
             return super().update(**kwargs)
         org_ids = org_ids_of(self)
@@ -165,7 +165,7 @@ class TrackedWritesQuerySet(models.QuerySet):
 
     update.alters_data = True
 
-    def bulk_create(self, objs, *args, **kwargs):
+    def bulk_create(self, objs: Iterable[models.Model], *args, **kwargs) -> list[models.Model]:
         created = super().bulk_create(objs, *args, **kwargs)
         if self.model in _tracked:
             changed(self.model, [_org_id_of(obj) for obj in created])
@@ -173,7 +173,7 @@ class TrackedWritesQuerySet(models.QuerySet):
 
     bulk_create.alters_data = True
 
-    def bulk_update(self, objs, fields, *args, **kwargs):
+    def bulk_update(self, objs: Iterable[models.Model], fields: Sequence[str], *args, **kwargs) -> int:
         objs = list(objs)
         rows = super().bulk_update(objs, fields, *args, **kwargs)
         if self.model in _tracked and rows:

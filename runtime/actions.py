@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
 from projects.actions import ActionError
-from projects.models import LanguageModel, ModelStatus, Organization, Project
+from projects.models import ApiToken, LanguageModel, ModelStatus, Organization, Project
 from runtime.models import (
     Agent,
     AgentStatus,
@@ -112,7 +112,7 @@ def _check_agent(org: Organization, fields: dict) -> None:
         raise ActionError(f"Unknown backend {backend!r}.", field="backend")
 
 
-def do_create_agent(project: Project, user, *, slug: str = "", **fields) -> Agent:
+def do_create_agent(project: Project, user: User, *, slug: str = "", **fields) -> Agent:
     org = project.organization
     if project.is_archived:
         raise ActionError("This project is archived; unarchive it to add agents.", code="conflict")
@@ -132,7 +132,7 @@ def do_create_agent(project: Project, user, *, slug: str = "", **fields) -> Agen
     except IntegrityError:
         raise ActionError(
             f"An agent called {slug!r} already exists in this organisation.", field="slug", code="duplicate"
-        )
+        ) from None
 
 
 def do_update_agent(agent: Agent, **fields) -> Agent:
@@ -252,7 +252,7 @@ def _check_endpoint_agents(org: Organization, baseline: Agent, candidate: Agent 
         raise ActionError("The candidate must be a different agent from the baseline.", field="candidate")
 
 
-def _record(endpoint: Endpoint, action: str, user, note: str = "") -> Promotion:
+def _record(endpoint: Endpoint, action: str, user: User, note: str = "") -> Promotion:
     from runtime.queries import ab_results
 
     return Promotion.objects.create(
@@ -269,7 +269,7 @@ def _record(endpoint: Endpoint, action: str, user, note: str = "") -> Promotion:
 
 def do_create_endpoint(
     project: Project,
-    user,
+    user: User,
     *,
     name: str,
     baseline: Agent,
@@ -305,7 +305,7 @@ def do_create_endpoint(
 
 
 def do_change_test(
-    endpoint: Endpoint, user, *, candidate: Agent | None, candidate_share: float, note: str = ""
+    endpoint: Endpoint, user: User, *, candidate: Agent | None, candidate_share: float, note: str = ""
 ) -> Endpoint:
     if not 0 <= candidate_share <= 1:
         raise ActionError("The candidate's share of traffic is between 0 and 1.", field="candidate_share")
@@ -323,7 +323,7 @@ def do_change_test(
     return endpoint
 
 
-def do_promote_candidate(endpoint: Endpoint, user, note: str = "") -> Endpoint:
+def do_promote_candidate(endpoint: Endpoint, user: User, note: str = "") -> Endpoint:
     if endpoint.candidate_id is None:
         raise ActionError("This endpoint has no candidate to promote.", code="conflict")
     with transaction.atomic():
@@ -334,7 +334,7 @@ def do_promote_candidate(endpoint: Endpoint, user, note: str = "") -> Endpoint:
     return endpoint
 
 
-def do_stop_test(endpoint: Endpoint, user, note: str = "") -> Endpoint:
+def do_stop_test(endpoint: Endpoint, user: User, note: str = "") -> Endpoint:
     if not endpoint.testing:
         raise ActionError("No test is running on this endpoint.", code="conflict")
     with transaction.atomic():
@@ -383,7 +383,7 @@ def api_conversation_key(messages: list[dict], user: str = "") -> str:
 
 
 def do_start_conversation(
-    org: Organization, user, *, agent: Agent | None = None, endpoint: Endpoint | None = None
+    org: Organization, user: User, *, agent: Agent | None = None, endpoint: Endpoint | None = None
 ) -> Conversation:
     if endpoint is not None:
         with transaction.atomic():
@@ -399,7 +399,7 @@ def do_start_conversation(
     return Conversation.objects.create(organization=org, agent=agent, user=user)
 
 
-def clean_message(content) -> str:
+def clean_message(content: object) -> str:
     if not isinstance(content, str):
         raise ActionError("A message is text.", field="content")
     content = content.strip()
@@ -438,7 +438,7 @@ def _new_answer(conversation: Conversation) -> Message:
     )
 
 
-def do_post_message(conversation: Conversation, content) -> tuple[Message, Message]:
+def do_post_message(conversation: Conversation, content: object) -> tuple[Message, Message]:
     """Store the user's message (before anything is generated) and an empty answer to stream into."""
     content = clean_message(content)
     with transaction.atomic():
@@ -544,7 +544,7 @@ def reap_stale_answers(conversation: Conversation | None = None, org: Organizati
     )
 
 
-def do_feedback(message: Message, user, rating: int, comment: str = "") -> Feedback:
+def do_feedback(message: Message, user: User, rating: int, comment: str = "") -> Feedback:
     if message.role != "assistant":
         raise ActionError("Feedback is given on answers.", code="conflict")
     if rating not in (1, -1):
@@ -575,11 +575,11 @@ def do_record_inference(
     agent: Agent,
     source: str,
     outcome: str,
-    user=None,
-    token=None,
-    conversation=None,
-    message=None,
-    endpoint=None,
+    user: User | None = None,
+    token: ApiToken | None = None,
+    conversation: Conversation | None = None,
+    message: Message | None = None,
+    endpoint: Endpoint | None = None,
     variant: str = "",
     prompt_tokens: int = 0,
     completion_tokens: int = 0,
@@ -605,14 +605,3 @@ def do_record_inference(
         outcome=outcome,
         error=error[:2000],
     )
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
-    """95 % Wilson score interval of a proportion (good for small counts)."""
-    if n == 0:
-        return None
-    p = successes / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    margin = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - margin), min(1.0, centre + margin)

@@ -1,7 +1,8 @@
 """Writing one answer of a conversation: stream it to the browser and keep it, whatever happens.
 
 The answer row exists (status "streaming") before the first token; its text is saved as it grows
-(at most every :data:`SAVE_EVERY_S` seconds: a saved row per token would take CPU from generation) and it ends complete, stopped, interrupted or failed,
+(at most every :data:`SAVE_EVERY_S` seconds: a saved row per token would take CPU from generation)
+and it ends complete, stopped, interrupted or failed,
 with its token counts and timings and an audit row. A dropped connection or a server stop never
 loses what was written: the text saved so far stays, and a stale "streaming" answer is reaped as
 interrupted (``actions.reap_stale_answers``).

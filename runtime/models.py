@@ -13,7 +13,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-from projects.models import ApiToken, LanguageModel, Organization, Project
+from projects.models import ApiToken, LanguageModel, Membership, Organization, Project
 from projects.tenancy import TenantManager, TenantModel, TenantQuerySet
 
 User = settings.AUTH_USER_MODEL
@@ -162,7 +162,7 @@ class Variant(models.TextChoices):
 
 
 class ConversationQuerySet(TenantQuerySet):
-    def visible_to(self, membership) -> ConversationQuerySet:
+    def visible_to(self, membership: Membership) -> ConversationQuerySet:
         """A member sees their own conversations; admins and owners see everyone's (to read)."""
         qs = self.for_org(membership.organization)
         return qs if membership.has_role("admin") else qs.filter(user=membership.user)

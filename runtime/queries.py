@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 from django.db.models import Count, Q, QuerySet, Sum
 
-from runtime.models import Feedback, InferenceRecord, Variant
+from runtime.models import Endpoint, Feedback, InferenceRecord, Variant
 
 
 def percentile(values: list[int], q: float) -> int | None:
@@ -41,10 +43,8 @@ def audit_summary(records: QuerySet) -> dict:
     }
 
 
-def ab_results(endpoint) -> dict:
+def ab_results(endpoint: Endpoint) -> dict:
     """Per variant: conversations, answers, thumbs up/down with the up-rate's 95 % interval, latency."""
-    from runtime.actions import wilson_interval
-
     results = {}
     for variant in (Variant.BASELINE, Variant.CANDIDATE):
         records = InferenceRecord.objects.for_org(endpoint.organization).filter(endpoint=endpoint, variant=variant)
@@ -65,3 +65,14 @@ def ab_results(endpoint) -> dict:
             **latency_summary(records),
         }
     return results
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
+    """95 % Wilson score interval of a proportion (good for small counts)."""
+    if n == 0:
+        return None
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    margin = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - margin), min(1.0, centre + margin)

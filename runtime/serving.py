@@ -11,8 +11,9 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -21,6 +22,9 @@ from runtime.engine.chat import ChatBackend, ChatRequest, Delta, Event, Inferenc
 from runtime.engine.hardware import auto_gpu_layers, free_vram_bytes, gpu_offload_supported
 from runtime.engine.llama_cpp_backend import LlamaCppBackend, LoadSpec, ModelCache, estimate_memory
 from runtime.engine.remote import RemoteBackend, RemoteSpec
+
+if TYPE_CHECKING:
+    from runtime.models import Agent
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +50,7 @@ def reset_model_cache(budget_mb: int | None = None) -> ModelCache:
         return _cache
 
 
-def load_spec(agent, *, decide_gpu: bool = False) -> LoadSpec:
+def load_spec(agent: Agent, *, decide_gpu: bool = False) -> LoadSpec:
     """How this agent's model is loaded. Touches the database: call it from sync code.
 
     ``decide_gpu`` works automatic GPU layers out afresh (a deployment) instead of reusing the
@@ -87,7 +91,7 @@ def load_spec(agent, *, decide_gpu: bool = False) -> LoadSpec:
     )
 
 
-def backend_for(agent) -> ChatBackend:
+def backend_for(agent: Agent) -> ChatBackend:
     """The backend this agent answers with. Touches the database: call it from sync code."""
     if agent.backend == "remote":
         return RemoteBackend(
@@ -101,7 +105,7 @@ def backend_for(agent) -> ChatBackend:
     return LlamaCppBackend(model_cache(), load_spec(agent))
 
 
-def loaded_entry(agent) -> dict | None:
+def loaded_entry(agent: Agent) -> dict | None:
     """What the model cache says of this agent's model (see ``ModelCache.snapshot``), or None when not loaded."""
     if agent.backend != "llama_cpp" or agent.model_id is None:
         return None
@@ -111,11 +115,11 @@ def loaded_entry(agent) -> dict | None:
         return None
 
 
-def is_loaded(agent) -> bool:
+def is_loaded(agent: Agent) -> bool:
     return loaded_entry(agent) is not None
 
 
-def session_path(conversation_id: int, agent) -> str:
+def session_path(conversation_id: int, agent: Agent) -> str:
     """Where the conversation's saved llama.cpp state lives (one per conversation and model)."""
     return str(
         settings.AGENT_STATE_DIR
@@ -138,7 +142,7 @@ async def astream(backend: ChatBackend, request: ChatRequest, cancel: threading.
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
 
-    def put(item) -> None:
+    def put(item: object) -> None:
         try:
             loop.call_soon_threadsafe(queue.put_nowait, item)
         except RuntimeError:  # the loop is gone (server shutting down)
@@ -192,7 +196,7 @@ async def astream(backend: ChatBackend, request: ChatRequest, cancel: threading.
             await asyncio.shield(future)
 
 
-def warm_up(agent) -> dict:
+def warm_up(agent: Agent) -> dict:
     """Load (llama.cpp) or reach (remote) the agent's model now; facts for the agent page."""
     import urllib.request
 
@@ -207,7 +211,8 @@ def warm_up(agent) -> dict:
                 response.read(1_000_000)
         except OSError as error:
             raise InferenceError(
-                f"The remote endpoint {agent.remote_url} cannot be reached ({error}). Check the URL, the key and that the server runs."
+                f"The remote endpoint {agent.remote_url} cannot be reached ({error}). Check the URL, the key and that "
+                "the server runs."
             ) from error
         return {"backend": "remote", "reached_in_s": round(time.perf_counter() - started, 3)}
     spec = load_spec(agent, decide_gpu=True)
@@ -224,7 +229,7 @@ def warm_up(agent) -> dict:
     }
 
 
-def start_in_background(function, *args) -> None:
+def start_in_background(function: Callable[..., object], *args) -> None:
     """Run ``function(*args)`` in an inference thread (deployments), closing its DB connection after."""
 
     def run():

@@ -36,7 +36,7 @@ $PY manage.py rqworker default cpu gpu --with-scheduler &
 pids+=($!)
 echo "==> starting the web server on http://127.0.0.1:$PORT/"
 # One uvicorn process (uvloop, httptools) serves HTTP and websockets (hartonomous_web.asgi).
-# The options are hartonomous_web/server_command.py's (tests/platform/test_http_protocol.py checks).
+# The options are hartonomous_web/server_command.py's (tests/hartonomous_web/test_http_protocol.py checks).
 $PY -m uvicorn --host 127.0.0.1 --port "$PORT" --lifespan off --http hartonomous_web.http_protocol:HttpProtocol hartonomous_web.asgi:application &
 pids+=($!)
 wait -n "${pids[@]}"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make test`: install what the tests need on this machine (Debian packages listed in
 # scripts/apt-test-packages.txt: Chromium for the browser tests, docker-compose to
-# validate the compose file, unixODBC for pyodbc), make sure Redis runs, then run the
-# whole suite on SQLite, and again on PostgreSQL when one is reachable.
+# validate the compose file, unixODBC for pyodbc), make sure Redis runs, lint (ruff, import
+# contracts), then run the whole suite on SQLite, and again on PostgreSQL when one is reachable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -29,6 +29,11 @@ trap '[ -n "$STARTED_REDIS_PID" ] && kill $STARTED_REDIS_PID 2>/dev/null || true
 ensure_redis "$PY"
 
 export DEBUG=1 SECRET_KEY="test-secret-key-for-the-test-suite-only-0123456789"
+
+echo "==> lint: ruff check, ruff format --check, lint-imports (contracts in pyproject.toml)"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/lint-imports
 
 echo "==> tests on SQLite"
 env -u DATABASE_URL $PY -m pytest "$@"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models import Model
 
 from projects.actions.base import ActionError
 
 
-def do_delete_owning_blobs(obj, blob_shas: list[str]) -> None:
+def do_delete_owning_blobs(obj: Model, blob_shas: list[str]) -> None:
     """Delete a row unless something depends on it (PROTECT), then free its unreferenced blobs."""
     from django.db.models import ProtectedError
 
@@ -22,5 +23,5 @@ def do_delete_owning_blobs(obj, blob_shas: list[str]) -> None:
             f"{obj} cannot be deleted: {', '.join(users[:5])}{' and more' if len(users) > 5 else ''} "
             "depend on it. Delete those first.",
             code="conflict",
-        )
+        ) from exc
     blobs.collect_garbage(only=[sha for sha in blob_shas if sha])

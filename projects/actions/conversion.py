@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from django.contrib.auth.models import User
+
 from projects.actions.base import ActionError
 from projects.actions.jobs import do_enqueue_job
 from projects.engine.conversion import GGUF_OUTTYPES
@@ -90,7 +92,7 @@ def check_convertible(model: LanguageModel, target: str) -> None:
 
 
 def do_request_conversion(
-    model: LanguageModel, user, target: str, *, outtype: str | None = None, enqueue: bool = True
+    model: LanguageModel, user: User, target: str, *, outtype: str | None = None, enqueue: bool = True
 ) -> ConversionRequest:
     """Ask for ``model`` in the ``target`` format (``gguf`` or ``safetensors``; ``hf`` is accepted).
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 from django.apps import apps
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
 from projects import blobs
@@ -34,6 +35,7 @@ from projects.models import (
     DatasetStatus,
     Job,
     JobStatus,
+    LanguageModel,
     Organization,
     Project,
     Upload,
@@ -63,7 +65,7 @@ def dataset_options(dataset: Dataset) -> engine.DatasetOptions:
 
 
 def do_store_upload(
-    project: Project, user, *, filename: str, stream: BinaryIO | None = None, path: Path | None = None
+    project: Project, user: User, *, filename: str, stream: BinaryIO | None = None, path: Path | None = None
 ) -> Upload:
     """A complete Upload holding a file that arrived whole (a form's file, a file on the server).
 
@@ -81,7 +83,7 @@ def do_store_upload(
             blob = blobs.store_stream(stream, max_bytes=settings.UPLOAD_MAX_BYTES)
     except blobs.BlobError as exc:
         upload.delete()
-        raise ActionError(str(exc), field="file")
+        raise ActionError(str(exc), field="file") from exc
     Upload.objects.filter(pk=upload.pk).update(
         status=UploadStatus.COMPLETE, size=blob.size, received=blob.size, blob=blob
     )
@@ -109,10 +111,10 @@ def _clean_options(format: str, role: str, options: dict | None) -> engine.Datas
     try:
         return engine.DatasetOptions.from_dict(format, role, options or {})
     except engine.DatasetOptionsError as exc:
-        raise ActionError(str(exc), field="options")
+        raise ActionError(str(exc), field="options") from exc
 
 
-def _clean_split(ratio, seed) -> tuple[float, int]:
+def _clean_split(ratio: object, seed: object) -> tuple[float, int]:
     try:
         ratio, seed = float(ratio), int(seed)
         engine.validate_split(ratio, seed)
@@ -122,13 +124,13 @@ def _clean_split(ratio, seed) -> tuple[float, int]:
             if "must be" in str(exc)
             else f"The split needs a ratio between 0 and 1 and a whole-number seed ({exc})."
         )
-        raise ActionError(message, field="split")
+        raise ActionError(message, field="split") from exc
     return ratio, seed
 
 
 def do_create_dataset(
     upload: Upload,
-    user,
+    user: User,
     *,
     name: str = "",
     role: str = DatasetRole.DOMAIN,
@@ -137,7 +139,7 @@ def do_create_dataset(
     split_ratio: float = 0.9,
     split_seed: int = 0,
     discard_on_error: bool = False,
-    count_tokens_with=None,
+    count_tokens_with: LanguageModel | None = None,
 ) -> Dataset:
     """Check a completed upload and create a dataset from it; processing runs as a job.
 
@@ -167,7 +169,17 @@ def do_create_dataset(
 
 
 def _create_dataset(
-    upload: Upload, user, *, name, role, format, options, split_ratio, split_seed, keep_upload, count_tokens_with=None
+    upload: Upload,
+    user: User,
+    *,
+    name: str,
+    role: str,
+    format: str,
+    options: dict[str, Any],
+    split_ratio: object,
+    split_seed: object,
+    keep_upload: bool,
+    count_tokens_with: LanguageModel | None = None,
 ) -> Dataset:
     project = upload.project
     org = project.organization
@@ -175,7 +187,8 @@ def _create_dataset(
         raise ActionError(f"Project {project} is archived; unarchive it to add datasets.", field="project")
     if upload.status != UploadStatus.COMPLETE or upload.blob_id is None:
         raise ActionError(
-            f"{upload.filename} has not finished uploading ({upload.received} of {upload.size} bytes); complete it first.",
+            f"{upload.filename} has not finished uploading ({upload.received} of {upload.size} bytes); complete it "
+            "first.",
             field="upload",
             code="conflict",
         )
@@ -201,10 +214,10 @@ def _create_dataset(
         )
     except engine.DatasetOptionsError as exc:
         kept = " The upload is kept: try again with other options." if keep_upload else ""
-        raise ActionError(f"{exc}{kept}", field="options")
+        raise ActionError(f"{exc}{kept}", field="options") from exc
     except engine.DatasetFormatError as exc:
         discard_upload(upload)
-        raise ActionError(f"{exc} Nothing was kept.", field="upload")
+        raise ActionError(f"{exc} Nothing was kept.", field="upload") from exc
     try:
         with transaction.atomic():
             dataset = Dataset.objects.create(
@@ -239,13 +252,13 @@ def _create_dataset(
             f"A dataset called “{name}” was just created in {project}; choose another name.",
             field="name",
             code="duplicate",
-        )
+        ) from None
     return dataset
 
 
 def do_create_dataset_from_file(
     project: Project,
-    user,
+    user: User,
     *,
     filename: str,
     stream: BinaryIO | None = None,
@@ -273,7 +286,7 @@ def discard_dataset(dataset: Dataset) -> None:
 # --- Splits ----------------------------------------------------------------------------------
 
 
-def do_set_split(dataset: Dataset, ratio, seed) -> Dataset:
+def do_set_split(dataset: Dataset, ratio: object, seed: object) -> Dataset:
     """Change the train/eval split (instant: a document's split is a function of seed and id)."""
     if dataset.status != DatasetStatus.READY:
         raise ActionError(f"{dataset} is {dataset.status}; a split can be set once it is ready.", code="conflict")
@@ -312,7 +325,7 @@ def _language_models():
         return None
 
 
-def _model_source(model) -> TokenizerSource | None:
+def _model_source(model: LanguageModel) -> TokenizerSource | None:
     files = list(model.files.select_related("blob"))
     for file in files:
         if file.path.rsplit("/", 1)[-1] == "tokenizer.json":
@@ -341,7 +354,9 @@ def tokenizer_sources(project: Project) -> list[TokenizerSource]:
     return sorted(sources, key=lambda s: s.tokenizer_kind != "tokenizer.json")
 
 
-def find_tokenizer_source(org: Organization, project: Project, *, model=None, tokenizer_upload=None) -> TokenizerSource:
+def find_tokenizer_source(
+    org: Organization, project: Project, *, model: LanguageModel | None = None, tokenizer_upload: Upload | None = None
+) -> TokenizerSource:
     """The tokenizer to count with: the model or uploaded tokenizer.json named, or the project's
     first; ActionError (400) when there is none. Counts are never estimated."""
     if model not in (None, "") and tokenizer_upload not in (None, ""):
@@ -351,7 +366,7 @@ def find_tokenizer_source(org: Organization, project: Project, *, model=None, to
         try:
             model_id = int(model)
         except (TypeError, ValueError):
-            raise ActionError(f"“{model}” is not a model id.", field="model")
+            raise ActionError(f"“{model}” is not a model id.", field="model") from None
         found = (
             LanguageModel.objects.for_org(org).filter(pk=model_id, project=project).first() if LanguageModel else None
         )
@@ -375,14 +390,18 @@ def find_tokenizer_source(org: Organization, project: Project, *, model=None, to
         try:
             engine.load_tokenizer(blobs.local_path(upload.blob), "tokenizer.json")
         except engine.TokenizerError as exc:
-            raise ActionError(str(exc).replace(f"“{upload.blob_id}”", f"“{upload.filename}”"), field="tokenizer_upload")
+            raise ActionError(
+                str(exc).replace(f"“{upload.blob_id}”", f"“{upload.filename}”"), field="tokenizer_upload"
+            ) from exc
         source = TokenizerSource("upload", str(upload.pk), f"uploaded {upload.filename}", "tokenizer.json", upload.blob)
     else:
         sources = tokenizer_sources(project)
         if not sources:
             raise ActionError(
-                f"No tokenizer is available in project {project}: token counts need the tokenizer of the model they are "
-                "for. Add a model with a tokenizer.json (a Hugging Face folder) to the project, or upload a tokenizer.json "
+                f"No tokenizer is available in project {project}: token counts need the tokenizer of the model they "
+                "are "
+                "for. Add a model with a tokenizer.json (a Hugging Face folder) to the project, or upload a "
+                "tokenizer.json "
                 "and name it (tokenizer_upload). Counts are never estimated.",
                 field="model",
             )
@@ -390,7 +409,7 @@ def find_tokenizer_source(org: Organization, project: Project, *, model=None, to
     return source
 
 
-def _uuid(value) -> str | None:
+def _uuid(value: object) -> str | None:
     import uuid
 
     try:
@@ -418,7 +437,9 @@ def tokenizer_source_from_params(org: Organization, params: dict) -> TokenizerSo
     return TokenizerSource("upload", str(upload.pk), f"uploaded {upload.filename}", "tokenizer.json", upload.blob)
 
 
-def do_count_tokens(dataset: Dataset, user, *, model=None, tokenizer_upload=None) -> Job:
+def do_count_tokens(
+    dataset: Dataset, user: User, *, model: LanguageModel | None = None, tokenizer_upload: Upload | None = None
+) -> Job:
     """Count the dataset's tokens with a model's tokenizer (a job on the ``cpu`` queue)."""
     if dataset.status != DatasetStatus.READY:
         raise ActionError(f"{dataset} is {dataset.status}; tokens can be counted once it is ready.", code="conflict")
@@ -480,7 +501,9 @@ DEMO_DATASETS = (
 )
 
 
-def load_demo_datasets(project: Project, user, *, count_tokens_with=None) -> list[Dataset]:
+def load_demo_datasets(
+    project: Project, user: User, *, count_tokens_with: LanguageModel | None = None
+) -> list[Dataset]:
     """Create the demo datasets in ``project`` through the upload path (idempotent).
 
     A demo dataset that already exists is kept, unless it failed, in which case it is made again.
@@ -511,7 +534,7 @@ def load_demo_datasets(project: Project, user, *, count_tokens_with=None) -> lis
     return created
 
 
-def start_demo_token_counts(datasets: list[Dataset], model, user) -> list[Job]:
+def start_demo_token_counts(datasets: list[Dataset], model: LanguageModel, user: User) -> list[Job]:
     """Count the demo datasets' tokens with ``model``'s tokenizer, once (idempotent).
 
     Nothing is started for a dataset that has counts already, that is being counted (a count job

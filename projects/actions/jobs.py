@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -23,7 +24,7 @@ def do_enqueue_job(
     org: Organization,
     kind: str,
     *,
-    user=None,
+    user: User | None = None,
     project: Project | None = None,
     params: dict[str, Any] | None = None,
     retry_of: Job | None = None,
@@ -46,7 +47,7 @@ def do_enqueue_job(
     try:
         params = kind_cls.clean_params(dict(params or {}))
     except ValueError as exc:
-        raise ActionError(str(exc), field="params")
+        raise ActionError(str(exc), field="params") from exc
     job = Job.objects.create(
         organization=org,
         project=project,
@@ -76,7 +77,8 @@ def _enqueue(job: Job) -> None:
             status=JobStatus.FAILED,
             finished_at=timezone.now(),
             message="Not queued",
-            error=f"Could not reach the job queue ({type(exc).__name__}: {exc}). Check that Redis is running, then retry.",
+            error=f"Could not reach the job queue ({type(exc).__name__}: {exc}). Check that Redis is running, then "
+            "retry.",
         )
         job.refresh_from_db()
         notify_end_without_success(job)
@@ -120,7 +122,7 @@ def _stop_rq_job(job: Job, running: bool) -> None:
         logging.getLogger("hartonomous.jobs").warning("could not signal RQ for job %s", job.pk, exc_info=True)
 
 
-def do_retry_job(job: Job, user) -> Job:
+def do_retry_job(job: Job, user: User) -> Job:
     if not job.can_retry:
         raise ActionError(f"Only failed or cancelled jobs can be retried; this one is {job.status}.", code="conflict")
     return do_enqueue_job(job.organization, job.kind, user=user, project=job.project, params=job.params, retry_of=job)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -13,7 +14,7 @@ from projects.models import (
 
 
 @transaction.atomic
-def do_create_project(org: Organization, user, name: str, slug: str = "", description: str = "") -> Project:
+def do_create_project(org: Organization, user: User, name: str, slug: str = "", description: str = "") -> Project:
     name = name.strip()
     if not name:
         raise ActionError("The project needs a name.", field="name")

@@ -18,8 +18,10 @@ import tempfile
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from pathlib import Path
+from typing import TextIO
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from tqdm import tqdm
 
@@ -103,7 +105,7 @@ def _header_fields(info: ModelInfo) -> dict:
 
 def do_create_model(
     project: Project,
-    user,
+    user: User,
     *,
     name: str,
     files: list[tuple[str, Blob]],
@@ -125,7 +127,7 @@ def do_create_model(
     try:
         info = inspect_files(files, name)
     except ModelFormatError as exc:
-        raise ActionError(str(exc), field="uploads")
+        raise ActionError(str(exc), field="uploads") from exc
     fields = _header_fields(info)
     fields["warnings"] += list(notes)
     with transaction.atomic():
@@ -171,7 +173,7 @@ def _check_uploads(project: Project, uploads: list[Upload]) -> None:
             )
 
 
-def do_create_model_from_uploads(project: Project, user, *, name: str, uploads: list[Upload]) -> LanguageModel:
+def do_create_model_from_uploads(project: Project, user: User, *, name: str, uploads: list[Upload]) -> LanguageModel:
     """Create a model from finished uploads; the uploads are consumed either way.
 
     When the files are refused, the uploads and their blobs are deleted: nothing is kept.
@@ -234,12 +236,12 @@ def check_model_archive(path: Path, label: str) -> tuple[ModelArchive, archives.
     except archives.NotAZipError as exc:
         raise ActionError(
             f"{exc}: the file is damaged or not a zip; create the zip again and upload it.", field="uploads"
-        )
+        ) from exc
     except (archives.ArchiveError, ModelFormatError) as exc:
-        raise ActionError(str(exc), field="uploads")
+        raise ActionError(str(exc), field="uploads") from exc
 
 
-def do_start_model_from_archive(project: Project, user, *, name: str, upload: Upload) -> Job:
+def do_start_model_from_archive(project: Project, user: User, *, name: str, upload: Upload) -> Job:
     """Check a zipped model folder's listing now and unpack it in a job (``projects.unpack_model``).
 
     The job creates the model (:func:`do_create_model_from_archive`). When the zip is refused
@@ -264,7 +266,7 @@ def unpack_model_archive(
     path: Path,
     label: str,
     project: Project,
-    user,
+    user: User,
     *,
     name: str = "",
     enqueue: bool = True,
@@ -295,7 +297,7 @@ def unpack_model_archive(
                 for member, stream in members:
                     stored.append((member.path, blobs.store_stream(stream)))
         except archives.ArchiveError as exc:
-            raise ActionError(str(exc), field="uploads")
+            raise ActionError(str(exc), field="uploads") from exc
         notes = []
         if plan.left_out:
             more = f" and {len(plan.left_out) - 10} more" if len(plan.left_out) > 10 else ""
@@ -315,7 +317,7 @@ def unpack_model_archive(
 
 
 def do_create_model_from_archive(
-    upload: Upload, user, *, name: str = "", progress: Callable[[int, int, str], None] | None = None
+    upload: Upload, user: User, *, name: str = "", progress: Callable[[int, int, str], None] | None = None
 ) -> LanguageModel:
     """Create a model from an uploaded zip (what the unpack job runs); the upload is consumed
     when the zip becomes a model and when it is refused (ActionError): nothing is kept."""
@@ -341,7 +343,13 @@ FOLDER_SUFFIXES = MODEL_FILE_SUFFIXES
 
 
 def do_import_model_files(
-    path: Path, project: Project, user, *, name: str = "", stdout=None, inline_inventory: bool = True
+    path: Path,
+    project: Project,
+    user: User,
+    *,
+    name: str = "",
+    stdout: TextIO | None = None,
+    inline_inventory: bool = True,
 ) -> LanguageModel:
     """Import files already on this machine: store them as blobs, then :func:`do_create_model`.
 
@@ -403,3 +411,37 @@ def _inventory_inline(model: LanguageModel) -> LanguageModel:
     execute(Job.objects.get(kind="projects.inventory_model", params__model=model.pk).pk)
     model.refresh_from_db()
     return model
+
+
+def engine_tensors(model: LanguageModel):
+    """The model's tensor rows as the engine's records (for comparison)."""
+    from projects.engine.model_formats import TensorRecord as EngineTensor
+
+    return [
+        EngineTensor(
+            name=t.name,
+            file=t.file.path,
+            layer=t.layer,
+            component=t.component,
+            shape=tuple(t.shape),
+            dtype=t.dtype,
+            n_params=t.n_params,
+            offset=t.offset,
+            n_bytes=t.n_bytes,
+            sha256=t.sha256 or None,
+        )
+        for t in model.tensors.select_related("file")
+    ]
+
+
+def comparison_of(a: LanguageModel, b: LanguageModel) -> dict:
+    """The engine's comparison of two models' stored inventories, with their names."""
+    from projects.engine.model_formats import compare_tensors
+
+    for model in (a, b):
+        if model.status != "ready":
+            raise ActionError(
+                f"{model} is not ready ({model.status}); compare it once its inventory has finished.", code="conflict"
+            )
+    result = compare_tensors(engine_tensors(a), engine_tensors(b)).as_dict()
+    return {"a": {"id": a.pk, "name": a.name}, "b": {"id": b.pk, "name": b.name}, **result}

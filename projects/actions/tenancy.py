@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -17,7 +18,7 @@ from projects.models import (
 
 
 @transaction.atomic
-def do_create_organization(user, name: str, slug: str = "") -> Organization:
+def do_create_organization(user: User, name: str, slug: str = "") -> Organization:
     """Create an organisation; its creator becomes the owner."""
     name = name.strip()
     if not name:
@@ -35,7 +36,9 @@ def do_create_organization(user, name: str, slug: str = "") -> Organization:
         with transaction.atomic():
             org = Organization.objects.create(name=name, slug=slug, created_by=user)
     except IntegrityError:
-        raise ActionError(f"The address “{slug}” was just taken; choose another slug.", field="slug", code="duplicate")
+        raise ActionError(
+            f"The address “{slug}” was just taken; choose another slug.", field="slug", code="duplicate"
+        ) from None
     Membership.objects.create(organization=org, user=user, role=Role.OWNER)
     return org
 
@@ -133,7 +136,7 @@ def find_invitation(org_slug: str, key: str) -> Invitation:
 
 
 @transaction.atomic
-def do_accept_invitation(user, org_slug: str, key: str) -> Membership:
+def do_accept_invitation(user: User, org_slug: str, key: str) -> Membership:
     invitation = find_invitation(org_slug, key)
     # Lock the row so two people cannot both use the same link.
     invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
@@ -148,7 +151,7 @@ def do_accept_invitation(user, org_slug: str, key: str) -> Membership:
     return membership
 
 
-def do_create_token(org: Organization, user, name: str) -> tuple[ApiToken, str]:
+def do_create_token(org: Organization, user: User, name: str) -> tuple[ApiToken, str]:
     """Create a personal token; returns the row and the token itself (shown once)."""
     name = name.strip()
     if not name:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.models import User
+
 from projects.actions.base import ActionError
 from projects.models import (
     Project,
@@ -10,7 +12,7 @@ from projects.models import (
 
 
 def do_start_upload(
-    project: Project, user, *, filename: str, size: int, relative_path: str = "", expected_sha256: str = ""
+    project: Project, user: User, *, filename: str, size: int, relative_path: str = "", expected_sha256: str = ""
 ) -> Upload:
     """Open a resumable upload into a project."""
     from django.conf import settings

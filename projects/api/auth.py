@@ -28,7 +28,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         try:
             secret = header[1].decode()
         except UnicodeError:
-            raise exceptions.AuthenticationFailed("The token contains invalid characters.")
+            raise exceptions.AuthenticationFailed("The token contains invalid characters.") from None
         # get(), not first(): both lookups are unique, and first() would order (and compile
         # the ordering of) what can only be one row, on every API request.
         try:

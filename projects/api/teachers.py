@@ -60,7 +60,8 @@ class LanguageModelCreateSerializer(serializers.Serializer):
     uploads = serializers.ListField(
         child=serializers.UUIDField(),
         min_length=1,
-        help_text="Ids of completed uploads: one GGUF file, the files of a Hugging Face folder, or one .zip of such a folder "
+        help_text="Ids of completed uploads: one GGUF file, the files of a Hugging Face folder, or one .zip of such a "
+        "folder "
         "(unpacked by a job: the answer is then 202 with the job, whose artifact is the model).",
     )
 
@@ -86,27 +87,6 @@ class TensorSerializer(serializers.ModelSerializer):
     class Meta:
         model = TensorRecord
         fields = ["name", "file", "layer", "component", "shape", "dtype", "n_params", "offset", "n_bytes", "sha256"]
-
-
-def engine_tensors(model: LanguageModel):
-    """The model's tensor rows as the engine's records (for comparison)."""
-    from projects.engine.model_formats import TensorRecord as EngineTensor
-
-    return [
-        EngineTensor(
-            name=t.name,
-            file=t.file.path,
-            layer=t.layer,
-            component=t.component,
-            shape=tuple(t.shape),
-            dtype=t.dtype,
-            n_params=t.n_params,
-            offset=t.offset,
-            n_bytes=t.n_bytes,
-            sha256=t.sha256 or None,
-        )
-        for t in model.tensors.select_related("file")
-    ]
 
 
 class LanguageModelViewSet(
@@ -156,7 +136,7 @@ class LanguageModelViewSet(
             try:
                 tensors = tensors.filter(layer=int(request.query_params["layer"]))
             except ValueError:
-                raise ActionError("`layer` must be a whole number.", field="layer")
+                raise ActionError("`layer` must be a whole number.", field="layer") from None
         if request.query_params.get("component"):
             tensors = tensors.filter(component=request.query_params["component"])
         page = self.paginate_queryset(tensors)
@@ -174,7 +154,7 @@ class LanguageModelViewSet(
         other = self.get_queryset().filter(pk=int(other_id)).first()
         if other is None:
             raise ActionError(f"There is no model {other_id} in this organisation.", field="with", code="not_found")
-        return Response(comparison_of(model, other))
+        return Response(teacher_actions.comparison_of(model, other))
 
     @extend_schema(
         request=ConversionRequestSerializer, responses={200: ConversionSerializer, 202: ConversionSerializer}
@@ -204,16 +184,3 @@ class LanguageModelViewSet(
         return FileResponse(
             open(blobs.local_path(file.blob), "rb"), as_attachment=True, filename=path.rsplit("/", 1)[-1]
         )
-
-
-def comparison_of(a: LanguageModel, b: LanguageModel) -> dict:
-    """The engine's comparison of two models' stored inventories, with their names."""
-    from projects.engine.model_formats import compare_tensors
-
-    for model in (a, b):
-        if model.status != "ready":
-            raise ActionError(
-                f"{model} is not ready ({model.status}); compare it once its inventory has finished.", code="conflict"
-            )
-    result = compare_tensors(engine_tensors(a), engine_tensors(b)).as_dict()
-    return {"a": {"id": a.pk, "name": a.name}, "b": {"id": b.pk, "name": b.name}, **result}

@@ -388,7 +388,7 @@ class UploadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Des
                 status=status.HTTP_409_CONFLICT,
             )
         except blobs.BlobError as exc:
-            raise actions.ActionError(str(exc), code="conflict")
+            raise actions.ActionError(str(exc), code="conflict") from exc
         return Response(s.UploadSerializer(upload).data)
 
     @extend_schema(request=None, responses=s.UploadSerializer)
@@ -398,7 +398,7 @@ class UploadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Des
         try:
             blobs.complete_upload(upload)
         except blobs.BlobError as exc:
-            raise actions.ActionError(str(exc), code="conflict")
+            raise actions.ActionError(str(exc), code="conflict") from exc
         return Response(s.UploadSerializer(upload).data)
 
     def perform_destroy(self, instance):
@@ -406,4 +406,4 @@ class UploadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Des
             try:
                 blobs.abort_upload(instance)
             except blobs.BlobError as exc:
-                raise actions.ActionError(str(exc), code="conflict")
+                raise actions.ActionError(str(exc), code="conflict") from exc

@@ -1,1 +1,5 @@
-"""The projects app's Channels consumers; :mod:`projects.consumers.base` holds the organisation-scoped base every app's consumers use."""
+"""The projects app's Channels consumers (websockets), one module per area.
+
+- ``base``: :class:`~projects.consumers.base.OrgConsumer`, the organisation-scoped base every app's consumers use
+- ``jobs``: live job progress for an organisation's pages
+"""

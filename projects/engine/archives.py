@@ -37,6 +37,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 __all__ = [
@@ -84,7 +85,7 @@ class ArchiveLimits:
     max_members: int
     """Most entries (files and folders) the archive may have."""
     uncompressed_setting: str = ""
-    """The setting ``max_uncompressed_bytes`` comes from, named in messages (e.g. ``DATASET_MAX_UNCOMPRESSED_BYTES``)."""
+    """The setting ``max_uncompressed_bytes`` comes from, named in messages (``DATASET_MAX_UNCOMPRESSED_BYTES``)."""
     members_setting: str = ""
     """The setting ``max_members`` comes from, named in messages."""
 
@@ -154,7 +155,7 @@ def _is_link(info: zipfile.ZipInfo) -> bool:
     return (info.external_attr >> 16) & 0o170000 == 0o120000
 
 
-def list_zip(path, limits: ArchiveLimits, name: str | None = None) -> ArchiveListing:
+def list_zip(path: str | Path, limits: ArchiveLimits, name: str | None = None) -> ArchiveListing:
     """Read a zip's directory and refuse what must not be inflated (see the module's docstring).
 
     ``name`` is the archive as the person knows it (a blob's path means nothing to them).
@@ -172,7 +173,8 @@ def list_zip(path, limits: ArchiveLimits, name: str | None = None) -> ArchiveLis
             )
         if directory_size > limits.max_members * _DIRECTORY_BYTES_PER_ENTRY + _DIRECTORY_MARGIN:
             raise ArchiveRefused(
-                f"{where} has a directory of {directory_size:,} bytes, too large for {entries:,} entries: it is refused."
+                f"{where} has a directory of {directory_size:,} bytes, too large for {entries:,} entries: it is "
+                "refused."
             )
         try:
             with zipfile.ZipFile(handle) as archive:
@@ -219,7 +221,8 @@ def list_zip(path, limits: ArchiveLimits, name: str | None = None) -> ArchiveLis
         seen.add(member_path)
         if info.compress_type not in ZIP_METHODS:
             raise ArchiveRefused(
-                f"{where} compresses “{entry}” with a method this platform does not read (zip method {info.compress_type}); "
+                f"{where} compresses “{entry}” with a method this platform does not read (zip method "
+                f"{info.compress_type}); "
                 "use ordinary (deflate) compression, or none."
             )
         members.append(ArchiveMember(member_path, info))
@@ -265,9 +268,12 @@ class Inflation:
         self.done += n
         if self.done > self.limits.max_uncompressed_bytes:
             raise ArchiveRefused(
-                f"{_where(self.name)} inflates past the limit of {self.limits.max_uncompressed_bytes:,} bytes of uncompressed "
-                f"data{self.limits._named(self.limits.uncompressed_setting)} while reading “{member.info.filename}”, although "
-                f"its directory declares {self.declared:,} bytes in all: it is refused (a zip bomb, or simply too large)."
+                f"{_where(self.name)} inflates past the limit of {self.limits.max_uncompressed_bytes:,} bytes of "
+                "uncompressed "
+                f"data{self.limits._named(self.limits.uncompressed_setting)} while reading “{member.info.filename}”, "
+                "although "
+                f"its directory declares {self.declared:,} bytes in all: it is refused (a zip bomb, or simply too "
+                "large)."
             )
         if self.progress is not None and n:
             self.progress(self.done, member)
@@ -287,12 +293,13 @@ class _MemberStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: bytearray | memoryview) -> int:
         try:
             data = self._source.read(len(buffer))
         except _DAMAGE as exc:
             raise ArchiveError(
-                f"“{self._member.info.filename}” in {self._where} is damaged ({exc}); create the zip again and upload it."
+                f"“{self._member.info.filename}” in {self._where} is damaged ({exc}); create the zip again and upload "
+                "it."
             ) from None
         self.count += len(data)
         self._inflation.add(len(data), self._member)
@@ -301,7 +308,7 @@ class _MemberStream(io.RawIOBase):
 
 
 def read_members(
-    path, members: Sequence[ArchiveMember], inflation: Inflation
+    path: str | Path, members: Sequence[ArchiveMember], inflation: Inflation
 ) -> Iterator[tuple[ArchiveMember, BinaryIO]]:
     """Open ``members`` one after the other; yields ``(member, stream)``.
 
@@ -327,7 +334,8 @@ def read_members(
                         pass
                 if stream.count != member.size:
                     raise ArchiveRefused(
-                        f"“{member.info.filename}” in {where} holds {stream.count:,} bytes but the archive's directory says "
+                        f"“{member.info.filename}” in {where} holds {stream.count:,} bytes but the archive's directory "
+                        "says "
                         f"{member.size:,}: the archive is damaged or crafted, and is refused."
                     )
     except _DAMAGE as exc:

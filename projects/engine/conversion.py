@@ -44,11 +44,16 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
 
 from projects.engine.model_formats import ModelFormatError, ModelInfo, inspect_model
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
 
 __all__ = [
     "CONVERTER_SCRIPT",
@@ -244,7 +249,7 @@ def _tensor_progress(report: Callable[[int, int], None]) -> Iterator[None]:
         yield
         return
 
-    def counting(iterable=None, *args, **kwargs):
+    def counting(iterable: Iterable[Any] | None = None, *args, **kwargs):
         total = len(iterable) if hasattr(iterable, "__len__") else 0
         step = max(total // 100, 1)
         for index, item in enumerate(iterable):
@@ -259,7 +264,7 @@ def _tensor_progress(report: Callable[[int, int], None]) -> Iterator[None]:
         gguf_utils.tqdm = original
 
 
-def _clear_gguf_quantizer(model) -> None:
+def _clear_gguf_quantizer(model: PreTrainedModel) -> None:
     """Forget that the weights came from a GGUF: they are plain tensors now, and saving refuses otherwise.
 
     transformers keeps a ``GgufHfQuantizer`` on the model (and a ``quantization_config`` on its

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ class ConvertModel(JobKind):
         try:
             return {"model": int(params["model"])}
         except (KeyError, TypeError, ValueError):
-            raise ValueError('A conversion needs the id of the model to convert: {"model": <id>}.')
+            raise ValueError('A conversion needs the id of the model to convert: {"model": <id>}.') from None
 
     @classmethod
     def on_end_without_success(cls, job: Job, status: str, error: str) -> None:
@@ -142,7 +143,8 @@ class ConvertModel(JobKind):
         if existing is None:
             return None
         ctx.log(
-            f"{existing.name} (model #{existing.pk}) is already a {existing.get_format_display()} copy of {source.name}; "
+            f"{existing.name} (model #{existing.pk}) is already a {existing.get_format_display()} copy of "
+            f"{source.name}; "
             "nothing was converted"
         )
         ctx.add_artifact(existing.name, f"/o/{job.organization.slug}/models/{existing.pk}/")
@@ -165,7 +167,7 @@ class ConvertModel(JobKind):
         return folder
 
     @staticmethod
-    def _engine_progress(ctx: JobContext):
+    def _engine_progress(ctx: JobContext) -> Callable[[float, str], None]:
         return lambda fraction, message: ctx.progress(CONVERT_SHARE * fraction, message)
 
 

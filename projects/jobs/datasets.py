@@ -35,7 +35,7 @@ def _dataset_params(params: dict[str, Any], *extra: str) -> dict[str, Any]:
     try:
         cleaned = {"dataset": int(params["dataset"])}
     except (KeyError, TypeError, ValueError):
-        raise ValueError('These jobs need the id of a dataset: {"dataset": <id>}.')
+        raise ValueError('These jobs need the id of a dataset: {"dataset": <id>}.') from None
     for key in extra:
         if key in params:
             cleaned[key] = str(params[key])[:300]
@@ -61,7 +61,9 @@ class ProcessDataset(JobKind):
             try:
                 cleaned["count_tokens_with"] = int(params["count_tokens_with"])
             except (TypeError, ValueError):
-                raise ValueError("count_tokens_with names the model whose tokenizer counts the tokens: its id.")
+                raise ValueError(
+                    "count_tokens_with names the model whose tokenizer counts the tokens: its id."
+                ) from None
         return cleaned
 
     @classmethod

@@ -71,7 +71,7 @@ class InventoryModel(JobKind):
         return {"model": model.pk, "tensors": len(info.tensors), "parameters": info.n_params}
 
     @classmethod
-    def on_end_without_success(cls, job, status, error) -> None:
+    def on_end_without_success(cls, job: Job, status: str, error: str) -> None:
         reason = error or f"The inventory job was {status}."
         LanguageModel.objects.filter(pk=job.params.get("model"), status=ModelStatus.IMPORTING).update(
             status=ModelStatus.FAILED, error=f"{reason} (job #{job.pk}; retry it from the job page)"
@@ -97,7 +97,7 @@ class UnpackModelArchive(JobKind):
         try:
             upload = str(uuid.UUID(str(params["upload"])))
         except (KeyError, ValueError):
-            raise ValueError('Unpacking needs the id of a completed upload of a zip: {"upload": "<uuid>"}.')
+            raise ValueError('Unpacking needs the id of a completed upload of a zip: {"upload": "<uuid>"}.') from None
         return {"upload": upload, "name": str(params.get("name") or "")[:200]}
 
     def run(self, job: Job, ctx: JobContext) -> dict:
@@ -132,7 +132,7 @@ class UnpackModelArchive(JobKind):
         return {"model": model.pk, "files": files}
 
     @classmethod
-    def on_end_without_success(cls, job, status, error) -> None:
+    def on_end_without_success(cls, job: Job, status: str, error: str) -> None:
         # A cancelled unpack keeps nothing (the zip may be tens of GB). After a crash or a lost
         # worker the upload is kept, so the job can be retried; a refused zip is already gone.
         if status == JobStatus.CANCELLED:

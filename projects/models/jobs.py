@@ -1,12 +1,14 @@
-"""The row that records one piece of background work: status, progress, log tail, timings, artifacts.
+"""The row that records one piece of background work (status, progress, log tail, timings, artifacts), and the
+vocabulary of its ``kind``: :class:`JobKind` and the registry of kinds.
 
-The framework that runs it is :mod:`projects.background`.
+The framework that runs jobs is :mod:`projects.background` (which re-exports the names defined here).
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -16,6 +18,63 @@ from django.utils import timezone
 from projects.models.projects import Project
 from projects.models.tenancy import Organization
 from projects.tenancy import TenantModel
+
+if TYPE_CHECKING:
+    from projects.background import JobContext
+
+QUEUES = ("default", "cpu", "gpu")
+
+
+class JobKind:
+    """A kind of background job.
+
+    Subclasses set ``name`` (stable identifier stored on the row), ``title`` (what people
+    read), ``queue`` and implement :meth:`run`. ``clean_params`` validates what a user
+    may pass (raise ``ValueError`` with a message a person can act on).
+    """
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    queue: ClassVar[str] = "default"
+    #: Whether people can start this kind from the API's generic job endpoint.
+    user_startable: ClassVar[bool] = False
+    #: Whether the kind needs a project.
+    needs_project: ClassVar[bool] = True
+
+    @classmethod
+    def clean_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        if params:
+            raise ValueError(f"Job kind {cls.name!r} takes no parameters; got {sorted(params)}.")
+        return {}
+
+    def run(self, job: Job, ctx: JobContext) -> dict[str, Any] | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @classmethod
+    def on_end_without_success(cls, job: Job, status: str, error: str) -> None:
+        """Called once when a job of this kind fails, is cancelled or is declared dead.
+
+        Kinds that keep state elsewhere (a model row "importing") put it right here, so
+        nothing is left half-done or presented as complete.
+        """
+
+
+registry: dict[str, type[JobKind]] = {}
+
+
+def register(kind: type[JobKind]) -> type[JobKind]:
+    if kind.queue not in QUEUES:
+        raise ValueError(f"{kind.__name__}.queue must be one of {QUEUES}, not {kind.queue!r}")
+    registry[kind.name] = kind
+    return kind
+
+
+class Refused(Exception):
+    """The job's input cannot be used; everything it left was deleted. The message says why and what to do."""
+
+
+class JobCancelled(Exception):
+    """Raised inside a running job when its row is no longer ``running`` (cancelled or reaped)."""
 
 
 class JobStatus(models.TextChoices):
@@ -73,8 +132,6 @@ class Job(TenantModel):
 
     @property
     def title(self) -> str:
-        from projects.background import registry
-
         kind = registry.get(self.kind)
         return kind.title if kind else self.kind
 

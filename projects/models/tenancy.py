@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import models
 from django.utils import timezone
 
@@ -37,7 +38,7 @@ class Role(models.TextChoices):
 
 
 class OrganizationQuerySet(TrackedWritesQuerySet):
-    def for_user(self, user) -> OrganizationQuerySet:
+    def for_user(self, user: User) -> OrganizationQuerySet:
         if not user or not user.is_authenticated:
             return self.none()
         return self.filter(memberships__user=user)
@@ -113,7 +114,7 @@ class Invitation(TenantModel):
         return secrets.token_urlsafe(24)
 
     @classmethod
-    def default_expiry(cls):
+    def default_expiry(cls) -> datetime:
         return timezone.now() + timedelta(days=settings.INVITATION_TTL_DAYS)
 
     @property

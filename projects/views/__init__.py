@@ -1,1 +1,7 @@
-"""The projects app's htmx pages, one module per area; :mod:`projects.views.base` holds the organisation-scoped base classes every app's pages use."""
+"""The projects app's pages (server-rendered, htmx), one module per area.
+
+- ``base``: the organisation-scoped base classes every app's pages use (the one place pages are scoped)
+- ``accounts``, ``health``, ``dashboard``, ``projects``, ``jobs``, ``organization``: the platform's pages
+- ``teachers``, ``datasets``: teacher models and datasets of a project
+- ``sections``: the placeholder page of a section whose app is not built yet
+"""

@@ -9,7 +9,7 @@ from django.utils.safestring import mark_safe
 
 from projects import tenant_cache
 from projects.background import reap_stale_jobs
-from projects.models import Job, JobStatus, LanguageModel, Membership, Organization, Project
+from projects.models import Dataset, Job, JobStatus, LanguageModel, Membership, Organization, Project
 from projects.views.base import OrgPageView
 
 
@@ -29,13 +29,13 @@ class DashboardView(OrgPageView):
             tenant_cache.cached(  # our own template's output, escaped there
                 self.org.pk,
                 f"dashboard:{role}:{int(time.time() // 60)}",
-                depends_on=(Organization, Membership, Project, Job, Agent, LanguageModel),
+                depends_on=(Organization, Membership, Project, Job, Agent, LanguageModel, Dataset),
                 build=lambda: render_to_string("projects/_dashboard_content.html", self.content_context(Agent)),
             )
         )
         return context
 
-    def content_context(self, agent_model) -> dict:
+    def content_context(self, agent_model: type) -> dict:
         active = self.scoped(Project).active()
         return {
             "org": self.org,
@@ -46,5 +46,6 @@ class DashboardView(OrgPageView):
             "running_count": self.scoped(Job).filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).count(),
             "member_count": self.scoped(Membership).count(),
             "agents": list(self.scoped(agent_model).select_related("model")[:10]),
-            "sections": ["Models", "Datasets", "Analyses", "Students"],
+            "model_count": self.scoped(LanguageModel).count(),
+            "dataset_count": self.scoped(Dataset).count(),
         }

@@ -13,7 +13,6 @@ from django.urls import reverse
 from projects.actions import ActionError
 from projects.actions import conversion as conversion_actions
 from projects.actions import teachers as teacher_actions
-from projects.api.teachers import comparison_of
 from projects.models import LanguageModel, Project
 from projects.views.base import OrgPageView, OrgView
 
@@ -143,7 +142,7 @@ class ModelCompareView(OrgPageView):
             context["error"] = "Choose the model to compare with on the model's page."
         else:
             try:
-                result = comparison_of(a, b)
+                result = teacher_actions.comparison_of(a, b)
             except ActionError as error:
                 context["error"] = error.message
         context.update(a=a, b=b, result=result)

@@ -41,7 +41,7 @@ AGENT_SETTINGS = [
 
 
 class AgentSerializer(serializers.ModelSerializer):
-    """An agent as the API shows it. ``remote_api_key`` is never shown: ``has_remote_api_key`` says whether one is set."""
+    """An agent as the API shows it: ``remote_api_key`` is never shown, ``has_remote_api_key`` says if one is set."""
 
     project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     model = serializers.PrimaryKeyRelatedField(read_only=True, help_text="The GGUF model (llama.cpp backend).")

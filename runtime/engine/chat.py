@@ -13,7 +13,7 @@ import codecs
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol, Union
+from typing import NamedTuple, Protocol
 
 ROLES = ("system", "user", "assistant")
 
@@ -123,7 +123,7 @@ class Finished(NamedTuple):
     total_s: float
 
 
-Event = Union[Queued, Started, Delta, Finished]
+Event = Queued | Started | Delta | Finished
 
 
 class ChatBackend(Protocol):

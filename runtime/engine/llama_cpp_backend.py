@@ -19,11 +19,12 @@ import queue as queue_module
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -49,6 +50,10 @@ FALLBACK_CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 
 def available_cpus() -> int:
@@ -151,7 +156,7 @@ class TurnQueue:
 
 
 class LoadedModel:
-    def __init__(self, spec: LoadSpec, llm) -> None:
+    def __init__(self, spec: LoadSpec, llm: Llama) -> None:
         self.spec = spec
         self.llm = llm
         self.queue = TurnQueue()
@@ -170,7 +175,7 @@ class LoadedModel:
         return self.users > 0
 
 
-def _chat_formatter(llm):
+def _chat_formatter(llm: Llama) -> Jinja2ChatFormatter:
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
     template = llm.metadata.get("tokenizer.chat_template") or FALLBACK_CHAT_TEMPLATE
@@ -180,7 +185,7 @@ def _chat_formatter(llm):
     return Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
 
 
-def load_llama(spec: LoadSpec):
+def load_llama(spec: LoadSpec) -> Llama:
     """Load a GGUF with llama-cpp-python; :class:`ModelLoadError` says what went wrong."""
     from llama_cpp import Llama
 
@@ -208,7 +213,7 @@ def load_llama(spec: LoadSpec):
 class ModelCache:
     """Process-wide loaded models under a memory budget (bytes)."""
 
-    def __init__(self, budget_bytes: int, loader=load_llama) -> None:
+    def __init__(self, budget_bytes: int, loader: Callable[[LoadSpec], Llama] = load_llama) -> None:
         self.budget_bytes = budget_bytes
         self._loader = loader
         self._lock = threading.Lock()
@@ -328,7 +333,9 @@ class ModelCache:
 _DONE = object()
 
 
-def _on_thread(executor: ThreadPoolExecutor, make_events, cancel: threading.Event) -> Iterator[Event]:
+def _on_thread(
+    executor: ThreadPoolExecutor, make_events: Callable[[], Iterator[Event]], cancel: threading.Event
+) -> Iterator[Event]:
     """Iterate ``make_events()`` on ``executor``'s thread, yielding its events here.
 
     Leaving early sets ``cancel`` and waits for the thread to finish, so the model is never used
@@ -364,14 +371,14 @@ def _gib(n: int) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
-def _context_size(llm) -> int:
+def _context_size(llm: Llama) -> int:
     """The usable context: llama.cpp may round its own up (to 256), the Python side keeps what was asked."""
     return min(llm.n_ctx(), len(llm.input_ids))
 
 
-def _common_prefix(a, b) -> int:
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             break
         n += 1

@@ -100,7 +100,8 @@ def test_signup_to_finished_job(page: Page, start_worker):
     # The fill really spans the track once its CSS transition (0.3 s) is over.
     page.wait_for_function(
         """() => { const fill = document.querySelector('.job-panel .progress .bar');
-                  return fill.getBoundingClientRect().width >= fill.parentElement.getBoundingClientRect().width - 0.5; }"""
+                  const track = fill.parentElement.getBoundingClientRect().width;
+                  return fill.getBoundingClientRect().width >= track - 0.5; }"""
     )
     screenshot(page, "job-finished.png")
 

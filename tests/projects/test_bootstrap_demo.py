@@ -46,6 +46,22 @@ def test_bootstrap_demo_is_complete_and_idempotent(db, django_capture_on_commit_
     )
 
 
+def test_the_demo_dashboard_counts_what_the_demo_organisation_has(db, client, django_capture_on_commit_callbacks):
+    """What a new user sees first: one teacher, three datasets; no card says 0 of something that exists."""
+    from django.core.cache import cache
+    from django.urls import reverse
+
+    with django_capture_on_commit_callbacks(execute=False):
+        call_command("bootstrap_demo", stdout=StringIO())
+    cache.clear()
+    org = Organization.objects.get(slug="demo")
+    owner = org.memberships.get(role="owner").user
+    client.force_login(owner)
+    page = client.get(reverse("dashboard", kwargs={"org_slug": org.slug})).content.decode()
+    assert "<strong>1</strong> model</a>" in page and "<strong>3</strong> datasets</a>" in page
+    assert "<strong>0</strong>" not in page.replace("<strong>0</strong> jobs queued", "")
+
+
 @pytest.mark.worker
 def test_demo_token_counts_start_by_themselves_once(start_worker):
     worker = start_worker()

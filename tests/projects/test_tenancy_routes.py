@@ -7,6 +7,7 @@ automatically — or the test fails and asks for sample arguments for it.
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
@@ -276,7 +277,7 @@ def test_token_routes_serve_only_the_tokens_organisation(actors, client):
     objects = Objects(actors.org, actors.project, actors.owner)
     outsider = actions.do_create_token(actors.other_org, actors.outsider, "charlie")[1]
     viewer = actions.do_create_token(actors.org, actors.viewer, "vera")[1]
-    body = '{"model": "%s", "messages": [{"role": "user", "content": "hi"}]}' % objects.agent.slug
+    body = json.dumps({"model": objects.agent.slug, "messages": [{"role": "user", "content": "hi"}]})
     client.force_login(actors.owner)
     checked = 0
     for name in TOKEN_ROUTES:
@@ -284,7 +285,7 @@ def test_token_routes_serve_only_the_tokens_organisation(actors, client):
             url = reverse(name, kwargs=kwargs)
             for method in ("get", *UNSAFE):
 
-                def call(token=None):
+                def call(token=None, method=method, url=url):
                     headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
                     if method == "get":
                         return client.get(url, **headers)

@@ -198,7 +198,8 @@ def test_chunk_checked_in_many_pieces_keeps_both_digests_in_order(actors, api_as
     data = payload(3000, seed=7)
     api = api_as(actors.member)
     base = f"/api/v1/orgs/{actors.org.slug}/uploads/"
-    url = f"{base}{api.post(base, {'project': actors.project.slug, 'filename': 'p.gguf', 'size': len(data)}, format='json').json()['id']}/"
+    created = api.post(base, {"project": actors.project.slug, "filename": "p.gguf", "size": len(data)}, format="json")
+    url = f"{base}{created.json()['id']}/"
     first, second = data[:1700], data[1700:]
     damaged = bytes([second[0] ^ 1]) + second[1:]
     assert (
@@ -221,7 +222,8 @@ def test_chunk_checked_in_many_pieces_keeps_both_digests_in_order(actors, api_as
 
 def _upload_in_chunks(api, org, project, data: bytes, sizes: list[int]) -> tuple[str, dict]:
     base = f"/api/v1/orgs/{org.slug}/uploads/"
-    url = f"{base}{api.post(base, {'project': project.slug, 'filename': 'm.gguf', 'size': len(data)}, format='json').json()['id']}/"
+    created = api.post(base, {"project": project.slug, "filename": "m.gguf", "size": len(data)}, format="json")
+    url = f"{base}{created.json()['id']}/"
     start = 0
     for size in sizes:
         response = put_chunk(api, url, data[start : start + size], start, len(data))
@@ -274,7 +276,8 @@ def test_a_chunk_the_disk_refuses_keeps_nothing_and_the_upload_goes_on(actors, a
     data = payload(100_000, seed=12)
     api = api_as(actors.member)
     base = f"/api/v1/orgs/{actors.org.slug}/uploads/"
-    url = f"{base}{api.post(base, {'project': actors.project.slug, 'filename': 'm.gguf', 'size': len(data)}, format='json').json()['id']}/"
+    created = api.post(base, {"project": actors.project.slug, "filename": "m.gguf", "size": len(data)}, format="json")
+    url = f"{base}{created.json()['id']}/"
     assert put_chunk(api, url, data[:30_000], 0, len(data)).status_code == 200
     real_write, calls = blobs._PartFile.write, []
 
@@ -329,7 +332,8 @@ def test_a_request_arriving_while_another_writes_the_upload_is_refused(actors, a
     data = payload(5000, seed=14)
     api = api_as(actors.member)
     base = f"/api/v1/orgs/{actors.org.slug}/uploads/"
-    url = f"{base}{api.post(base, {'project': actors.project.slug, 'filename': 'm.gguf', 'size': len(data)}, format='json').json()['id']}/"
+    created = api.post(base, {"project": actors.project.slug, "filename": "m.gguf", "size": len(data)}, format="json")
+    url = f"{base}{created.json()['id']}/"
     assert put_chunk(api, url, data[:2000], 0, len(data)).status_code == 200
     upload = Upload.objects.get(pk=url.rstrip("/").rsplit("/", 1)[1])
     with blobs._exclusive(upload):  # a chunk of this upload is being received

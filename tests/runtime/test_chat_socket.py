@@ -25,7 +25,7 @@ async def until(communicator, kind, timeout=30):
         try:
             event = await communicator.receive_json_from(timeout=timeout)
         except Exception:
-            raise AssertionError(f"no {kind!r} event; saw {seen}")
+            raise AssertionError(f"no {kind!r} event; saw {seen}") from None
         seen.append(event)
         if event["type"] == kind:
             return event, seen

@@ -448,9 +448,9 @@ def test_endpoint_forms_test_lifecycle_and_history(actors, client_as):
         created["Location"] == url(actors, "endpoint-detail", endpoint_slug="front-door") and endpoint.candidate is None
     )
 
-    act = lambda action, **data: client.post(
-        url(actors, "endpoint-action", endpoint_slug=endpoint.slug, action=action), data
-    )  # noqa: E731
+    def act(action, **data):
+        return client.post(url(actors, "endpoint-action", endpoint_slug=endpoint.slug, action=action), data)
+
     act("change", candidate=candidate.pk, candidate_share="0.25", note="try bold")
     endpoint.refresh_from_db()
     assert endpoint.candidate_id == candidate.pk and endpoint.candidate_share == 0.25 and endpoint.testing

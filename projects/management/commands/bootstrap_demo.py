@@ -97,7 +97,8 @@ class Command(BaseCommand):
             name="Medical assistant (teacher)",
             slug=DEMO_AGENT_SLUG,
             model=teacher,
-            system_prompt="You are a careful medical assistant. Answer briefly and suggest seeing a doctor when in doubt.",
+            system_prompt="You are a careful medical assistant. Answer briefly and suggest seeing a doctor when in "
+            "doubt.",
             context_length=2048,
             max_tokens=512,
             temperature=0.3,

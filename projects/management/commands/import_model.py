@@ -42,7 +42,7 @@ class Command(BaseCommand):
                 path, target, creator, name=name, stdout=self.stdout, inline_inventory=not no_inventory
             )
         except ActionError as exc:
-            raise CommandError(exc.message)
+            raise CommandError(exc.message) from exc
         if model.status != "ready" and not no_inventory:
             raise CommandError(f"{model} was created but its inventory failed: {model.error}")
         self.stdout.write(

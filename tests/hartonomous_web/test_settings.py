@@ -1,4 +1,4 @@
-"""12-factor settings, production checks and the health endpoints."""
+"""12-factor settings (hartonomous_web/settings.py) and the production checks."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,8 @@ def run_python(code: str, **env) -> subprocess.CompletedProcess:
 
 
 SHOW_SETTINGS = (
-    "import django, json, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'hartonomous_web.settings'); django.setup();"
+    "import django, json, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'hartonomous_web.settings'); "
+    "django.setup();"
     "from django.conf import settings as s;"
     "print(json.dumps({'engine': s.DATABASES['default']['ENGINE'], 'name': str(s.DATABASES['default']['NAME']),"
     " 'options': s.DATABASES['default'].get('OPTIONS', {}), 'layer': s.CHANNEL_LAYERS['default']['BACKEND'],"
@@ -91,35 +91,3 @@ def test_without_redis_url_everything_is_in_memory(tmp_path):
     result = run_python(SHOW_SETTINGS, DEBUG="1", DATA_DIR=str(tmp_path))
     shown = json.loads(result.stdout.strip().splitlines()[-1])
     assert shown["layer"] == "channels.layers.InMemoryChannelLayer" and shown["cache"].endswith("LocMemCache")
-
-
-def test_healthz(client, db):
-    assert client.get("/healthz").json() == {"status": "ok"}
-
-
-def test_readyz_needs_a_worker(transactional_db, client, start_worker):
-    body = client.get("/readyz").json()
-    assert body["status"] == "unavailable"
-    assert body["checks"]["database"]["ok"] and body["checks"]["redis"]["ok"]
-    assert not body["checks"]["workers"]["ok"] and "rqworker" in body["checks"]["workers"]["error"]
-    start_worker()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        response = client.get("/readyz")
-        if response.status_code == 200:
-            break
-        time.sleep(0.3)
-    assert response.status_code == 200, response.content
-    assert response.json()["checks"]["workers"]["seen"][0]["queues"] == ["default", "cpu", "gpu"]
-
-
-def test_readyz_reports_unreachable_redis(client, db, monkeypatch):
-    import django_rq
-    import redis
-
-    monkeypatch.setattr(
-        django_rq, "get_connection", lambda *a, **k: redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
-    )
-    response = client.get("/readyz")
-    assert response.status_code == 503
-    assert not response.json()["checks"]["redis"]["ok"]

@@ -20,7 +20,7 @@ from projects import blobs
 from projects.actions import do_cancel_job
 from projects.background import execute
 from projects.models import Blob, Job, LanguageModel, ModelStatus, TensorRecord, Upload
-from tests.projects.test_models import create_model, run_inventory, upload_file
+from tests.projects.test_teachers import create_model, run_inventory, upload_file
 from tests.support.tiny_models import TinyLlamaConfig, write_hf_llama
 
 CONFIG = TinyLlamaConfig(n_layers=3)

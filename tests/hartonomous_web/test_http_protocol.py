@@ -2,7 +2,7 @@
 
 The protocol runs on a real uvloop event loop over a real socket pair: the test writes raw HTTP
 to one end, the protocol serves the other to a small ASGI application the test controls.
-Uploads through the whole server with this protocol are covered by tests/platform/test_streamed_body.py
+Uploads through the whole server with this protocol are covered by tests/hartonomous_web/test_streamed_body.py
 and tests/projects/test_uploads.py.
 """
 

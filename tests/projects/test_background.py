@@ -103,7 +103,7 @@ def test_sigkilled_worker_leaves_job_failed_after_heartbeat_window(actors, api_a
 
 
 def test_progress_arrives_over_the_websocket(actors, start_worker):
-    worker = start_worker()
+    start_worker()
 
     async def watch():
         communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/o/{actors.org.slug}/jobs/")
