@@ -2,16 +2,12 @@
 
 from django.urls import path
 
-from projects.views.sections import SectionView
+from analysis.views import captures, coders
 
-# Mounted under /o/<org_slug>/analyses/.
 urlpatterns = [
-    path(
-        "",
-        SectionView.as_view(
-            section="Analyses",
-            explanation="Activation captures, transcoders and circuit graphs of your teachers will appear here.",
-        ),
-        name="analysis-list",
-    ),
+    path("", captures.AnalysisHomeView.as_view(), name="analysis-list"),
+    path("captures/new/", captures.CaptureCreateView.as_view(), name="capture-create"),
+    path("captures/<int:capture_id>/", captures.CaptureDetailView.as_view(), name="capture-detail"),
+    path("captures/<int:capture_id>/train/", captures.CoderRunCreateView.as_view(), name="coder-run-create"),
+    path("runs/<int:run_id>/", coders.CoderRunDetailView.as_view(), name="coder-run-detail"),
 ]

@@ -1,0 +1,87 @@
+"""Starting sparse-coder training runs on a complete capture."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import User
+from django.db import transaction
+
+from analysis.models import Capture, CoderKind, CoderRun, CoderRunStatus
+from projects.actions import ActionError, do_enqueue_job
+
+TRAIN_JOB = "analysis.train_coders"
+KINDS = [k.value for k in CoderKind]
+
+
+def do_start_coder_run(
+    capture: Capture,
+    user: User,
+    *,
+    layers: list[int] | None = None,
+    kinds: list[str] | None = None,
+    expansion: int = 8,
+    k: int = 32,
+    lr: float | None = None,
+    batch_size: int = 1024,
+    token_budget: int | None = None,
+    held_out_tokens: int | None = None,
+) -> CoderRun:
+    """Create a run training ``kinds`` coders for ``layers`` of ``capture`` and enqueue its job.
+
+    ``held_out_tokens`` defaults to a tenth of the capture, at most 20,000 tokens; ``kinds`` to the skip
+    transcoder and both baselines, so that the comparison is there from the first run.
+    """
+    if capture.status != "complete":
+        raise ActionError(f"Capture #{capture.pk} is not complete ({capture.status}).", code="conflict")
+    layers = sorted(set(capture.layers if layers is None else layers))
+    missing = sorted(set(layers) - set(capture.layers))
+    if not layers or missing:
+        raise ActionError(
+            f"Capture #{capture.pk} holds layers {capture.layers}; it has no layer {missing or '(none chosen)'}.",
+            field="layers",
+        )
+    kinds = list(dict.fromkeys(kinds or KINDS))
+    unknown = [kind for kind in kinds if kind not in KINDS]
+    if unknown:
+        raise ActionError(f"Coder kinds are {', '.join(KINDS)}; not {', '.join(unknown)}.", field="kinds")
+    for name, value, low, high in (
+        ("expansion", expansion, 1, 256),
+        ("k", k, 1, 4096),
+        ("batch_size", batch_size, 1, 1 << 20),
+    ):
+        if not isinstance(value, int) or not low <= value <= high:
+            raise ActionError(f"{name.replace('_', ' ')} must be a whole number from {low} to {high:,}.", field=name)
+    if k > expansion * capture.d_model:
+        raise ActionError(f"k ({k}) cannot exceed the number of latents ({expansion * capture.d_model}).", field="k")
+    if lr is not None and not 0 < lr < 1:
+        raise ActionError("The learning rate must be between 0 and 1 (blank: scaled to the width).", field="lr")
+    if held_out_tokens is None:
+        held_out_tokens = min(capture.n_tokens // 10, 20_000)
+    if not 0 <= held_out_tokens < capture.n_tokens - batch_size:
+        raise ActionError(
+            f"Capture #{capture.pk} has {capture.n_tokens:,} tokens: holding out {held_out_tokens:,} must leave at "
+            f"least one batch of {batch_size:,} to train on. Capture more tokens or use a smaller batch.",
+            field="held_out_tokens",
+        )
+    if token_budget is not None and token_budget < batch_size:
+        raise ActionError(f"Train on at least one batch ({batch_size:,} tokens).", field="token_budget")
+    with transaction.atomic():
+        run = CoderRun.objects.create(
+            organization=capture.organization,
+            capture=capture,
+            layers=layers,
+            kinds=kinds,
+            expansion=expansion,
+            k=k,
+            lr=lr,
+            batch_size=batch_size,
+            token_budget=token_budget,
+            held_out_tokens=held_out_tokens,
+            status=CoderRunStatus.QUEUED,
+            created_by=user,
+        )
+        job = do_enqueue_job(
+            capture.organization, TRAIN_JOB, project=capture.project, user=user, params={"run": run.pk}
+        )
+        CoderRun.objects.filter(pk=run.pk).update(job=job)
+        run.job = job
+    return run

@@ -1,0 +1,9 @@
+"""The analysis app's job kinds, one module per area; importing this package registers them.
+
+- ``captures``: stream a dataset through a teacher and record its MLP activations into shards
+- ``coders``: train sparse coders (skip transcoders and baselines) on a capture and measure them
+"""
+
+from analysis.jobs import captures, coders
+
+__all__ = ["captures", "coders"]

@@ -1,0 +1,10 @@
+"""The analysis app's models, one module per area, re-exported here (``from analysis.models import Capture``).
+
+- ``captures``: activation captures of a teacher over a dataset, and their shards (blobs)
+- ``coders``: training runs of sparse coders (skip transcoders and their baselines) and the coders they made
+"""
+
+from analysis.models.captures import Capture, CaptureShard, CaptureStatus
+from analysis.models.coders import Coder, CoderKind, CoderRun, CoderRunStatus
+
+__all__ = ["Capture", "CaptureShard", "CaptureStatus", "Coder", "CoderKind", "CoderRun", "CoderRunStatus"]

@@ -1,0 +1,2 @@
+"""The analysis app's pages, one module per area: ``captures`` (the section's home, new capture, a capture),
+``coders`` (a training run: curves, metrics side by side)."""
