@@ -39,7 +39,7 @@ def model_architecture(model: nn.Module) -> str:
 
 
 def require_supported(model: nn.Module) -> None:
-    """Raise :class:`UnsupportedModelError` unless ``model`` is an architecture listed in ``SUPPORTED_ARCHITECTURES``."""
+    """Raise :class:`UnsupportedModelError` unless ``model`` is one of ``SUPPORTED_ARCHITECTURES``."""
     arch = model_architecture(model)
     if arch not in SUPPORTED_ARCHITECTURES:
         raise UnsupportedModelError(
