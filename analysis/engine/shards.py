@@ -424,20 +424,19 @@ class CaptureReader:
         return start, stop
 
     def _pieces(
-        self, layer: int | None, start: int, stop: int, shuffle: bool, seed: int, chunk: int
+        self, layers: Sequence[int], start: int, stop: int, shuffle: bool, seed: int, chunk: int
     ) -> Iterator[dict[str, torch.Tensor]]:
         generator = torch.Generator().manual_seed(seed)
         order = list(range(len(self.shards)))
         if shuffle:
             order = torch.randperm(len(order), generator=generator).tolist()
+        keys = [f"L{layer}.{side}" for layer in layers for side in ("in", "out")]
+        keys += ["token_ids", "doc_ids", "positions"]
         for i in order:
             shard = self.shards[i]
             lo, hi = max(start, shard.first), min(stop, shard.first + shard.n)
             if lo >= hi:
                 continue
-            keys = ["token_ids", "doc_ids", "positions"]
-            if layer is not None:
-                keys = [f"L{layer}.in", f"L{layer}.out", *keys]
             with safe_open(str(shard.path), framework="pt") as handle:
                 # Shuffling needs the whole slice of this shard; in order, a chunk at a time suffices.
                 step = hi - lo if shuffle else chunk
@@ -449,6 +448,44 @@ class CaptureReader:
                         perm = torch.randperm(b - a, generator=generator)
                         piece = {k: v[perm] for k, v in piece.items()}
                     yield piece
+
+    def iter_multi_batches(
+        self,
+        layers: Sequence[int],
+        batch_size: int,
+        *,
+        start: int = 0,
+        stop: int | None = None,
+        shuffle: bool = False,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float32,
+        drop_last: bool = False,
+    ) -> Iterator[dict[int, ActivationBatch]]:
+        """Like :meth:`iter_batches` for several layers at once: ``{layer: batch}``, the same tokens in each.
+
+        One pass over the shards serves every layer (training several layers in one pass).
+        """
+        layers = list(layers)
+        for layer in layers:
+            self._check_layer(layer)
+        if batch_size < 1:
+            raise ShardError("batch_size must be at least 1")
+        start, stop = self._range(start, stop)
+        pending: list[dict[str, torch.Tensor]] = []
+        pending_n = 0
+        for piece in self._pieces(layers, start, stop, shuffle, seed, chunk=batch_size):
+            pending.append(piece)
+            pending_n += int(piece["token_ids"].shape[0])
+            while pending_n >= batch_size:
+                merged = {k: torch.cat([p[k] for p in pending]) for k in pending[0]}
+                batch = {k: v[:batch_size] for k, v in merged.items()}
+                rest = {k: v[batch_size:] for k, v in merged.items()}
+                pending_n -= batch_size
+                pending = [rest] if pending_n else []
+                yield {layer: self._batch(layer, batch, dtype) for layer in layers}
+        if pending_n and not drop_last:
+            merged = {k: torch.cat([p[k] for p in pending]) for k in pending[0]}
+            yield {layer: self._batch(layer, merged, dtype) for layer in layers}
 
     def iter_batches(
         self,
@@ -467,25 +504,10 @@ class CaptureReader:
         With ``shuffle``, shard order and the rows within each shard are permuted (seeded, so two runs with
         the same seed see the same batches); otherwise tokens come in capture order.
         """
-        self._check_layer(layer)
-        if batch_size < 1:
-            raise ShardError("batch_size must be at least 1")
-        start, stop = self._range(start, stop)
-        pending: list[dict[str, torch.Tensor]] = []
-        pending_n = 0
-        for piece in self._pieces(layer, start, stop, shuffle, seed, chunk=batch_size):
-            pending.append(piece)
-            pending_n += int(piece["token_ids"].shape[0])
-            while pending_n >= batch_size:
-                merged = {k: torch.cat([p[k] for p in pending]) for k in pending[0]}
-                batch = {k: v[:batch_size] for k, v in merged.items()}
-                rest = {k: v[batch_size:] for k, v in merged.items()}
-                pending_n -= batch_size
-                pending = [rest] if pending_n else []
-                yield self._batch(layer, batch, dtype)
-        if pending_n and not drop_last:
-            merged = {k: torch.cat([p[k] for p in pending]) for k in pending[0]}
-            yield self._batch(layer, merged, dtype)
+        for batches in self.iter_multi_batches(
+            [layer], batch_size, start=start, stop=stop, shuffle=shuffle, seed=seed, dtype=dtype, drop_last=drop_last
+        ):
+            yield batches[layer]
 
     @staticmethod
     def _batch(layer: int, piece: dict[str, torch.Tensor], dtype: torch.dtype) -> ActivationBatch:
@@ -501,7 +523,7 @@ class CaptureReader:
     def read_tokens(self, start: int = 0, stop: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(token_ids, doc_ids, positions)`` of tokens ``[start, stop)`` (small: 16 bytes a token)."""
         start, stop = self._range(start, stop)
-        parts = list(self._pieces(None, start, stop, shuffle=False, seed=0, chunk=max(1, stop - start)))
+        parts = list(self._pieces([], start, stop, shuffle=False, seed=0, chunk=max(1, stop - start)))
         if not parts:
             empty = torch.empty(0, dtype=torch.int64)
             return empty.to(torch.int32), empty, empty.to(torch.int32)
@@ -513,7 +535,7 @@ class CaptureReader:
         """``(inputs, outputs)`` of ``layer`` for tokens ``[start, stop)`` (for small windows)."""
         self._check_layer(layer)
         start, stop = self._range(start, stop)
-        parts = list(self._pieces(layer, start, stop, shuffle=False, seed=0, chunk=max(1, stop - start)))
+        parts = list(self._pieces([layer], start, stop, shuffle=False, seed=0, chunk=max(1, stop - start)))
         if not parts:
             empty = torch.empty(0, self.d_model, dtype=dtype)
             return empty, empty
