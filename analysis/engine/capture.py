@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -23,7 +24,15 @@ import torch
 from torch import nn
 
 from .hookpoints import DEFAULT_MLP_PATTERN, model_architecture, resolve_mlp_hookpoints
-from .shards import MANIFEST_NAME, SHARD_DTYPES, ShardWriter, estimate_capture_bytes, require_free_disk
+from .shards import (
+    MANIFEST_NAME,
+    SHARD_DTYPES,
+    SPEC_NAME,
+    InsufficientDiskError,
+    ShardWriter,
+    estimate_capture_bytes,
+    require_free_disk,
+)
 
 Progress = Callable[..., None]
 """``progress(done, total, **metrics)``: called after each batch (tokens done, token budget)."""
@@ -125,19 +134,25 @@ def plan_capture(model: nn.Module, config: CaptureConfig) -> CapturePlan:
     )
 
 
-class _Batch(NamedTuple):
-    input_ids: torch.Tensor  # (B, T)
-    attention_mask: torch.Tensor  # (B, T)
-    doc_ids: torch.Tensor  # (n,) of the real tokens, row-major
+class DocumentBatch(NamedTuple):
+    """One forward pass's worth of sequences, right-padded."""
+
+    input_ids: torch.Tensor
+    """(B, T) token ids (``pad_token_id`` in padding)."""
+    attention_mask: torch.Tensor
+    """(B, T) 1 for real tokens."""
+    doc_ids: torch.Tensor
+    """(n,) document id of each real token, row-major."""
     n_tokens: int
+    """Real tokens in the batch."""
 
 
-def iter_batches(documents: Iterable[Sequence[int]], config: CaptureConfig) -> Iterator[_Batch]:
+def batch_documents(documents: Iterable[Sequence[int]], config: CaptureConfig) -> Iterator[DocumentBatch]:
     """The deterministic batch stream a capture runs: sequences of ≤ seq_len per document, ≤ n_tokens in all."""
     budget = config.n_tokens
     pending: list[tuple[int, list[int]]] = []
 
-    def make(seqs: list[tuple[int, list[int]]]) -> _Batch:
+    def make(seqs: list[tuple[int, list[int]]]) -> DocumentBatch:
         width = max(len(s) for _, s in seqs)
         ids = torch.full((len(seqs), width), config.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -146,7 +161,7 @@ def iter_batches(documents: Iterable[Sequence[int]], config: CaptureConfig) -> I
             ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
             mask[row, : len(seq)] = 1
             docs.extend([doc] * len(seq))
-        return _Batch(ids, mask, torch.tensor(docs, dtype=torch.int64), len(docs))
+        return DocumentBatch(ids, mask, torch.tensor(docs, dtype=torch.int64), len(docs))
 
     for doc_id, document in enumerate(documents):
         tokens = [int(t) for t in document]
@@ -228,6 +243,70 @@ def input_device(model: nn.Module) -> torch.device:
     return model.get_input_embeddings().weight.device
 
 
+class TokenActivations(NamedTuple):
+    """MLP inputs and outputs of the real tokens of one forward batch."""
+
+    activations: dict[int, tuple[torch.Tensor, torch.Tensor]]
+    """``{layer: (mlp_in, mlp_out)}``, each (n, d_model), on the model's device and in its dtype."""
+    token_ids: torch.Tensor
+    """(n,) int32."""
+    doc_ids: torch.Tensor
+    """(n,) int64."""
+    positions: torch.Tensor
+    """(n,) int32 positions in the sequence."""
+    stream_tokens: int
+    """Tokens of the document stream up to the end of this batch (skipped ones included)."""
+
+
+def stream_mlp_activations(
+    model: nn.Module,
+    documents: Iterable[Sequence[int]],
+    config: CaptureConfig,
+    *,
+    device: torch.device | str | None = None,
+    skip_tokens: int = 0,
+) -> Iterator[TokenActivations]:
+    """Run the batch stream of ``documents`` through ``model``, yielding the hooked MLPs' activations per batch.
+
+    The first ``skip_tokens`` tokens of the stream are not returned; batches lying wholly inside them are not
+    run at all (how a capture resumes). The forward pass stops after the last hooked layer.
+    """
+    plan = plan_capture(model, config)
+    device = torch.device(device) if device is not None else input_device(model)
+    modules = {layer: model.get_submodule(name) for layer, name in plan.hookpoints.items()}
+    last = max(plan.layers)
+    recorder = MLPRecorder(modules, stop_after=last if last < plan.n_layers_model - 1 else None)
+    backbone = _backbone(model)
+    was_training = model.training
+    model.eval()
+    cursor = 0
+    try:
+        with torch.inference_mode(), recorder:
+            for batch in batch_documents(documents, config):
+                if cursor + batch.n_tokens <= skip_tokens:
+                    cursor += batch.n_tokens
+                    continue
+                ids = batch.input_ids.to(device)
+                mask = batch.attention_mask.to(device)
+                records = recorder.run(lambda ids=ids, mask=mask: backbone(input_ids=ids, attention_mask=mask))
+                keep = mask.bool()
+                drop = max(0, skip_tokens - cursor)
+                cursor += batch.n_tokens
+                positions = torch.arange(ids.shape[1], device=device).expand_as(ids)[keep].to(torch.int32).cpu()
+                yield TokenActivations(
+                    activations={
+                        layer: (x_in[keep][drop:], x_out[keep][drop:]) for layer, (x_in, x_out) in records.items()
+                    },
+                    token_ids=ids[keep].to(torch.int32).cpu()[drop:],
+                    doc_ids=batch.doc_ids[drop:],
+                    positions=positions[drop:],
+                    stream_tokens=cursor,
+                )
+    finally:
+        if was_training:
+            model.train()
+
+
 def capture_mlp_activations(
     model: nn.Module,
     documents: Iterable[Sequence[int]],
@@ -250,6 +329,7 @@ def capture_mlp_activations(
     """
     plan = plan_capture(model, config)
     directory = Path(directory)
+    fresh = not (directory / SPEC_NAME).exists()
     writer = ShardWriter(
         directory,
         plan.layers,
@@ -271,65 +351,47 @@ def capture_mlp_activations(
                              manifest["bytes"], manifest)  # fmt: skip
     if check_disk:
         remaining = max(0, config.n_tokens - resume_at)
-        require_free_disk(
-            directory,
-            estimate_capture_bytes(remaining, len(plan.layers), plan.d_model, config.dtype, config.tokens_per_shard),
-        )
-    device = torch.device(device) if device is not None else input_device(model)
-    modules = {layer: model.get_submodule(name) for layer, name in plan.hookpoints.items()}
-    last = max(plan.layers)
-    recorder = MLPRecorder(modules, stop_after=last if last < plan.n_layers_model - 1 else None)
-    backbone = _backbone(model)
+        try:
+            require_free_disk(
+                directory,
+                estimate_capture_bytes(
+                    remaining, len(plan.layers), plan.d_model, config.dtype, config.tokens_per_shard
+                ),
+            )
+        except InsufficientDiskError:
+            if fresh:  # leave no trace of a capture that never started
+                (directory / SPEC_NAME).unlink(missing_ok=True)
+            raise
     shard_dtype = SHARD_DTYPES[config.dtype]
-    was_training = model.training
-    model.eval()
-    cursor = 0
     recorded = 0
     started = time.perf_counter()
     stopped = False
-    try:
-        with torch.inference_mode(), recorder:
-            for batch in iter_batches(documents, config):
-                if cursor + batch.n_tokens <= resume_at:
-                    cursor += batch.n_tokens  # already in a complete shard
-                    continue
-                ids = batch.input_ids.to(device)
-                mask = batch.attention_mask.to(device)
-                records = recorder.run(lambda ids=ids, mask=mask: backbone(input_ids=ids, attention_mask=mask))
-                keep = mask.bool()
-                drop = max(0, resume_at - cursor)
-                acts = {
-                    layer: (
-                        x_in[keep].to(shard_dtype).cpu()[drop:],  # (n, d_model)
-                        x_out[keep].to(shard_dtype).cpu()[drop:],
-                    )
-                    for layer, (x_in, x_out) in records.items()
-                }
-                positions = torch.arange(ids.shape[1], device=device).expand_as(ids)[keep].to(torch.int32).cpu()
-                token_ids = ids[keep].to(torch.int32).cpu()
-                writer.add(acts, token_ids[drop:], batch.doc_ids[drop:], positions[drop:])
-                cursor += batch.n_tokens
-                recorded += batch.n_tokens - drop
+    stream = stream_mlp_activations(model, documents, config, device=device, skip_tokens=resume_at)
+    with closing(stream):  # a break must remove the hooks now, not when the generator is collected
+        for step in stream:
+            acts = {
+                layer: (x_in.to(shard_dtype).cpu(), x_out.to(shard_dtype).cpu())
+                for layer, (x_in, x_out) in step.activations.items()
+            }
+            writer.add(acts, step.token_ids, step.doc_ids, step.positions)
+            recorded += int(step.token_ids.shape[0])
+            if progress is not None:
                 elapsed = max(time.perf_counter() - started, 1e-9)
-                if progress is not None:
-                    progress(
-                        min(cursor, config.n_tokens),
-                        config.n_tokens,
-                        tokens_per_second=recorded / elapsed,
-                        shards=writer.completed_shards,
-                    )
-                if should_stop is not None and should_stop():
-                    stopped = True
-                    break
-    finally:
-        if was_training:
-            model.train()
+                progress(
+                    min(step.stream_tokens, config.n_tokens),
+                    config.n_tokens,
+                    tokens_per_second=recorded / elapsed,
+                    shards=writer.completed_shards,
+                )
+            if should_stop is not None and should_stop():
+                stopped = True
+                break
     elapsed = max(time.perf_counter() - started, 1e-9)
     rate = recorded / elapsed
     if stopped:
         return CaptureResult(directory, False, True, writer.tokens_written, writer.completed_shards, resume_at, rate,
                              0, None)  # fmt: skip
-    if cursor == 0:
+    if writer.tokens_added == 0:
         raise EmptyDatasetError("the dataset holds no tokens to capture (every document is empty)")
     manifest = writer.close(
         {

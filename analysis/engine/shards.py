@@ -213,6 +213,11 @@ class ShardWriter:
         self._filled = 0
 
     @property
+    def tokens_added(self) -> int:
+        """Tokens in complete shards plus those buffered for the next one."""
+        return self.tokens_written + self._filled
+
+    @property
     def complete(self) -> bool:
         """Whether ``manifest.json`` exists (the capture finished)."""
         return (self.directory / MANIFEST_NAME).exists()
@@ -413,7 +418,8 @@ class CaptureReader:
         self.dtype: str = self.manifest["dtype"]
         self.n_tokens: int = sum(s.n for s in self.shards)
 
-    def _check_layer(self, layer: int) -> None:
+    def require_layer(self, layer: int) -> None:
+        """Raise :class:`ShardError` unless ``layer`` was captured."""
         if layer not in self.layers:
             raise ShardError(f"layer {layer} was not captured in {self.directory}; captured layers: {self.layers}")
 
@@ -467,7 +473,7 @@ class CaptureReader:
         """
         layers = list(layers)
         for layer in layers:
-            self._check_layer(layer)
+            self.require_layer(layer)
         if batch_size < 1:
             raise ShardError("batch_size must be at least 1")
         start, stop = self._range(start, stop)
@@ -533,7 +539,7 @@ class CaptureReader:
         self, layer: int, start: int, stop: int, dtype: torch.dtype = torch.float32
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(inputs, outputs)`` of ``layer`` for tokens ``[start, stop)`` (for small windows)."""
-        self._check_layer(layer)
+        self.require_layer(layer)
         start, stop = self._range(start, stop)
         parts = list(self._pieces([layer], start, stop, shuffle=False, seed=0, chunk=max(1, stop - start)))
         if not parts:

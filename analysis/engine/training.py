@@ -179,7 +179,7 @@ def train_sparse_coders(
     reader = capture if isinstance(capture, CaptureReader) else CaptureReader(capture)
     layers = list(reader.layers if config.layers is None else sorted(set(config.layers)))
     for layer in layers:
-        reader._check_layer(layer)
+        reader.require_layer(layer)
     n_train = reader.n_tokens - config.held_out_tokens
     if n_train < config.batch_size:
         raise ValueError(

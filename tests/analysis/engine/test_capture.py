@@ -123,6 +123,19 @@ def test_reader_streams_shuffled_batches_and_ranges(model, docs, tmp_path):
     assert all(len(b) == 50 for b in shuffled[:-1])
     with pytest.raises(ShardError, match="layer 0 was not captured"):
         next(reader.iter_batches(0, 8))
+    # Only layer 1 hooked: the forward pass stops after it, and what it recorded is still the layer's activations.
+    ref_in, ref_out, _ = reference_activations(model, docs, 32)
+    got = torch.cat([b.inputs for b in reader.iter_batches(1, 64)])
+    torch.testing.assert_close(got, ref_in[1][:260].bfloat16().float(), atol=2e-2, rtol=2e-2)
+
+
+def test_a_stopped_capture_leaves_no_hook_behind(model, docs, tmp_path):
+    config = CaptureConfig(n_tokens=200, hookpoints=["model.layers.0.mlp"], tokens_per_shard=40)
+    capture_mlp_activations(model, docs, tmp_path / "c", config, should_stop=lambda: True)
+    ids = torch.tensor([docs[0]])
+    with torch.no_grad():
+        logits = model(ids).logits  # a leftover hook would cut this forward pass short after layer 0
+    assert logits.shape == (1, len(docs[0]), 300)
 
 
 def shard_bytes(directory: Path) -> dict[str, bytes]:
@@ -173,6 +186,7 @@ def test_capture_bigger_than_free_disk_is_refused(model, docs, tmp_path):
     assert plan_capture(model, huge).estimated_bytes > 10**15 * per_token
     with pytest.raises(InsufficientDiskError, match="only .* is free"):
         capture_mlp_activations(model, docs, tmp_path / "c", huge)
-    assert not list((tmp_path / "c").glob("shard-*"))
+    assert not list((tmp_path / "c").glob("*"))  # nothing left: the same directory takes another capture
+    assert capture_mlp_activations(model, docs, tmp_path / "c", CaptureConfig(n_tokens=50)).complete
     with pytest.raises(InsufficientDiskError, match="fewer tokens or fewer layers"):
         require_free_disk(tmp_path / "not" / "yet", 10**18)
