@@ -1,0 +1,292 @@
+"""Training sparse coders on captured activations, streamed from the shards (never all in RAM).
+
+One pass over the shards trains every requested ``(layer, kind)`` pair side by side: each batch of
+tokens is read once for all layers and fed to every coder, so a skip transcoder and its baselines see
+exactly the same tokens (the same budget). The last ``held_out_tokens`` tokens of the capture are never
+trained on; :mod:`analysis.engine.metrics` evaluates on them.
+
+Per step: loss = FVU (normalised space) + ``auxk_alpha`` · auxiliary-k loss of the dead latents; the part
+of the decoder gradient parallel to its rows is removed, Adam steps, and decoder rows are renormalised.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+from .shards import CaptureReader
+from .transcoders import KINDS, CoderConfig, RunningStats, SparseCoder
+
+Progress = Callable[..., None]
+"""``progress(done, total, **metrics)``: tokens trained on (per coder) out of the token budget."""
+ShouldStop = Callable[[], bool]
+"""Checked after each step; True ends training early, returning the coders as they are."""
+StepCallback = Callable[..., None]
+"""``on_step(layer=, kind=, step=, tokens=, fvu=, auxk=, dead_fraction=)`` every ``log_every`` steps."""
+
+OPTIMIZERS = ("adam",)
+
+
+@dataclass
+class TrainingConfig:
+    """How to train; one config serves every layer and kind of a run."""
+
+    layers: list[int] | None = None
+    """Captured layers to train (None: every captured layer)."""
+    kinds: list[str] = field(default_factory=lambda: ["skip_transcoder"])
+    """Coder kinds trained side by side per layer (``KINDS``); the baselines share the same tokens."""
+    expansion: int = 8
+    """Latents per input dimension."""
+    k: int = 32
+    """Latents kept per token."""
+    lr: float | None = None
+    """Learning rate; None: ``2e-4 / sqrt(d_sae / 2**14)`` (the scaling of Gao et al. 2024)."""
+    optimizer: str = "adam"
+    """Optimiser (``OPTIMIZERS``)."""
+    batch_size: int = 1024
+    """Tokens per step."""
+    n_tokens: int | None = None
+    """Training-token budget per coder; None: one pass over the training tokens. More than there are
+    training tokens repeats them (another shuffle per pass)."""
+    held_out_tokens: int = 0
+    """Tokens at the end of the capture kept out of training (for metrics)."""
+    auxk_alpha: float = 1 / 32
+    """Weight of the auxiliary-k loss."""
+    k_aux: int | None = None
+    """Dead latents the auxiliary loss uses per token; None: ``d_out // 2``."""
+    dead_after_tokens: int | None = None
+    """A latent that has not fired for this many tokens is dead; None: a tenth of the budget (≥ 10 batches,
+    at most 10M)."""
+    norm_tokens: int = 65_536
+    """Training tokens the normalisation statistics are computed on."""
+    seed: int = 0
+    """Seed of initialisation and shuffling."""
+    shuffle: bool = True
+    """Shuffle shards and tokens within a shard."""
+    device: str = "cpu"
+    """Where the coders train."""
+    log_every: int = 1
+    """Call ``on_step`` every this many steps."""
+
+    def __post_init__(self) -> None:
+        self.kinds = list(self.kinds)
+        bad = [k for k in self.kinds if k not in KINDS]
+        if bad or not self.kinds:
+            raise ValueError(f"kinds {bad or self.kinds} are not coder kinds; use some of {KINDS}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer {self.optimizer!r} is not supported; use one of {OPTIMIZERS}")
+        if self.batch_size < 1 or self.expansion < 1 or self.k < 1:
+            raise ValueError("batch_size, expansion and k must each be at least 1")
+        if self.held_out_tokens < 0 or (self.n_tokens is not None and self.n_tokens < 1):
+            raise ValueError("held_out_tokens must be ≥ 0 and n_tokens ≥ 1")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError("lr must be positive")
+
+
+class TrainingResult(NamedTuple):
+    """Outcome of :func:`train_sparse_coders`."""
+
+    coders: dict[tuple[int, str], SparseCoder]
+    """``{(layer, kind): coder}`` (on CPU, eval mode)."""
+    tokens: int
+    """Tokens each coder trained on."""
+    steps: int
+    stopped: bool
+    """True when ``should_stop`` ended training early."""
+    train_range: tuple[int, int]
+    """Token range of the capture trained on."""
+    held_out_range: tuple[int, int]
+    """Token range kept out (evaluate there)."""
+    final: dict[tuple[int, str], dict[str, float]]
+    """Last step's ``fvu``, ``auxk``, ``dead_fraction`` per coder."""
+    tokens_per_second: float
+
+
+def default_lr(d_sae: int) -> float:
+    """``2e-4 / sqrt(d_sae / 2**14)``."""
+    return 2e-4 / math.sqrt(d_sae / 2**14)
+
+
+class CoderTrainer:
+    """One coder's optimiser and dead-latent bookkeeping; :meth:`step` is the training step every path uses."""
+
+    def __init__(
+        self,
+        coder: SparseCoder,
+        lr: float | None = None,
+        auxk_alpha: float = 1 / 32,
+        k_aux: int | None = None,
+        dead_after_tokens: int = 10_000_000,
+    ) -> None:
+        self.coder = coder
+        self.optimizer = torch.optim.Adam(coder.parameters(), lr=lr or default_lr(coder.d_sae), eps=6.25e-10)
+        self.auxk_alpha = auxk_alpha
+        self.k_aux = k_aux
+        self.dead_after_tokens = dead_after_tokens
+        self.since_fired = torch.zeros(coder.d_sae, dtype=torch.long, device=coder.W_dec.device)
+
+    def step(self, source: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+        """One optimiser step on raw ``(N, d)`` source and target; returns ``fvu``, ``auxk``, ``dead_fraction``."""
+        coder = self.coder
+        device = coder.W_dec.device
+        xn = coder.normalize_input(source.to(device))
+        yn = coder.normalize_output(target.to(device))
+        dead = self.since_fired >= self.dead_after_tokens
+        out = coder.forward_train(xn, yn, dead_mask=dead, k_aux=self.k_aux)
+        self.optimizer.zero_grad(set_to_none=True)
+        (out.fvu + self.auxk_alpha * out.auxk_loss).backward()
+        coder.remove_parallel_gradient_()
+        self.optimizer.step()
+        coder.normalize_decoder_()
+        fired = torch.zeros_like(self.since_fired, dtype=torch.bool)
+        fired[out.top_indices[out.top_acts > 0]] = True
+        self.since_fired += source.shape[0]
+        self.since_fired[fired] = 0
+        return {
+            "fvu": float(out.fvu.detach()),
+            "auxk": float(out.auxk_loss.detach()),
+            "dead_fraction": float(dead.float().mean()),
+        }
+
+
+def normalization_stats(
+    reader: CaptureReader, layers: Sequence[int], stop: int, n_tokens: int, batch_size: int = 4096
+) -> dict[int, tuple[RunningStats, RunningStats]]:
+    """Streaming ``(input stats, output stats)`` per layer over the first ``n_tokens`` of ``[0, stop)``."""
+    stats = {layer: (RunningStats(reader.d_model), RunningStats(reader.d_model)) for layer in layers}
+    for batches in reader.iter_multi_batches(layers, batch_size, stop=min(stop, max(1, n_tokens))):
+        for layer, batch in batches.items():
+            stats[layer][0].update(batch.inputs)
+            stats[layer][1].update(batch.outputs)
+    return stats
+
+
+def train_sparse_coders(
+    capture: str | Path | CaptureReader,
+    config: TrainingConfig,
+    *,
+    progress: Progress | None = None,
+    should_stop: ShouldStop | None = None,
+    on_step: StepCallback | None = None,
+) -> TrainingResult:
+    """Train ``config.kinds`` coders for ``config.layers`` of a complete capture, in one pass over its shards."""
+    reader = capture if isinstance(capture, CaptureReader) else CaptureReader(capture)
+    layers = list(reader.layers if config.layers is None else sorted(set(config.layers)))
+    for layer in layers:
+        reader.require_layer(layer)
+    n_train = reader.n_tokens - config.held_out_tokens
+    if n_train < config.batch_size:
+        raise ValueError(
+            f"the capture has {reader.n_tokens} tokens; holding out {config.held_out_tokens} leaves {max(n_train, 0)} "
+            f"to train on, fewer than one batch of {config.batch_size}; capture more tokens or hold out fewer"
+        )
+    budget = config.n_tokens or n_train
+    device = torch.device(config.device)
+
+    stats = normalization_stats(reader, layers, n_train, config.norm_tokens)
+    dead_after = config.dead_after_tokens or min(10_000_000, max(10 * config.batch_size, budget // 10))
+    trainers: dict[tuple[int, str], CoderTrainer] = {}
+    for layer in layers:
+        for kind in config.kinds:
+            coder_config = CoderConfig(
+                d_in=reader.d_model,
+                kind=kind,
+                expansion=config.expansion,
+                k=config.k,
+                layer=layer,
+                hookpoint=(reader.manifest.get("hookpoints") or {}).get(str(layer)),
+            )
+            coder = SparseCoder.create(coder_config, seed=config.seed + layer)
+            in_stats, out_stats = (stats[layer][1], stats[layer][1]) if coder.reads_output else stats[layer]
+            i, o = in_stats.result(), out_stats.result()
+            coder.set_normalization(i.mean, i.scale, o.mean, o.scale)
+            coder.to(device).train()
+            trainers[layer, kind] = CoderTrainer(coder, config.lr, config.auxk_alpha, config.k_aux, dead_after)
+
+    tokens = 0
+    steps = 0
+    stopped = False
+    final: dict[tuple[int, str], dict[str, float]] = {}
+    started = time.perf_counter()
+    epoch = 0
+    while tokens < budget and not stopped:
+        for batches in reader.iter_multi_batches(
+            layers, config.batch_size, stop=n_train, shuffle=config.shuffle, seed=config.seed + epoch, drop_last=True
+        ):
+            take = min(config.batch_size, budget - tokens)
+            for (layer, kind), trainer in trainers.items():
+                batch = batches[layer]
+                source, target = trainer.coder.source_target(batch.inputs[:take], batch.outputs[:take])
+                final[layer, kind] = trainer.step(source, target)
+                if on_step is not None and steps % config.log_every == 0:
+                    on_step(layer=layer, kind=kind, step=steps, tokens=tokens + take, **final[layer, kind])
+            tokens += take
+            steps += 1
+            if progress is not None:
+                elapsed = max(time.perf_counter() - started, 1e-9)
+                progress(tokens, budget, tokens_per_second=tokens / elapsed, steps=steps)
+            if tokens >= budget:
+                break
+            if should_stop is not None and should_stop():
+                stopped = True
+                break
+        epoch += 1
+    coders = {key: trainer.coder.eval().cpu() for key, trainer in trainers.items()}
+    elapsed = max(time.perf_counter() - started, 1e-9)
+    return TrainingResult(
+        coders=coders,
+        tokens=tokens,
+        steps=steps,
+        stopped=stopped,
+        train_range=(0, n_train),
+        held_out_range=(n_train, reader.n_tokens),
+        final=final,
+        tokens_per_second=tokens / elapsed,
+    )
+
+
+def train_on_tensors(
+    coder: SparseCoder,
+    source: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    n_tokens: int,
+    batch_size: int = 1024,
+    lr: float | None = None,
+    auxk_alpha: float = 1 / 32,
+    dead_after_tokens: int | None = None,
+    seed: int = 0,
+    on_step: StepCallback | None = None,
+) -> SparseCoder:
+    """Train ``coder`` on in-memory ``(N, d)`` source/target tensors (tests, synthetic data, small probes).
+
+    Sets the coder's normalisation from the data, then runs the same step as :func:`train_sparse_coders`.
+    """
+    si, so = RunningStats(source.shape[1]), RunningStats(target.shape[1])
+    si.update(source)
+    so.update(target)
+    i, o = si.result(), so.result()
+    coder.set_normalization(i.mean, i.scale, o.mean, o.scale)
+    trainer = CoderTrainer(
+        coder.train(), lr, auxk_alpha, dead_after_tokens=dead_after_tokens or max(10 * batch_size, n_tokens // 10)
+    )
+    generator = torch.Generator().manual_seed(seed)
+    done, step = 0, 0
+    while done < n_tokens:
+        perm = torch.randperm(source.shape[0], generator=generator)
+        for a in range(0, source.shape[0] - batch_size + 1, batch_size):
+            idx = perm[a : a + batch_size]
+            metrics = trainer.step(source[idx], target[idx])
+            done += batch_size
+            if on_step is not None:
+                on_step(step=step, tokens=done, **metrics)
+            step += 1
+            if done >= n_tokens:
+                break
+    return coder.eval()
