@@ -12,6 +12,7 @@ import json
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from analysis.models import Capture, CoderRun
 from projects import actions, blobs
 from projects.models import ApiToken, Dataset, Invitation, Job, LanguageModel, Membership, ModelFile, Role
 from runtime.models import Agent, Conversation, Endpoint, InferenceRecord, Message
@@ -107,6 +108,11 @@ class Objects:
         self.dataset = Dataset.objects.create(
             organization=org, project=project, name="walker", format="txt", source_blob=blob
         )
+        self.capture = Capture.objects.create(
+            organization=org, project=project, teacher=self.model, dataset=self.dataset, token_budget=10,
+            status="complete", layers=[0], d_model=8, n_tokens=10,
+        )  # fmt: skip
+        self.run = CoderRun.objects.create(organization=org, capture=self.capture, layers=[0], kinds=["sae"])
         # Slugs name the organisation: another organisation's slug must not find one's own agent.
         self.agent = Agent.objects.create(
             organization=org, project=project, name="walker", slug=f"walker-{org.slug}", model=self.model
@@ -136,6 +142,8 @@ class Objects:
             "endpoint_slug": self.endpoint.slug,
             "conversation_id": self.conversation.pk,
             "message_id": self.answer.pk,
+            "capture_id": self.capture.pk,
+            "run_id": self.run.pk,
             "model": self.agent.slug,
         }
         pk_by_route = {

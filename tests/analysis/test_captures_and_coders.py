@@ -1,0 +1,201 @@
+"""The analysis app end to end on a tiny real llama: capture → shards as blobs → coders trained and measured.
+
+Jobs run in this process (``execute``), as a worker would run them; the engine's own behaviour (shards equal to
+a forward pass, resume, dictionary recovery, metrics against direct computation) is tested in
+tests/analysis/engine/.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+
+import pytest
+from django.urls import reverse
+
+from analysis.actions import captures as capture_actions
+from analysis.actions import coders as coder_actions
+from analysis.jobs.coders import capture_folder
+from analysis.models import Capture, CaptureShard, Coder, CoderRun
+from projects import blobs
+from projects.actions import ActionError
+from projects.actions import teachers as teacher_actions
+from projects.background import execute
+from projects.models import Dataset, Job, LanguageModel
+from tests.support.tiny_models import TinyLlamaConfig, write_gguf_llama, write_hf_llama
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WORDS = "the heart pumps blood through arteries and veins while the lungs bring oxygen to it".split()
+
+
+@pytest.fixture
+def teacher(actors, tmp_path):
+    config = TinyLlamaConfig(n_layers=3, d_model=32, n_heads=4, n_kv_heads=2, d_ff=64)
+    folder = write_hf_llama(tmp_path / "tiny-hf", config, seed=3)
+    return teacher_actions.do_import_model_files(folder, actors.project, actors.owner, name="tiny teacher")
+
+
+@pytest.fixture
+def dataset(actors):
+    lines = [
+        json.dumps({"id": i, "text": " ".join(WORDS[(i + j) % len(WORDS)] for j in range(30)), "source": f"line {i}"})
+        for i in range(60)
+    ]
+    documents = blobs.store_stream(io.BytesIO(("\n".join(lines) + "\n").encode()))
+    return Dataset.objects.create(
+        organization=actors.org,
+        project=actors.project,
+        name="cardiology notes",
+        format="jsonl",
+        status="ready",
+        source_blob=documents,
+        documents_blob=documents,
+        document_count=60,
+        split_ratio=0.9,
+    )
+
+
+def run_job(job: Job) -> Job:
+    execute(job.pk)
+    job.refresh_from_db()
+    return job
+
+
+def complete_capture(teacher, dataset, user, **options) -> Capture:
+    capture = capture_actions.do_start_capture(
+        teacher, dataset, user, token_budget=2048, seq_len=32, batch_size=4, tokens_per_shard=512, **options
+    )
+    job = run_job(capture.job)
+    assert job.status == "succeeded", job.error
+    capture.refresh_from_db()
+    return capture
+
+
+def test_a_capture_stores_its_shards_as_blobs_and_only_then_is_complete(actors, teacher, dataset):
+    capture = complete_capture(teacher, dataset, actors.member, hookpoints="model.layers.0.mlp model.layers.2.mlp")
+    assert capture.status == "complete" and capture.layers == [0, 2] and capture.d_model == 32
+    assert capture.n_tokens == 2048 and capture.n_shards == 4 and capture.bytes > 2048 * 2 * 2 * 32 * 2
+    names = set(CaptureShard.objects.filter(capture=capture).values_list("name", flat=True))
+    assert {"manifest.json", "capture.json", "shard-00000.safetensors"} <= names, names
+    assert not capture_actions.capture_dir(capture).exists()  # the work folder is gone once stored
+
+    from analysis.engine.shards import CaptureReader
+
+    reader = CaptureReader(capture_folder(capture))
+    assert reader.n_tokens == 2048 and reader.layers == [0, 2]
+    inputs, outputs = reader.read_activations(2, 0, 10)
+    assert inputs.shape == (10, 32) and outputs.abs().sum() > 0
+
+
+def test_coders_are_trained_side_by_side_measured_and_stored(actors, teacher, dataset, client_as):
+    capture = complete_capture(teacher, dataset, actors.member, hookpoints="model.layers.1.mlp")
+    run = coder_actions.do_start_coder_run(capture, actors.member, expansion=2, k=4, batch_size=128)
+    assert run.held_out_tokens == 204 and run.kinds == ["skip_transcoder", "transcoder", "sae"]
+    job = run_job(run.job)
+    assert job.status == "succeeded", job.error
+    run.refresh_from_db()
+    assert run.status == "complete" and run.tokens_trained > 0 and run.clean_ce > 0
+    coders = list(Coder.objects.filter(run=run))
+    assert sorted(c.kind for c in coders) == ["sae", "skip_transcoder", "transcoder"]
+    for coder in coders:
+        assert coder.d_sae == 64 and 0 < coder.l0 <= 4
+        assert all(math.isfinite(v) for v in (coder.fvu, coder.kl, coder.ce_increase)) and coder.kl >= 0
+    assert set(run.curves) == {"1:skip_transcoder", "1:transcoder", "1:sae"}
+
+    from analysis.engine.transcoders import SparseCoder
+
+    skip = next(c for c in coders if c.kind == "skip_transcoder")
+    folder = blobs.materialize_folder(
+        [("config.json", skip.config_blob), ("model.safetensors", skip.weights_blob)],
+        blobs.local_path(skip.config_blob).parent.parent / "check",
+    )
+    assert SparseCoder.load(folder).d_sae == 64
+
+    page = (
+        client_as(actors.viewer)
+        .get(reverse("coder-run-detail", kwargs={"org_slug": actors.org.slug, "run_id": run.pk}))
+        .content.decode()
+    )
+    assert "data-coder-metrics" in page and "Sparse autoencoder" in page and "<polyline" in page
+
+
+def test_the_capture_pages_show_the_estimate_and_start_a_capture(actors, teacher, dataset, client_as):
+    client = client_as(actors.member)
+    base = reverse("capture-create", kwargs={"org_slug": actors.org.slug})
+    page = client.get(f"{base}?teacher={teacher.pk}&hookpoints=model.layers.*.mlp&token_budget=1000").content.decode()
+    # 1000 tokens × (3 layers × (in + out) × 32 values × 2 bytes + 24 bytes of ids and positions)
+    assert "408.0 kB" in page and "data-plan" in page
+    page = client.get(f"{base}?teacher={teacher.pk}&hookpoints=model.layer.*&token_budget=1000").content.decode()
+    assert "matches no MLP" in page
+    response = client.post(base, {"teacher": teacher.pk, "dataset": dataset.pk, "hookpoints": "model.layers.*.mlp",
+                                  "token_budget": "1,000", "seq_len": "32", "batch_size": "4"})  # fmt: skip
+    capture = Capture.objects.for_org(actors.org).get()
+    assert response.status_code == 302 and response["Location"].endswith(f"/captures/{capture.pk}/")
+    assert capture.token_budget == 1000 and capture.layers == [0, 1, 2] and capture.job.kind == "analysis.capture"
+    detail = client.get(response["Location"]).content.decode()
+    assert "data-job-id" in detail and "estimated 408.0 kB" in detail
+
+
+def test_bad_captures_are_refused_with_a_reason_before_anything_is_kept(actors, teacher, dataset, tmp_path):
+    with pytest.raises(ActionError, match="matches no MLP.*model.layers.2.mlp"):
+        capture_actions.do_start_capture(teacher, dataset, actors.member, hookpoints="model.layers.7.mlp")
+    with pytest.raises(ActionError, match="needs about .* of disk"):
+        capture_actions.do_start_capture(teacher, dataset, actors.member, token_budget=2**31 - 1)
+    with pytest.raises(ActionError, match="token budget must be"):
+        capture_actions.do_start_capture(teacher, dataset, actors.member, token_budget=0)
+    gguf = write_gguf_llama(tmp_path / "tiny.gguf", TinyLlamaConfig(), tensor_type="F32")
+    gguf_teacher = teacher_actions.do_import_model_files(gguf, actors.project, actors.owner, name="gguf teacher")
+    with pytest.raises(ActionError, match="Convert it on its page"):
+        capture_actions.do_start_capture(gguf_teacher, dataset, actors.member)
+    assert not Capture.objects.exists() and not Job.objects.filter(kind="analysis.capture").exists()
+
+
+def test_coders_need_a_complete_capture_and_sensible_settings(actors, teacher, dataset):
+    capture = Capture.objects.create(
+        organization=actors.org, project=actors.project, teacher=teacher, dataset=dataset, token_budget=100,
+        layers=[0], d_model=32, status="capturing",
+    )  # fmt: skip
+    with pytest.raises(ActionError, match="not complete"):
+        coder_actions.do_start_coder_run(capture, actors.member)
+    Capture.objects.filter(pk=capture.pk).update(status="complete", n_tokens=100)
+    capture.refresh_from_db()
+    with pytest.raises(ActionError, match="no layer \\[5\\]"):
+        coder_actions.do_start_coder_run(capture, actors.member, layers=[5])
+    with pytest.raises(ActionError, match="leave at least one batch"):
+        coder_actions.do_start_coder_run(capture, actors.member, batch_size=1024)
+    with pytest.raises(ActionError, match="Coder kinds are"):
+        coder_actions.do_start_coder_run(capture, actors.member, kinds=["pca"], batch_size=8)
+    assert not CoderRun.objects.exists()
+
+
+def test_a_capture_that_dies_midway_is_failed_and_its_retry_resumes_from_the_last_shard(
+    actors, teacher, dataset, monkeypatch
+):
+    from projects.actions import do_retry_job
+    from projects.background import JobContext
+
+    real_progress = JobContext.progress
+
+    def dying(self, fraction, message=None, *, force=False):
+        if message and " of 2,048 tokens" in message and int(message.split(" of")[0].replace(",", "")) >= 1024:
+            raise RuntimeError("worker lost")  # as if the machine went away two shards in
+        return real_progress(self, fraction, message, force=force)
+
+    monkeypatch.setattr(JobContext, "progress", dying)
+    capture = capture_actions.do_start_capture(
+        teacher, dataset, actors.member, token_budget=2048, seq_len=32, batch_size=4, tokens_per_shard=512
+    )
+    job = run_job(capture.job)
+    capture.refresh_from_db()
+    assert job.status == "failed" and capture.status == "failed" and "worker lost" in capture.error
+    assert not CaptureShard.objects.filter(capture=capture).exists()  # nothing shown as stored
+    on_disk = sorted(p.name for p in capture_actions.capture_dir(capture).glob("shard-*.safetensors"))
+    assert on_disk[:2] == ["shard-00000.safetensors", "shard-00001.safetensors"]
+
+    monkeypatch.setattr(JobContext, "progress", real_progress)
+    retry = run_job(do_retry_job(job, actors.member))
+    capture.refresh_from_db()
+    assert retry.status == "succeeded" and f"resumed from {512 * len(on_disk):,} tokens" in retry.log
+    assert capture.status == "complete" and capture.n_tokens == 2048 and capture.job_id == retry.pk
