@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from analysis.views import captures, coders
+from analysis.views import captures, coders, features
 
 urlpatterns = [
     path("", captures.AnalysisHomeView.as_view(), name="analysis-list"),
@@ -10,4 +10,8 @@ urlpatterns = [
     path("captures/<int:capture_id>/", captures.CaptureDetailView.as_view(), name="capture-detail"),
     path("captures/<int:capture_id>/train/", captures.CoderRunCreateView.as_view(), name="coder-run-create"),
     path("runs/<int:run_id>/", coders.CoderRunDetailView.as_view(), name="coder-run-detail"),
+    path("coders/<int:coder_id>/features/", features.FeatureListView.as_view(), name="feature-list"),
+    path("coders/<int:coder_id>/describe/", features.DescribeFeaturesView.as_view(), name="feature-describe"),
+    path("coders/<int:coder_id>/features/<int:index>/", features.FeatureDetailView.as_view(), name="feature-detail"),
+    path("coders/<int:coder_id>/test/", features.TestBoxView.as_view(), name="feature-test"),
 ]

@@ -2,8 +2,9 @@
 
 - ``captures``: stream a dataset through a teacher and record its MLP activations into shards
 - ``coders``: train sparse coders (skip transcoders and baselines) on a capture and measure them
+- ``features``: describe a coder's features; the test box
 """
 
-from analysis.jobs import captures, coders
+from analysis.jobs import captures, coders, features
 
-__all__ = ["captures", "coders"]
+__all__ = ["captures", "coders", "features"]

@@ -2,9 +2,11 @@
 
 - ``captures``: activation captures of a teacher over a dataset, and their shards (blobs)
 - ``coders``: training runs of sparse coders (skip transcoders and their baselines) and the coders they made
+- ``features``: the features of a coder, described (contexts, logit lens, label) and linked to MLP neurons
 """
 
 from analysis.models.captures import Capture, CaptureShard, CaptureStatus
 from analysis.models.coders import Coder, CoderKind, CoderRun, CoderRunStatus
+from analysis.models.features import Feature, FeatureNeuronLink
 
-__all__ = ["Capture", "CaptureShard", "CaptureStatus", "Coder", "CoderKind", "CoderRun", "CoderRunStatus"]
+__all__ = ["Capture", "CaptureShard", "CaptureStatus", "Coder", "CoderKind", "CoderRun", "CoderRunStatus", "Feature", "FeatureNeuronLink"]

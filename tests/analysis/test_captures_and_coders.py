@@ -22,7 +22,7 @@ from projects import blobs
 from projects.actions import ActionError
 from projects.actions import teachers as teacher_actions
 from projects.background import execute
-from projects.models import Dataset, Job, LanguageModel
+from projects.models import Dataset, Job
 from tests.support.tiny_models import TinyLlamaConfig, write_gguf_llama, write_hf_llama
 
 pytestmark = pytest.mark.django_db(transaction=True)
