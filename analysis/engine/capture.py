@@ -281,14 +281,15 @@ def stream_mlp_activations(
     model.eval()
     cursor = 0
     try:
-        with torch.inference_mode(), recorder:
+        with recorder:  # no grad mode around the yield: it would leak into the caller's code
             for batch in batch_documents(documents, config):
                 if cursor + batch.n_tokens <= skip_tokens:
                     cursor += batch.n_tokens
                     continue
                 ids = batch.input_ids.to(device)
                 mask = batch.attention_mask.to(device)
-                records = recorder.run(lambda ids=ids, mask=mask: backbone(input_ids=ids, attention_mask=mask))
+                with torch.no_grad():
+                    records = recorder.run(lambda ids=ids, mask=mask: backbone(input_ids=ids, attention_mask=mask))
                 keep = mask.bool()
                 drop = max(0, skip_tokens - cursor)
                 cursor += batch.n_tokens
