@@ -288,7 +288,7 @@ def stream_mlp_activations(
                     continue
                 ids = batch.input_ids.to(device)
                 mask = batch.attention_mask.to(device)
-                with torch.no_grad():
+                with torch.inference_mode():  # only around the forward: its outputs are copied by indexing
                     records = recorder.run(lambda ids=ids, mask=mask: backbone(input_ids=ids, attention_mask=mask))
                 keep = mask.bool()
                 drop = max(0, skip_tokens - cursor)
