@@ -5,6 +5,8 @@
   (a vectorised heap: memory ``d_sae × n_top`` whatever the number of tokens);
 * :func:`top_contexts`: the token windows around those top activations, with the feature's activation on
   every token of the window (windows never cross a sequence);
+* :func:`features_on_tokens`: the features firing on each token of a new text (the test box);
+  :func:`explanation_score` scores a label by how well its predicted activations correlate with the real ones;
 * :func:`feature_neuron_links`: which MLP neurons implement each feature: the correlation over captured tokens
   between the feature's activation and each neuron's activation (the input of ``down_proj``), top-n per
   feature, signed — the ``IMPLEMENTED_BY`` edges of the circuit graph.
@@ -12,13 +14,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from .capture import MLPRecorder, input_device
+from .hookpoints import mlp_modules
 from .shards import CaptureReader
 from .transcoders import SparseCoder
 
@@ -302,3 +306,50 @@ def feature_neuron_links(
     top_n = min(top_n, corr.shape[1])
     _, neurons = corr.abs().topk(top_n, dim=1)
     return NeuronLinks(neurons=neurons, weights=corr.gather(1, neurons), n_tokens=n)
+
+
+class TokenFeatures(NamedTuple):
+    """The features active on each token of a text, for one layer."""
+
+    top_acts: torch.Tensor
+    """(T, k) activations (0 where fewer than k fired), per token."""
+    top_indices: torch.Tensor
+    """(T, k) feature indices."""
+
+
+def features_on_tokens(
+    model: nn.Module, coders: Mapping[int, SparseCoder], token_ids: Sequence[int]
+) -> dict[int, TokenFeatures]:
+    """Which features of ``{layer: coder}`` fire on each token of ``token_ids`` (the feature browser's test box).
+
+    One forward pass of the teacher with its MLP inputs and outputs recorded; each coder then encodes its
+    layer's source. Strongest feature first per token.
+    """
+    modules = mlp_modules(model, list(coders))
+    device = input_device(model)
+    ids = torch.tensor([list(token_ids)], dtype=torch.long, device=device)
+    with MLPRecorder(modules) as recorder, torch.no_grad():
+        records = recorder.run(lambda: model(input_ids=ids))
+        result = {}
+        for layer, coder in coders.items():
+            mlp_in, mlp_out = records[layer]
+            source = (mlp_out if coder.reads_output else mlp_in)[0].to(coder.W_dec.device)
+            enc = coder.encode(source)
+            order = enc.top_acts.argsort(dim=1, descending=True)
+            result[layer] = TokenFeatures(enc.top_acts.gather(1, order).cpu(), enc.top_indices.gather(1, order).cpu())
+    return result
+
+
+def explanation_score(predicted: Sequence[float], actual: Sequence[float]) -> float:
+    """How well a label's predicted activations match the real ones: Pearson correlation over tokens.
+
+    The auto-interpretability score of a label (an agent reads the label, predicts each held-out token's
+    activation; 1 is perfect, 0 no better than chance). 0 when either side is constant.
+    """
+    p = torch.as_tensor(list(predicted), dtype=torch.float64)
+    a = torch.as_tensor(list(actual), dtype=torch.float64)
+    if p.shape != a.shape:
+        raise ValueError(f"{len(p)} predictions for {len(a)} activations")
+    if len(p) < 2 or float(p.std()) == 0 or float(a.std()) == 0:
+        return 0.0
+    return float(torch.corrcoef(torch.stack([p, a]))[0, 1])
