@@ -86,17 +86,17 @@ def feature_stats(
     stop_at = reader.n_tokens if stop is None else min(stop, reader.n_tokens)
     with torch.no_grad():
         for batch in reader.iter_batches(layer, batch_size, start=start, stop=stop):
-            enc = coder.encode(_source(coder, batch))
-            on = enc.top_acts > 0
-            feats = enc.top_indices[on]  # (m,)
-            vals = enc.top_acts[on]
+            top_acts, top_indices = coder.sparse_codes(_source(coder, batch))
+            on = top_acts > 0
+            feats = top_indices[on]  # (m,)
+            vals = top_acts[on]
             count += torch.bincount(feats, minlength=d_sae)
             total.index_add_(0, feats, vals.double())
             maximum.scatter_reduce_(0, feats, vals, reduce="amax")
             bins = (torch.bucketize(vals, edges) - 1).clamp(0, len(edges) - 2)
             hist.view(-1).index_add_(0, feats * (len(edges) - 1) + bins, torch.ones_like(feats))
             # Bounded top-n per feature: this batch's best n per feature, merged with the running best n.
-            dense = torch.zeros(enc.top_acts.shape[0], d_sae).scatter_(1, enc.top_indices, enc.top_acts)
+            dense = torch.zeros(top_acts.shape[0], d_sae).scatter_(1, top_indices, top_acts)
             m = min(n_top, dense.shape[0])
             b_vals, b_rows = dense.topk(m, dim=0)  # (m, d_sae)
             b_index = batch.token_index[b_rows].T  # (d_sae, m)
@@ -185,11 +185,11 @@ def top_contexts(
         for a, b in merged:
             token_ids, doc_ids, positions = reader.read_tokens(a, b)
             x_in, x_out = reader.read_activations(layer, a, b)
-            enc = coder.encode(x_out if coder.reads_output else x_in)
+            top_acts, top_indices = coder.sparse_codes(x_out if coder.reads_output else x_in)
             for r in range(b - a):
                 acts = {
                     int(f): float(v)
-                    for f, v in zip(enc.top_indices[r].tolist(), enc.top_acts[r].tolist(), strict=True)
+                    for f, v in zip(top_indices[r].tolist(), top_acts[r].tolist(), strict=True)
                     if v > 0 and int(f) in feature_set
                 }
                 rows[a + r] = (int(token_ids[r]), int(doc_ids[r]), int(positions[r]), acts)
@@ -275,12 +275,12 @@ def feature_neuron_links(
     with torch.no_grad():
         for batch in reader.iter_batches(layer, batch_size, start=start, stop=stop):
             h = _neuron_activations(mlp, batch.inputs.to(device=param.device, dtype=param.dtype)).double().cpu()
-            enc = coder.encode(_source(coder, batch))
-            rows = torch.arange(enc.top_acts.shape[0]).repeat_interleave(coder.k)
+            top_acts, top_indices = coder.sparse_codes(_source(coder, batch))
+            rows = torch.arange(top_acts.shape[0]).repeat_interleave(coder.k)
             sparse = torch.sparse_coo_tensor(
-                torch.stack([enc.top_indices.flatten(), rows]),
-                enc.top_acts.flatten().double(),
-                (d_sae, enc.top_acts.shape[0]),
+                torch.stack([top_indices.flatten(), rows]),
+                top_acts.flatten().double(),
+                (d_sae, top_acts.shape[0]),
                 check_invariants=True,
             )
             if cross is None:
@@ -289,8 +289,8 @@ def feature_neuron_links(
                 sums_h = torch.zeros(d_ff, dtype=torch.float64)
                 sums_h2 = torch.zeros(d_ff, dtype=torch.float64)
             cross += torch.sparse.mm(sparse, h)
-            sums_a.index_add_(0, enc.top_indices.flatten(), enc.top_acts.flatten().double())
-            sums_a2.index_add_(0, enc.top_indices.flatten(), enc.top_acts.flatten().double().pow(2))
+            sums_a.index_add_(0, top_indices.flatten(), top_acts.flatten().double())
+            sums_a2.index_add_(0, top_indices.flatten(), top_acts.flatten().double().pow(2))
             sums_h += h.sum(0)
             sums_h2 += h.pow(2).sum(0)
             n += h.shape[0]
@@ -333,10 +333,10 @@ def features_on_tokens(
         result = {}
         for layer, coder in coders.items():
             mlp_in, mlp_out = records[layer]
-            source = (mlp_out if coder.reads_output else mlp_in)[0].to(coder.W_dec.device)
-            enc = coder.encode(source)
-            order = enc.top_acts.argsort(dim=1, descending=True)
-            result[layer] = TokenFeatures(enc.top_acts.gather(1, order).cpu(), enc.top_indices.gather(1, order).cpu())
+            source = (mlp_out if coder.reads_output else mlp_in)[0]
+            top_acts, top_indices = coder.sparse_codes(source)
+            order = top_acts.argsort(dim=1, descending=True)
+            result[layer] = TokenFeatures(top_acts.gather(1, order), top_indices.gather(1, order))
     return result
 
 
