@@ -56,8 +56,9 @@ class CaptureConfig:
     """Longest sequence the model sees; longer documents are split into several sequences."""
     batch_size: int = 8
     """Sequences per forward pass."""
-    tokens_per_shard: int = 8192
-    """Tokens per shard file (the last shard may hold fewer)."""
+    tokens_per_shard: int = 4096
+    """Tokens per shard file (the last shard may hold fewer). The writer buffers one shard: about
+    ``tokens_per_shard × layers × 2 × d_model × 2`` bytes (283 MB for all 30 layers of SmolLM2-135M)."""
     dtype: str = "float16"
     """Storage type of the activations: float16 or bfloat16."""
     pad_token_id: int = 0
