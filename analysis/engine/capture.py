@@ -56,8 +56,9 @@ class CaptureConfig:
     """Longest sequence the model sees; longer documents are split into several sequences."""
     batch_size: int = 8
     """Sequences per forward pass."""
-    tokens_per_shard: int = 8192
-    """Tokens per shard file (the last shard may hold fewer)."""
+    tokens_per_shard: int = 4096
+    """Tokens per shard file (the last shard may hold fewer). The writer buffers one shard: about
+    ``tokens_per_shard × layers × 2 × d_model × 2`` bytes (283 MB for all 30 layers of SmolLM2-135M)."""
     dtype: str = "float16"
     """Storage type of the activations: float16 or bfloat16."""
     pad_token_id: int = 0
@@ -281,14 +282,15 @@ def stream_mlp_activations(
     model.eval()
     cursor = 0
     try:
-        with torch.inference_mode(), recorder:
+        with recorder:  # no grad mode around the yield: it would leak into the caller's code
             for batch in batch_documents(documents, config):
                 if cursor + batch.n_tokens <= skip_tokens:
                     cursor += batch.n_tokens
                     continue
                 ids = batch.input_ids.to(device)
                 mask = batch.attention_mask.to(device)
-                records = recorder.run(lambda ids=ids, mask=mask: backbone(input_ids=ids, attention_mask=mask))
+                with torch.inference_mode():  # only around the forward: its outputs are copied by indexing
+                    records = recorder.run(lambda ids=ids, mask=mask: backbone(input_ids=ids, attention_mask=mask))
                 keep = mask.bool()
                 drop = max(0, skip_tokens - cursor)
                 cursor += batch.n_tokens

@@ -5,6 +5,8 @@
   (a vectorised heap: memory ``d_sae × n_top`` whatever the number of tokens);
 * :func:`top_contexts`: the token windows around those top activations, with the feature's activation on
   every token of the window (windows never cross a sequence);
+* :func:`features_on_tokens`: the features firing on each token of a new text (the test box);
+  :func:`explanation_score` scores a label by how well its predicted activations correlate with the real ones;
 * :func:`feature_neuron_links`: which MLP neurons implement each feature: the correlation over captured tokens
   between the feature's activation and each neuron's activation (the input of ``down_proj``), top-n per
   feature, signed — the ``IMPLEMENTED_BY`` edges of the circuit graph.
@@ -12,13 +14,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from .capture import MLPRecorder, input_device
+from .hookpoints import mlp_modules
 from .shards import CaptureReader
 from .transcoders import SparseCoder
 
@@ -82,17 +86,17 @@ def feature_stats(
     stop_at = reader.n_tokens if stop is None else min(stop, reader.n_tokens)
     with torch.no_grad():
         for batch in reader.iter_batches(layer, batch_size, start=start, stop=stop):
-            enc = coder.encode(_source(coder, batch))
-            on = enc.top_acts > 0
-            feats = enc.top_indices[on]  # (m,)
-            vals = enc.top_acts[on]
+            top_acts, top_indices = coder.sparse_codes(_source(coder, batch))
+            on = top_acts > 0
+            feats = top_indices[on]  # (m,)
+            vals = top_acts[on]
             count += torch.bincount(feats, minlength=d_sae)
             total.index_add_(0, feats, vals.double())
             maximum.scatter_reduce_(0, feats, vals, reduce="amax")
             bins = (torch.bucketize(vals, edges) - 1).clamp(0, len(edges) - 2)
             hist.view(-1).index_add_(0, feats * (len(edges) - 1) + bins, torch.ones_like(feats))
             # Bounded top-n per feature: this batch's best n per feature, merged with the running best n.
-            dense = torch.zeros(enc.top_acts.shape[0], d_sae).scatter_(1, enc.top_indices, enc.top_acts)
+            dense = torch.zeros(top_acts.shape[0], d_sae).scatter_(1, top_indices, top_acts)
             m = min(n_top, dense.shape[0])
             b_vals, b_rows = dense.topk(m, dim=0)  # (m, d_sae)
             b_index = batch.token_index[b_rows].T  # (d_sae, m)
@@ -181,11 +185,11 @@ def top_contexts(
         for a, b in merged:
             token_ids, doc_ids, positions = reader.read_tokens(a, b)
             x_in, x_out = reader.read_activations(layer, a, b)
-            enc = coder.encode(x_out if coder.reads_output else x_in)
+            top_acts, top_indices = coder.sparse_codes(x_out if coder.reads_output else x_in)
             for r in range(b - a):
                 acts = {
                     int(f): float(v)
-                    for f, v in zip(enc.top_indices[r].tolist(), enc.top_acts[r].tolist(), strict=True)
+                    for f, v in zip(top_indices[r].tolist(), top_acts[r].tolist(), strict=True)
                     if v > 0 and int(f) in feature_set
                 }
                 rows[a + r] = (int(token_ids[r]), int(doc_ids[r]), int(positions[r]), acts)
@@ -271,12 +275,12 @@ def feature_neuron_links(
     with torch.no_grad():
         for batch in reader.iter_batches(layer, batch_size, start=start, stop=stop):
             h = _neuron_activations(mlp, batch.inputs.to(device=param.device, dtype=param.dtype)).double().cpu()
-            enc = coder.encode(_source(coder, batch))
-            rows = torch.arange(enc.top_acts.shape[0]).repeat_interleave(coder.k)
+            top_acts, top_indices = coder.sparse_codes(_source(coder, batch))
+            rows = torch.arange(top_acts.shape[0]).repeat_interleave(coder.k)
             sparse = torch.sparse_coo_tensor(
-                torch.stack([enc.top_indices.flatten(), rows]),
-                enc.top_acts.flatten().double(),
-                (d_sae, enc.top_acts.shape[0]),
+                torch.stack([top_indices.flatten(), rows]),
+                top_acts.flatten().double(),
+                (d_sae, top_acts.shape[0]),
                 check_invariants=True,
             )
             if cross is None:
@@ -285,8 +289,8 @@ def feature_neuron_links(
                 sums_h = torch.zeros(d_ff, dtype=torch.float64)
                 sums_h2 = torch.zeros(d_ff, dtype=torch.float64)
             cross += torch.sparse.mm(sparse, h)
-            sums_a.index_add_(0, enc.top_indices.flatten(), enc.top_acts.flatten().double())
-            sums_a2.index_add_(0, enc.top_indices.flatten(), enc.top_acts.flatten().double().pow(2))
+            sums_a.index_add_(0, top_indices.flatten(), top_acts.flatten().double())
+            sums_a2.index_add_(0, top_indices.flatten(), top_acts.flatten().double().pow(2))
             sums_h += h.sum(0)
             sums_h2 += h.pow(2).sum(0)
             n += h.shape[0]
@@ -302,3 +306,50 @@ def feature_neuron_links(
     top_n = min(top_n, corr.shape[1])
     _, neurons = corr.abs().topk(top_n, dim=1)
     return NeuronLinks(neurons=neurons, weights=corr.gather(1, neurons), n_tokens=n)
+
+
+class TokenFeatures(NamedTuple):
+    """The features active on each token of a text, for one layer."""
+
+    top_acts: torch.Tensor
+    """(T, k) activations (0 where fewer than k fired), per token."""
+    top_indices: torch.Tensor
+    """(T, k) feature indices."""
+
+
+def features_on_tokens(
+    model: nn.Module, coders: Mapping[int, SparseCoder], token_ids: Sequence[int]
+) -> dict[int, TokenFeatures]:
+    """Which features of ``{layer: coder}`` fire on each token of ``token_ids`` (the feature browser's test box).
+
+    One forward pass of the teacher with its MLP inputs and outputs recorded; each coder then encodes its
+    layer's source. Strongest feature first per token.
+    """
+    modules = mlp_modules(model, list(coders))
+    device = input_device(model)
+    ids = torch.tensor([list(token_ids)], dtype=torch.long, device=device)
+    with MLPRecorder(modules) as recorder, torch.no_grad():
+        records = recorder.run(lambda: model(input_ids=ids))
+        result = {}
+        for layer, coder in coders.items():
+            mlp_in, mlp_out = records[layer]
+            source = (mlp_out if coder.reads_output else mlp_in)[0]
+            top_acts, top_indices = coder.sparse_codes(source)
+            order = top_acts.argsort(dim=1, descending=True)
+            result[layer] = TokenFeatures(top_acts.gather(1, order), top_indices.gather(1, order))
+    return result
+
+
+def explanation_score(predicted: Sequence[float], actual: Sequence[float]) -> float:
+    """How well a label's predicted activations match the real ones: Pearson correlation over tokens.
+
+    The auto-interpretability score of a label (an agent reads the label, predicts each held-out token's
+    activation; 1 is perfect, 0 no better than chance). 0 when either side is constant.
+    """
+    p = torch.as_tensor(list(predicted), dtype=torch.float64)
+    a = torch.as_tensor(list(actual), dtype=torch.float64)
+    if p.shape != a.shape:
+        raise ValueError(f"{len(p)} predictions for {len(a)} activations")
+    if len(p) < 2 or float(p.std()) == 0 or float(a.std()) == 0:
+        return 0.0
+    return float(torch.corrcoef(torch.stack([p, a]))[0, 1])

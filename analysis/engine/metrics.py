@@ -62,15 +62,14 @@ def reconstruction_metrics(
     with torch.no_grad():
         for batch in reader.iter_batches(layer, batch_size, start=start, stop=stop):
             source, target = coder.source_target(batch.inputs, batch.outputs)
-            enc = coder.encode(source)
-            xn = coder.normalize_input(source)
-            pred = coder.denormalize_output(coder.decode_normalized(enc.top_acts, enc.top_indices, xn))
+            pred = coder(source).cpu()
+            top_acts, top_indices = coder.sparse_codes(source)
             err += float((target - pred).double().pow(2).sum())
             sum_sq += float(target.double().pow(2).sum())
             sum_y += target.double().sum(0)
-            on = enc.top_acts > 0
+            on = top_acts > 0
             active += int(on.sum())
-            fired[enc.top_indices[on]] = True
+            fired[top_indices[on]] = True
             n += target.shape[0]
             if should_stop is not None and should_stop():
                 break

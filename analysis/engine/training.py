@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import closing
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
+from torch import nn
 
+from .capture import CaptureConfig, plan_capture, stream_mlp_activations
 from .shards import CaptureReader
 from .transcoders import KINDS, CoderConfig, RunningStats, SparseCoder
 
@@ -55,7 +58,8 @@ class TrainingConfig:
     """Training-token budget per coder; None: one pass over the training tokens. More than there are
     training tokens repeats them (another shuffle per pass)."""
     held_out_tokens: int = 0
-    """Tokens at the end of the capture kept out of training (for metrics)."""
+    """Tokens kept out of training (for metrics): the last ones of a capture; in online training, the first
+    ones of the document stream."""
     auxk_alpha: float = 1 / 32
     """Weight of the auxiliary-k loss."""
     k_aux: int | None = None
@@ -167,6 +171,85 @@ def normalization_stats(
     return stats
 
 
+class _SideBySide:
+    """The coders of one run: every (layer, kind) trained on the same batches, with shared bookkeeping."""
+
+    def __init__(
+        self,
+        layers: Sequence[int],
+        d_model: int,
+        hookpoints: Mapping[str, str],
+        stats: Mapping[int, tuple[RunningStats, RunningStats]],
+        config: TrainingConfig,
+        budget: int,
+        on_step: StepCallback | None,
+        progress: Progress | None,
+    ) -> None:
+        device = torch.device(config.device)
+        dead_after = config.dead_after_tokens or min(10_000_000, max(10 * config.batch_size, budget // 10))
+        self.trainers: dict[tuple[int, str], CoderTrainer] = {}
+        for layer in layers:
+            for kind in config.kinds:
+                coder_config = CoderConfig(
+                    d_in=d_model,
+                    kind=kind,
+                    expansion=config.expansion,
+                    k=config.k,
+                    layer=layer,
+                    hookpoint=hookpoints.get(str(layer)),
+                )
+                coder = SparseCoder.create(coder_config, seed=config.seed + layer)
+                in_stats, out_stats = (stats[layer][1], stats[layer][1]) if coder.reads_output else stats[layer]
+                i, o = in_stats.result(), out_stats.result()
+                coder.set_normalization(i.mean, i.scale, o.mean, o.scale)
+                coder.to(device).train()
+                self.trainers[layer, kind] = CoderTrainer(coder, config.lr, config.auxk_alpha, config.k_aux, dead_after)
+        self.config = config
+        self.budget = budget
+        self.on_step = on_step
+        self.progress = progress
+        self.tokens = 0
+        self.steps = 0
+        self.final: dict[tuple[int, str], dict[str, float]] = {}
+        self.started = time.perf_counter()
+
+    @property
+    def done(self) -> bool:
+        return self.tokens >= self.budget
+
+    def step(self, batch: Mapping[int, tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """One step of every coder on ``{layer: (mlp_in, mlp_out)}`` (cut to what is left of the budget)."""
+        n = next(iter(batch.values()))[0].shape[0]
+        take = min(n, self.budget - self.tokens)
+        for (layer, kind), trainer in self.trainers.items():
+            mlp_in, mlp_out = batch[layer]
+            source, target = trainer.coder.source_target(mlp_in[:take], mlp_out[:take])
+            self.final[layer, kind] = trainer.step(source, target)
+            if self.on_step is not None and self.steps % self.config.log_every == 0:
+                self.on_step(
+                    layer=layer, kind=kind, step=self.steps, tokens=self.tokens + take, **self.final[layer, kind]
+                )
+        self.tokens += take
+        self.steps += 1
+        if self.progress is not None:
+            elapsed = max(time.perf_counter() - self.started, 1e-9)
+            self.progress(self.tokens, self.budget, tokens_per_second=self.tokens / elapsed, steps=self.steps)
+
+    def result(self, stopped: bool, train_range: tuple[int, int], held_out_range: tuple[int, int]) -> TrainingResult:
+        coders = {key: trainer.coder.eval().cpu() for key, trainer in self.trainers.items()}
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        return TrainingResult(
+            coders=coders,
+            tokens=self.tokens,
+            steps=self.steps,
+            stopped=stopped,
+            train_range=train_range,
+            held_out_range=held_out_range,
+            final=self.final,
+            tokens_per_second=self.tokens / elapsed,
+        )
+
+
 def train_sparse_coders(
     capture: str | Path | CaptureReader,
     config: TrainingConfig,
@@ -187,68 +270,106 @@ def train_sparse_coders(
             f"to train on, fewer than one batch of {config.batch_size}; capture more tokens or hold out fewer"
         )
     budget = config.n_tokens or n_train
-    device = torch.device(config.device)
-
     stats = normalization_stats(reader, layers, n_train, config.norm_tokens)
-    dead_after = config.dead_after_tokens or min(10_000_000, max(10 * config.batch_size, budget // 10))
-    trainers: dict[tuple[int, str], CoderTrainer] = {}
-    for layer in layers:
-        for kind in config.kinds:
-            coder_config = CoderConfig(
-                d_in=reader.d_model,
-                kind=kind,
-                expansion=config.expansion,
-                k=config.k,
-                layer=layer,
-                hookpoint=(reader.manifest.get("hookpoints") or {}).get(str(layer)),
-            )
-            coder = SparseCoder.create(coder_config, seed=config.seed + layer)
-            in_stats, out_stats = (stats[layer][1], stats[layer][1]) if coder.reads_output else stats[layer]
-            i, o = in_stats.result(), out_stats.result()
-            coder.set_normalization(i.mean, i.scale, o.mean, o.scale)
-            coder.to(device).train()
-            trainers[layer, kind] = CoderTrainer(coder, config.lr, config.auxk_alpha, config.k_aux, dead_after)
-
-    tokens = 0
-    steps = 0
+    hookpoints = reader.manifest.get("hookpoints") or {}
+    run = _SideBySide(layers, reader.d_model, hookpoints, stats, config, budget, on_step, progress)
     stopped = False
-    final: dict[tuple[int, str], dict[str, float]] = {}
-    started = time.perf_counter()
     epoch = 0
-    while tokens < budget and not stopped:
+    while not run.done and not stopped:
         for batches in reader.iter_multi_batches(
             layers, config.batch_size, stop=n_train, shuffle=config.shuffle, seed=config.seed + epoch, drop_last=True
         ):
-            take = min(config.batch_size, budget - tokens)
-            for (layer, kind), trainer in trainers.items():
-                batch = batches[layer]
-                source, target = trainer.coder.source_target(batch.inputs[:take], batch.outputs[:take])
-                final[layer, kind] = trainer.step(source, target)
-                if on_step is not None and steps % config.log_every == 0:
-                    on_step(layer=layer, kind=kind, step=steps, tokens=tokens + take, **final[layer, kind])
-            tokens += take
-            steps += 1
-            if progress is not None:
-                elapsed = max(time.perf_counter() - started, 1e-9)
-                progress(tokens, budget, tokens_per_second=tokens / elapsed, steps=steps)
-            if tokens >= budget:
+            run.step({layer: (b.inputs, b.outputs) for layer, b in batches.items()})
+            if run.done:
                 break
             if should_stop is not None and should_stop():
                 stopped = True
                 break
         epoch += 1
-    coders = {key: trainer.coder.eval().cpu() for key, trainer in trainers.items()}
-    elapsed = max(time.perf_counter() - started, 1e-9)
-    return TrainingResult(
-        coders=coders,
-        tokens=tokens,
-        steps=steps,
-        stopped=stopped,
-        train_range=(0, n_train),
-        held_out_range=(n_train, reader.n_tokens),
-        final=final,
-        tokens_per_second=tokens / elapsed,
-    )
+    return run.result(stopped, (0, n_train), (n_train, reader.n_tokens))
+
+
+def train_sparse_coders_online(
+    model: nn.Module,
+    documents: Iterable[Sequence[int]],
+    capture_config: CaptureConfig,
+    config: TrainingConfig,
+    *,
+    progress: Progress | None = None,
+    should_stop: ShouldStop | None = None,
+    on_step: StepCallback | None = None,
+    mix_batches: int = 4,
+) -> TrainingResult:
+    """Train with the teacher's forward pass in the loop (no shards: for when the disk is short).
+
+    The tokens of ``documents`` (re-iterable: read twice) go through ``model`` as a capture would
+    (``capture_config`` selects layers, sequence length, token budget). The first ``held_out_tokens`` of
+    the stream are never trained on (capture them to evaluate); the first ``norm_tokens`` after them give
+    the normalisation; tokens are mixed across ``mix_batches`` batches before each step. One pass: the
+    budget is at most the stream's tokens.
+    """
+    if iter(documents) is documents:
+        raise ValueError("online training reads the documents twice; pass a list or another re-iterable")
+    plan = plan_capture(model, capture_config)
+    layers = [layer for layer in plan.layers if config.layers is None or layer in config.layers]
+    if not layers:
+        raise ValueError(f"none of the layers {config.layers} is among the hooked layers {plan.layers}")
+    skip = config.held_out_tokens
+    budget = min(config.n_tokens or capture_config.n_tokens, max(0, capture_config.n_tokens - skip))
+    if budget < config.batch_size:
+        raise ValueError(
+            f"the token budget leaves {budget} tokens to train on after holding out {skip}, fewer than one batch"
+        )
+    stats = {layer: (RunningStats(plan.d_model), RunningStats(plan.d_model)) for layer in layers}
+    norm_config = replace(capture_config, n_tokens=min(capture_config.n_tokens, skip + config.norm_tokens))
+    with closing(stream_mlp_activations(model, documents, norm_config, skip_tokens=skip)) as stream:
+        for step in stream:
+            for layer in layers:
+                x_in, x_out = step.activations[layer]
+                stats[layer][0].update(x_in.float().cpu())
+                stats[layer][1].update(x_out.float().cpu())
+    hookpoints = {str(k): v for k, v in plan.hookpoints.items()}
+    run = _SideBySide(layers, plan.d_model, hookpoints, stats, config, budget, on_step, progress)
+    device = torch.device(config.device)
+    generator = torch.Generator().manual_seed(config.seed)
+    pending: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {layer: [] for layer in layers}
+    pending_n = 0
+    stopped = False
+
+    def flush(keep_rest: bool) -> None:
+        nonlocal pending_n
+        merged = {
+            layer: (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
+            for layer, parts in pending.items()
+        }
+        perm = torch.randperm(pending_n, generator=generator) if config.shuffle else torch.arange(pending_n)
+        full = pending_n // config.batch_size * config.batch_size
+        for a in range(0, full, config.batch_size):
+            idx = perm[a : a + config.batch_size]
+            run.step({layer: (x_in[idx], x_out[idx]) for layer, (x_in, x_out) in merged.items()})
+            if run.done:
+                return
+        rest = perm[full:]
+        pending_n = len(rest) if keep_rest else 0
+        for layer, (x_in, x_out) in merged.items():
+            pending[layer] = [(x_in[rest], x_out[rest])] if keep_rest and len(rest) else []
+
+    with closing(stream_mlp_activations(model, documents, capture_config, skip_tokens=skip)) as stream:
+        for step in stream:
+            for layer in layers:
+                x_in, x_out = step.activations[layer]
+                pending[layer].append((x_in.float().to(device), x_out.float().to(device)))
+            pending_n += int(step.token_ids.shape[0])
+            if pending_n >= mix_batches * config.batch_size:
+                flush(keep_rest=True)
+            if run.done:
+                break
+            if should_stop is not None and should_stop():
+                stopped = True
+                break
+    if not stopped and not run.done and pending_n >= config.batch_size:
+        flush(keep_rest=False)
+    return run.result(stopped, (skip, skip + run.tokens), (0, skip))
 
 
 def train_on_tensors(

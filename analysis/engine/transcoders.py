@@ -204,14 +204,22 @@ class SparseCoder(nn.Module):
         return ForwardOutput(out, enc.top_acts, enc.top_indices, fvu, auxk)
 
     # --- raw space ----------------------------------------------------------------------------------
+    def _flat_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(-1, x.shape[-1]).to(device=self.W_enc.device, dtype=self.W_enc.dtype)
+
     def encode(self, x: torch.Tensor) -> EncoderOutput:
-        """Top-k latents of a raw source activation ``(..., d_in)`` (flattened to ``(N, d_in)``)."""
-        return self.encode_normalized(self.normalize_input(x.reshape(-1, x.shape[-1]).to(self.W_enc.dtype)))
+        """Top-k latents of a raw source ``(..., d_in)`` (flattened to ``(N, d_in)``), on the coder's device."""
+        return self.encode_normalized(self.normalize_input(self._flat_input(x)))
+
+    def sparse_codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(top_acts, top_indices)`` of a raw source, each ``(N, k)``, on the CPU (where statistics accumulate)."""
+        enc = self.encode(x)
+        return enc.top_acts.cpu(), enc.top_indices.cpu()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw output ``(..., d_out)`` for a raw source ``(..., d_in)``: the MLP output it stands in for."""
+        """Raw output ``(..., d_out)`` for a raw source ``(..., d_in)`` (on the coder's device, in ``x``'s dtype)."""
         shape = x.shape
-        xn = self.normalize_input(x.reshape(-1, shape[-1]).to(self.W_enc.dtype))
+        xn = self.normalize_input(self._flat_input(x))
         enc = self.encode_normalized(xn)
         out = self.denormalize_output(self.decode_normalized(enc.top_acts, enc.top_indices, xn))
         return out.reshape(*shape[:-1], -1).to(x.dtype)

@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from analysis.engine.capture import CaptureConfig, capture_mlp_activations
-from analysis.engine.features import feature_neuron_links, feature_stats, top_contexts
+from analysis.engine.features import (
+    explanation_score,
+    feature_neuron_links,
+    feature_stats,
+    features_on_tokens,
+    top_contexts,
+)
 from analysis.engine.logit_lens import logit_lens
 from analysis.engine.shards import CaptureReader
 from analysis.engine.training import train_on_tensors
@@ -129,3 +135,22 @@ def test_logit_lens_of_a_planted_direction_returns_the_planted_tokens(model):
     every = logit_lens(coder, model, top_n=3, chunk=5)
     assert every.promoted_ids.shape == (coder.d_sae, 3)
     assert every.promoted_ids[7].tolist() == promoted
+
+
+def test_features_on_tokens_match_the_captured_activations(model, coder, capture):
+    seq = capture.sequences(0, 60)[0]
+    found = features_on_tokens(model, {LAYER: coder}, seq)[LAYER]
+    acts = dense_acts(coder, capture, 0, len(seq))  # the same sequence, captured in a batch (fp16)
+    assert found.top_acts.shape == (len(seq), coder.k)
+    assert bool((found.top_acts[:, :-1] >= found.top_acts[:, 1:]).all())  # strongest first
+    for t in range(len(seq)):
+        strongest = int(found.top_indices[t, 0])
+        assert float(found.top_acts[t, 0]) == pytest.approx(float(acts[t, strongest]), rel=0.05, abs=1e-2)
+
+
+def test_explanation_score():
+    assert explanation_score([0, 1, 2, 0], [0, 2, 4, 0]) == pytest.approx(1.0)
+    assert explanation_score([1, 1, 1], [0, 3, 1]) == 0.0
+    assert explanation_score([0, 1, 0, 1], [1, 0, 1, 0]) == pytest.approx(-1.0)
+    with pytest.raises(ValueError):
+        explanation_score([1, 2], [1])

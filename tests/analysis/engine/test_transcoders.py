@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from analysis.engine.capture import CaptureConfig, capture_mlp_activations
-from analysis.engine.training import TrainingConfig, train_on_tensors, train_sparse_coders
+from analysis.engine.shards import CaptureReader
+from analysis.engine.training import (
+    TrainingConfig,
+    normalization_stats,
+    train_on_tensors,
+    train_sparse_coders,
+    train_sparse_coders_online,
+)
 from analysis.engine.transcoders import (
     CoderConfig,
     SkipTranscoder,
@@ -180,3 +187,25 @@ def test_training_from_shards_side_by_side(model, docs, tmp_path):
     assert stopped.stopped and stopped.steps == 1
     with pytest.raises(ValueError, match="fewer than one batch"):
         train_sparse_coders(tmp_path / "cap", TrainingConfig(held_out_tokens=1090, batch_size=64))
+
+
+def test_online_training_with_the_forward_pass_in_the_loop(model, docs, tmp_path):
+    capture_config = CaptureConfig(n_tokens=1100, hookpoints=["model.layers.1.mlp"], seq_len=32, batch_size=4)
+    config = TrainingConfig(kinds=["skip_transcoder", "sae"], expansion=2, k=4, batch_size=64, held_out_tokens=100,
+                            lr=3e-3, norm_tokens=300)  # fmt: skip
+    steps = []
+    result = train_sparse_coders_online(model, docs * 4, capture_config, config, on_step=lambda **m: steps.append(m))
+    assert set(result.coders) == {(1, "skip_transcoder"), (1, "sae")}
+    assert result.held_out_range == (0, 100) and result.train_range == (100, 100 + result.tokens)
+    assert result.tokens == 1000 - 1000 % 64 and not result.stopped
+    first = {s["kind"]: s["fvu"] for s in steps if s["step"] == 0}
+    assert all(result.final[1, kind]["fvu"] < first[kind] for kind in first)
+    # Its normalisation is that of the same tokens read back from a capture.
+    capture_mlp_activations(model, docs * 4, tmp_path / "cap", capture_config)
+    stats = normalization_stats(CaptureReader(tmp_path / "cap"), [1], 1100, 400)  # tokens [0, 400)
+    skip_only = normalization_stats(CaptureReader(tmp_path / "cap"), [1], 100, 100)
+    n = 400 - 100
+    mean_in = (stats[1][0].mean * 400 - skip_only[1][0].mean * 100) / n
+    torch.testing.assert_close(result.coders[1, "skip_transcoder"].in_mean, mean_in.float(), atol=2e-3, rtol=1e-2)
+    with pytest.raises(ValueError, match="re-iterable"):
+        train_sparse_coders_online(model, iter(docs), capture_config, config)
