@@ -23,7 +23,7 @@ from torch import nn
 
 from .capture import MLPRecorder, input_device
 from .hookpoints import mlp_modules
-from .shards import CaptureReader
+from .shards import ActivationBatch, CaptureReader
 from .transcoders import SparseCoder
 
 Progress = Callable[..., None]
@@ -55,7 +55,7 @@ class FeatureStats(NamedTuple):
     """(d_sae, n_bins) int64 active tokens per bin."""
 
 
-def _source(coder: SparseCoder, batch) -> torch.Tensor:
+def _source(coder: SparseCoder, batch: ActivationBatch) -> torch.Tensor:
     return coder.source_target(batch.inputs, batch.outputs)[0]
 
 

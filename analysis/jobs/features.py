@@ -29,9 +29,12 @@ CHUNK = 256
 
 
 def _coder(job: Job) -> Coder:
-    coder = Coder.objects.for_org(job.organization).select_related("run__capture__torch_model").filter(
-        pk=job.params.get("coder")
-    ).first()
+    coder = (
+        Coder.objects.for_org(job.organization)
+        .select_related("run__capture__torch_model")
+        .filter(pk=job.params.get("coder"))
+        .first()
+    )
     if coder is None:
         raise Refused("The coder was deleted before its job ran.")
     return coder
@@ -57,6 +60,10 @@ def _load_teacher(coder: Coder) -> tuple[Any, Any]:
 
 def token_texts(tokenizer: Any, ids: list[int]) -> list[str]:
     return [tokenizer.decode([i]) for i in ids]
+
+
+def _lens_tokens(tokenizer: Any, ids: Any, logits: Any) -> list[list]:
+    return [[tokenizer.decode([int(i)]), round(float(v), 4)] for i, v in zip(ids, logits, strict=True)]
 
 
 def auto_label(contexts: list[dict], promoted: list[list]) -> str:
@@ -114,10 +121,8 @@ class DescribeFeatures(JobKind):
                      "tokens": token_texts(tokenizer, c.token_ids), "activations": [round(a, 4) for a in c.activations]}
                     for c in contexts.get(f, [])
                 ]  # fmt: skip
-                promoted = [[tokenizer.decode([int(i)]), round(float(v), 4)]
-                            for i, v in zip(lens.promoted_ids[f], lens.promoted_logits[f], strict=True)]  # fmt: skip
-                suppressed = [[tokenizer.decode([int(i)]), round(float(v), 4)]
-                              for i, v in zip(lens.suppressed_ids[f], lens.suppressed_logits[f], strict=True)]  # fmt: skip
+                promoted = _lens_tokens(tokenizer, lens.promoted_ids[f], lens.promoted_logits[f])
+                suppressed = _lens_tokens(tokenizer, lens.suppressed_ids[f], lens.suppressed_logits[f])
                 features.append(
                     Feature(
                         coder=coder_row,

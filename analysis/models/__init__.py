@@ -9,4 +9,14 @@ from analysis.models.captures import Capture, CaptureShard, CaptureStatus
 from analysis.models.coders import Coder, CoderKind, CoderRun, CoderRunStatus
 from analysis.models.features import Feature, FeatureNeuronLink
 
-__all__ = ["Capture", "CaptureShard", "CaptureStatus", "Coder", "CoderKind", "CoderRun", "CoderRunStatus", "Feature", "FeatureNeuronLink"]
+__all__ = [
+    "Capture",
+    "CaptureShard",
+    "CaptureStatus",
+    "Coder",
+    "CoderKind",
+    "CoderRun",
+    "CoderRunStatus",
+    "Feature",
+    "FeatureNeuronLink",
+]

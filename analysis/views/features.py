@@ -85,7 +85,7 @@ class FeatureDetailView(OrgPageView):
         context.update(
             coder=coder,
             feature=feature,
-            bars=[b for b in bars if b["count"]] and bars,
+            bars=bars if any(b["count"] for b in bars) else [],
             contexts=contexts,
             links=feature.neuron_links.all()[:10],
         )

@@ -199,3 +199,46 @@ def test_a_capture_that_dies_midway_is_failed_and_its_retry_resumes_from_the_las
     capture.refresh_from_db()
     assert retry.status == "succeeded" and f"resumed from {512 * len(on_disk):,} tokens" in retry.log
     assert capture.status == "complete" and capture.n_tokens == 2048 and capture.job_id == retry.pk
+
+
+def test_features_are_described_browsed_and_tested_through_a_worker(actors, teacher, dataset, client_as):
+    from analysis.actions import features as feature_actions
+    from analysis.models import Feature, FeatureNeuronLink
+
+    capture = complete_capture(teacher, dataset, actors.member, hookpoints="model.layers.1.mlp")
+    run = coder_actions.do_start_coder_run(capture, actors.member, kinds=["skip_transcoder"], expansion=2, k=4,
+                                           batch_size=128)  # fmt: skip
+    assert run_job(run.job).status == "succeeded"
+    coder = Coder.objects.get(run=run)
+    client = client_as(actors.member)
+    listing = reverse("feature-list", kwargs={"org_slug": actors.org.slug, "coder_id": coder.pk})
+    assert "not described yet" in client.get(listing).content.decode()
+
+    client.post(reverse("feature-describe", kwargs={"org_slug": actors.org.slug, "coder_id": coder.pk}))
+    job = Job.objects.get(kind=feature_actions.DESCRIBE_JOB)
+    assert run_job(job).status == "succeeded", job.error
+    features = Feature.objects.filter(coder=coder)
+    assert features.count() == 64
+    alive = features.filter(frequency__gt=0)
+    assert alive.exists() and all(f.contexts and f.label for f in alive), [
+        (f.index, f.label, len(f.contexts)) for f in alive if not (f.contexts and f.label)
+    ][:5]
+    top = alive.order_by("-frequency").first()
+    assert len(top.logit_lens["promoted"]) == 8 and top.histogram["counts"]
+    assert FeatureNeuronLink.objects.filter(feature=top).count() == 8
+
+    page = client.get(listing + "?sort=max").content.decode()
+    assert f"/features/{top.index}/" in page
+    detail = client.get(reverse("feature-detail", kwargs={"org_slug": actors.org.slug, "coder_id": coder.pk,
+                                                          "index": top.index})).content.decode()  # fmt: skip
+    assert 'class="tok center"' in detail and "data-logit-lens" in detail and "data-neurons" in detail
+
+    box = reverse("feature-test", kwargs={"org_slug": actors.org.slug, "coder_id": coder.pk})
+    response = client.post(box, {"text": "the heart pumps blood"})
+    test_job = Job.objects.get(kind=feature_actions.TEST_BOX_JOB)
+    assert response["Location"] == f"{box}?job={test_job.pk}"
+    assert "data-waiting" in client.get(response["Location"]).content.decode()  # no worker has run it yet
+    assert run_job(test_job).status == "succeeded"
+    result = client.get(response["Location"] + "&fragment=result").content.decode()
+    assert "data-token-features" in result and result.count("<tr>") == len(test_job.result["tokens"]) + 1
+    assert client.post(box, {"text": "  "}).status_code == 302 and Job.objects.filter(kind=test_job.kind).count() == 1

@@ -12,7 +12,7 @@ import json
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from analysis.models import Capture, CoderRun
+from analysis.models import Capture, Coder, CoderRun, Feature
 from projects import actions, blobs
 from projects.models import ApiToken, Dataset, Invitation, Job, LanguageModel, Membership, ModelFile, Role
 from runtime.models import Agent, Conversation, Endpoint, InferenceRecord, Message
@@ -113,6 +113,10 @@ class Objects:
             status="complete", layers=[0], d_model=8, n_tokens=10,
         )  # fmt: skip
         self.run = CoderRun.objects.create(organization=org, capture=self.capture, layers=[0], kinds=["sae"])
+        self.coder = Coder.objects.create(
+            run=self.run, layer=0, kind="sae", d_sae=16, config_blob=blob, weights_blob=blob
+        )
+        self.feature = Feature.objects.create(coder=self.coder, index=3, frequency=0.5)
         # Slugs name the organisation: another organisation's slug must not find one's own agent.
         self.agent = Agent.objects.create(
             organization=org, project=project, name="walker", slug=f"walker-{org.slug}", model=self.model
@@ -144,6 +148,8 @@ class Objects:
             "message_id": self.answer.pk,
             "capture_id": self.capture.pk,
             "run_id": self.run.pk,
+            "coder_id": self.coder.pk,
+            "index": self.feature.index,
             "model": self.agent.slug,
         }
         pk_by_route = {
