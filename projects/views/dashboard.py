@@ -7,7 +7,7 @@ import time
 from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 
-from projects import tenant_cache
+from projects import dashboard, tenant_cache
 from projects.background import reap_stale_jobs
 from projects.models import Dataset, Job, JobStatus, LanguageModel, Membership, Organization, Project
 from projects.views.base import OrgPageView
@@ -29,7 +29,8 @@ class DashboardView(OrgPageView):
             tenant_cache.cached(  # our own template's output, escaped there
                 self.org.pk,
                 f"dashboard:{role}:{int(time.time() // 60)}",
-                depends_on=(Organization, Membership, Project, Job, Agent, LanguageModel, Dataset),
+                depends_on=(Organization, Membership, Project, Job, Agent, LanguageModel, Dataset)
+                + tuple(card.model for card in dashboard.cards()),
                 build=lambda: render_to_string("projects/_dashboard_content.html", self.content_context(Agent)),
             )
         )
@@ -48,4 +49,8 @@ class DashboardView(OrgPageView):
             "agents": list(self.scoped(agent_model).select_related("model")[:10]),
             "model_count": self.scoped(LanguageModel).count(),
             "dataset_count": self.scoped(Dataset).count(),
+            "app_cards": [
+                {"count": self.scoped(card.model).count(), "noun": card.noun, "url_name": card.url_name}
+                for card in dashboard.cards()
+            ],
         }

@@ -242,3 +242,21 @@ def test_features_are_described_browsed_and_tested_through_a_worker(actors, teac
     result = client.get(response["Location"] + "&fragment=result").content.decode()
     assert "data-token-features" in result and result.count("<tr>") == len(test_job.result["tokens"]) + 1
     assert client.post(box, {"text": "  "}).status_code == 302 and Job.objects.filter(kind=test_job.kind).count() == 1
+
+
+def test_the_dashboard_counts_the_organisations_captures_and_training_runs(actors, teacher, dataset, client):
+    def cards() -> str:
+        client.force_login(actors.member)
+        page = client.get(reverse("dashboard", kwargs={"org_slug": actors.org.slug})).content.decode()
+        return page[page.index('<div class="cards">') : page.index("</div>", page.index('<div class="cards">'))]
+
+    assert "<strong>0</strong> activation captures" in cards()
+    capture = complete_capture(teacher, dataset, actors.member, hookpoints="model.layers.1.mlp")
+    # The cached dashboard is rebuilt when a capture is written (tenant_cache tracks the model).
+    assert "<strong>1</strong> activation capture<" in cards()
+    coder_actions.do_start_coder_run(capture, actors.member, kinds=["skip_transcoder"])
+    assert "<strong>1</strong> transcoder training run<" in cards()
+    assert "Analyses of your teachers: not built yet" not in cards()
+    # Another organisation's rows are not counted.
+    Capture.objects.filter(pk=capture.pk).update(organization=actors.other_org)
+    assert "<strong>0</strong> activation captures" in cards()

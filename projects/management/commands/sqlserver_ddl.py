@@ -1,74 +1,54 @@
-"""Generate (or check) sql/schema.sql: the SQL Server DDL of every migration.
+"""Write (or check) sql/schema.sql: the SQL Server schema an empty database gets.
 
     python manage.py sqlserver_ddl                 # write sql/schema.sql
-    python manage.py sqlserver_ddl --check         # exit 1 if it is stale
-    python manage.py sqlserver_ddl --output -      # print to stdout
+    python manage.py sqlserver_ddl --check         # exit 1 when it is stale
+    python manage.py sqlserver_ddl --output -      # print it
 
-No database connection is made and DATABASE_URL does not need to point at SQL
-Server: the DDL is rendered by mssql-django against an in-memory alias pinned
-to SQL Server 2022.  The logic lives in projects/sqlserver.py.
+No database is connected to, and DATABASE_URL does not need to be SQL Server (projects/sqlserver.py).
 """
+
+from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from projects import sqlserver
 
 
 class Command(BaseCommand):
-    help = (
-        "Write the SQL Server DDL of all migrations of all installed apps (the plan "
-        "`migrate` applies to an empty database) to sql/schema.sql, offline."
-    )
-    # Pure code generation: no system checks (they may want a database).
-    requires_system_checks = []
+    help = "Write the SQL Server DDL of the current models (what migrate gives an empty database) to sql/schema.sql."
+    requires_system_checks: list[str] = []  # pure code generation
 
-    def add_arguments(self, parser):
-        parser.add_argument(
-            "--output",
-            "-o",
-            default=None,
-            help="File to write (default: <BASE_DIR>/sql/schema.sql); '-' for stdout.",
-        )
-        parser.add_argument(
-            "--check",
-            action="store_true",
-            help="Do not write; exit non-zero when the file differs from the generated DDL.",
-        )
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--output", "-o", default=None, help="File to write (default sql/schema.sql); '-': stdout.")
+        parser.add_argument("--check", action="store_true", help="Exit non-zero when the file is stale; write nothing.")
 
-    def handle(self, *args, output=None, check=False, **options):
+    def handle(self, *args: Any, output: str | None = None, check: bool = False, **options: Any) -> None:
         try:
             sql = sqlserver.generate_schema_sql()
         except ImportError as exc:
             raise CommandError(
-                "mssql-django/pyodbc are needed to render SQL Server DDL (%s): "
-                "pip install -r requirements-mssql.txt (pyodbc also needs the "
-                "Debian package unixodbc)." % exc
+                f"mssql-django and pyodbc render the SQL Server DDL ({exc}): pip install -r requirements-mssql.txt "
+                "(pyodbc also needs the Debian package unixodbc)."
             ) from exc
-        except sqlserver.OfflineConnectionError as exc:
-            raise CommandError(str(exc)) from exc
-
         if output == "-":
             if check:
                 raise CommandError("--check needs a file, not '-'")
             sys.stdout.write(sql)
             return
-
         path = Path(output) if output else sqlserver.default_schema_path()
         if check:
             problem = sqlserver.check_schema_file(path, expected=sql)
             if problem:
                 raise CommandError(problem)
-            self.stdout.write("%s is up to date." % path)
+            self.stdout.write(f"{path} is up to date.")
             return
-
+        if path.exists() and path.read_text(encoding="utf-8") == sql:
+            self.stdout.write(f"{path} is up to date.")
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
-        current = path.read_text(encoding="utf-8") if path.exists() else None
-        if current == sql:
-            self.stdout.write("%s is up to date." % path)
-            return
-        with open(path, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(sql)
-        self.stdout.write(self.style.SUCCESS("Wrote %s (%d lines)." % (path, sql.count("\n"))))
+        path.write_text(sql, encoding="utf-8", newline="\n")
+        self.stdout.write(self.style.SUCCESS(f"Wrote {path} ({sql.count(chr(10))} lines)."))
