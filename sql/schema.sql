@@ -20,6 +20,8 @@ CREATE TABLE [analysis_captureshard] ([id] bigint NOT NULL PRIMARY KEY IDENTITY 
 GO
 CREATE TABLE [analysis_coder] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1), [layer] int NOT NULL CONSTRAINT analysis_coder_layer_073885d4_check CHECK ([layer] >= 0), [kind] nvarchar(16) NOT NULL, [d_sae] int NOT NULL CONSTRAINT analysis_coder_d_sae_640eb210_check CHECK ([d_sae] >= 0), [fvu] double precision NULL, [l0] double precision NULL, [dead_fraction] double precision NULL, [kl] double precision NULL, [ce_increase] double precision NULL, [config_blob_id] nvarchar(64) NOT NULL, [weights_blob_id] nvarchar(64) NOT NULL, [run_id] bigint NOT NULL, CONSTRAINT [uniq_coder_layer_kind] UNIQUE ([run_id], [layer], [kind]));
 GO
+CREATE TABLE [analysis_coderexport] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1), [format] nvarchar(16) NOT NULL, [kind] nvarchar(16) NOT NULL, [status] nvarchar(10) NOT NULL, [error] nvarchar(max) NOT NULL, [created_at] datetimeoffset NOT NULL, [finished_at] datetimeoffset NULL, [blob_id] nvarchar(64) NULL, [created_by_id] int NULL, [job_id] bigint NULL, [organization_id] bigint NOT NULL, [run_id] bigint NOT NULL);
+GO
 CREATE TABLE [analysis_coderrun] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1), [layers] nvarchar(max) NOT NULL CONSTRAINT analysis_coderrun_layers_bbf83b90_check CHECK ((ISJSON ("layers") = 1)), [kinds] nvarchar(max) NOT NULL CONSTRAINT analysis_coderrun_kinds_be24e797_check CHECK ((ISJSON ("kinds") = 1)), [expansion] int NOT NULL CONSTRAINT analysis_coderrun_expansion_bfd5663d_check CHECK ([expansion] >= 0), [k] int NOT NULL CONSTRAINT analysis_coderrun_k_486aeaea_check CHECK ([k] >= 0), [lr] double precision NULL, [batch_size] int NOT NULL CONSTRAINT analysis_coderrun_batch_size_44c7db1b_check CHECK ([batch_size] >= 0), [token_budget] int NULL CONSTRAINT analysis_coderrun_token_budget_7519e05a_check CHECK ([token_budget] >= 0), [held_out_tokens] int NOT NULL CONSTRAINT analysis_coderrun_held_out_tokens_52ba8265_check CHECK ([held_out_tokens] >= 0), [status] nvarchar(10) NOT NULL, [error] nvarchar(max) NOT NULL, [curves] nvarchar(max) NOT NULL CONSTRAINT analysis_coderrun_curves_61d48af5_check CHECK ((ISJSON ("curves") = 1)), [tokens_trained] bigint NOT NULL, [tokens_per_second] double precision NOT NULL, [clean_ce] double precision NULL, [created_at] datetimeoffset NOT NULL, [finished_at] datetimeoffset NULL, [capture_id] bigint NOT NULL, [created_by_id] int NULL, [job_id] bigint NULL, [organization_id] bigint NOT NULL);
 GO
 CREATE TABLE [analysis_feature] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1), [index] int NOT NULL CONSTRAINT analysis_feature_index_cc5af589_check CHECK ([index] >= 0), [frequency] double precision NOT NULL, [mean_activation] double precision NOT NULL, [max_activation] double precision NOT NULL, [histogram] nvarchar(max) NOT NULL CONSTRAINT analysis_feature_histogram_d184a704_check CHECK ((ISJSON ("histogram") = 1)), [contexts] nvarchar(max) NOT NULL CONSTRAINT analysis_feature_contexts_d8c04624_check CHECK ((ISJSON ("contexts") = 1)), [logit_lens] nvarchar(max) NOT NULL CONSTRAINT analysis_feature_logit_lens_47d769c2_check CHECK ((ISJSON ("logit_lens") = 1)), [label] nvarchar(300) NOT NULL, [label_method] nvarchar(100) NOT NULL, [label_score] double precision NULL, [coder_id] bigint NOT NULL, CONSTRAINT [uniq_feature_index] UNIQUE ([coder_id], [index]));
@@ -105,6 +107,16 @@ GO
 ALTER TABLE [analysis_coder] ADD CONSTRAINT [analysis_coder_run_id_b8a680e3_fk_analysis_coderrun_id] FOREIGN KEY ([run_id]) REFERENCES [analysis_coderrun] ([id]);
 GO
 ALTER TABLE [analysis_coder] ADD CONSTRAINT [analysis_coder_weights_blob_id_98369a9e_fk_projects_blob_sha256] FOREIGN KEY ([weights_blob_id]) REFERENCES [projects_blob] ([sha256]);
+GO
+ALTER TABLE [analysis_coderexport] ADD CONSTRAINT [analysis_coderexport_blob_id_3f4372b0_fk_projects_blob_sha256] FOREIGN KEY ([blob_id]) REFERENCES [projects_blob] ([sha256]);
+GO
+ALTER TABLE [analysis_coderexport] ADD CONSTRAINT [analysis_coderexport_created_by_id_14dcbb83_fk_auth_user_id] FOREIGN KEY ([created_by_id]) REFERENCES [auth_user] ([id]);
+GO
+ALTER TABLE [analysis_coderexport] ADD CONSTRAINT [analysis_coderexport_job_id_b0d898bb_fk_projects_job_id] FOREIGN KEY ([job_id]) REFERENCES [projects_job] ([id]);
+GO
+ALTER TABLE [analysis_coderexport] ADD CONSTRAINT [analysis_coderexport_organization_id_0025ea61_fk_projects_organization_id] FOREIGN KEY ([organization_id]) REFERENCES [projects_organization] ([id]);
+GO
+ALTER TABLE [analysis_coderexport] ADD CONSTRAINT [analysis_coderexport_run_id_eb01db32_fk_analysis_coderrun_id] FOREIGN KEY ([run_id]) REFERENCES [analysis_coderrun] ([id]);
 GO
 ALTER TABLE [analysis_coderrun] ADD CONSTRAINT [analysis_coderrun_capture_id_76777ada_fk_analysis_capture_id] FOREIGN KEY ([capture_id]) REFERENCES [analysis_capture] ([id]);
 GO
@@ -281,6 +293,16 @@ GO
 CREATE INDEX [analysis_coder_run_id_b8a680e3] ON [analysis_coder] ([run_id]);
 GO
 CREATE INDEX [analysis_coder_weights_blob_id_98369a9e] ON [analysis_coder] ([weights_blob_id]);
+GO
+CREATE INDEX [analysis_coderexport_blob_id_3f4372b0] ON [analysis_coderexport] ([blob_id]);
+GO
+CREATE INDEX [analysis_coderexport_created_by_id_14dcbb83] ON [analysis_coderexport] ([created_by_id]);
+GO
+CREATE INDEX [analysis_coderexport_job_id_b0d898bb] ON [analysis_coderexport] ([job_id]);
+GO
+CREATE INDEX [analysis_coderexport_organization_id_0025ea61] ON [analysis_coderexport] ([organization_id]);
+GO
+CREATE INDEX [analysis_coderexport_run_id_eb01db32] ON [analysis_coderexport] ([run_id]);
 GO
 CREATE INDEX [analysis_coderrun_capture_id_76777ada] ON [analysis_coderrun] ([capture_id]);
 GO

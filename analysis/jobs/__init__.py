@@ -2,9 +2,10 @@
 
 - ``captures``: stream a dataset through a teacher and record its MLP activations into shards
 - ``coders``: train sparse coders (skip transcoders and baselines) on a capture and measure them
+- ``exports``: write a run's coders for circuit-tracer or SAELens as a zip
 - ``features``: describe a coder's features; the test box
 """
 
-from analysis.jobs import captures, coders, features
+from analysis.jobs import captures, coders, exports, features
 
-__all__ = ["captures", "coders", "features"]
+__all__ = ["captures", "coders", "exports", "features"]

@@ -2,11 +2,13 @@
 
 - ``captures``: activation captures of a teacher over a dataset, and their shards (blobs)
 - ``coders``: training runs of sparse coders (skip transcoders and their baselines) and the coders they made
+- ``exports``: a run's coders written for circuit-tracer or SAELens (zip blobs to download)
 - ``features``: the features of a coder, described (contexts, logit lens, label) and linked to MLP neurons
 """
 
 from analysis.models.captures import Capture, CaptureShard, CaptureStatus
 from analysis.models.coders import Coder, CoderKind, CoderRun, CoderRunStatus
+from analysis.models.exports import CoderExport, ExportFormat, ExportStatus
 from analysis.models.features import Feature, FeatureNeuronLink
 
 __all__ = [
@@ -17,6 +19,9 @@ __all__ = [
     "CoderKind",
     "CoderRun",
     "CoderRunStatus",
+    "CoderExport",
+    "ExportFormat",
+    "ExportStatus",
     "Feature",
     "FeatureNeuronLink",
 ]

@@ -22,39 +22,10 @@ from projects import blobs
 from projects.actions import ActionError
 from projects.actions import teachers as teacher_actions
 from projects.background import execute
-from projects.models import Dataset, Job
-from tests.support.tiny_models import TinyLlamaConfig, write_gguf_llama, write_hf_llama
+from projects.models import Job
+from tests.support.tiny_models import TinyLlamaConfig, write_gguf_llama
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-WORDS = "the heart pumps blood through arteries and veins while the lungs bring oxygen to it".split()
-
-
-@pytest.fixture
-def teacher(actors, tmp_path):
-    config = TinyLlamaConfig(n_layers=3, d_model=32, n_heads=4, n_kv_heads=2, d_ff=64)
-    folder = write_hf_llama(tmp_path / "tiny-hf", config, seed=3)
-    return teacher_actions.do_import_model_files(folder, actors.project, actors.owner, name="tiny teacher")
-
-
-@pytest.fixture
-def dataset(actors):
-    lines = [
-        json.dumps({"id": i, "text": " ".join(WORDS[(i + j) % len(WORDS)] for j in range(30)), "source": f"line {i}"})
-        for i in range(60)
-    ]
-    documents = blobs.store_stream(io.BytesIO(("\n".join(lines) + "\n").encode()))
-    return Dataset.objects.create(
-        organization=actors.org,
-        project=actors.project,
-        name="cardiology notes",
-        format="jsonl",
-        status="ready",
-        source_blob=documents,
-        documents_blob=documents,
-        document_count=60,
-        split_ratio=0.9,
-    )
 
 
 def run_job(job: Job) -> Job:
@@ -260,3 +231,73 @@ def test_the_dashboard_counts_the_organisations_captures_and_training_runs(actor
     # Another organisation's rows are not counted.
     Capture.objects.filter(pk=capture.pk).update(organization=actors.other_org)
     assert "<strong>0</strong> activation captures" in cards()
+
+
+def test_a_runs_transcoders_export_for_circuit_tracer_and_saelens_and_download(actors, teacher, dataset, client_as):
+    import zipfile
+
+    import yaml
+    from safetensors.numpy import load
+
+    from analysis.actions import exports as export_actions
+
+    capture = complete_capture(teacher, dataset, actors.member, hookpoints="model.layers.*.mlp")
+    run = coder_actions.do_start_coder_run(
+        capture, actors.member, kinds=["skip_transcoder", "sae"], expansion=2, k=4, batch_size=128
+    )
+    assert run_job(run.job).status == "succeeded"
+    run.refresh_from_db()
+    with pytest.raises(ActionError, match="an SAE cannot stand in"):
+        export_actions.do_export_coders(run, actors.member, format="circuit_tracer", kind="sae")
+
+    export = export_actions.do_export_coders(run, actors.member, format="circuit_tracer", kind="skip_transcoder")
+    assert run_job(export.job).status == "succeeded"
+    export.refresh_from_db()
+    assert export.status == "complete" and export.blob.size > 0
+    response = client_as(actors.viewer).get(
+        reverse("coder-export-download", kwargs={"org_slug": actors.org.slug, "export_id": export.pk})
+    )
+    assert response.status_code == 200 and export.filename in response["Content-Disposition"]
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    folder = export.filename.removesuffix(".zip")
+    names = set(archive.namelist())
+    assert names == {f"{folder}/config.yaml"} | {f"{folder}/layer_{i}.safetensors" for i in range(3)}
+    config = yaml.safe_load(archive.read(f"{folder}/config.yaml"))
+    assert config["model_kind"] == "transcoder_set" and config["k"] == 4
+    layer = load(archive.read(f"{folder}/layer_2.safetensors"))
+    # circuit-tracer's SingleLayerTranscoder: W_enc and W_dec both (d_transcoder, d_model), W_skip (d_model, d_model)
+    assert layer["W_enc"].shape == layer["W_dec"].shape == (64, 32) and layer["W_skip"].shape == (32, 32)
+
+    saelens = export_actions.do_export_coders(run, actors.member, format="saelens", kind="sae")
+    assert run_job(saelens.job).status == "succeeded"
+    saelens.refresh_from_db()
+    with zipfile.ZipFile(blobs.local_path(saelens.blob)) as archive:
+        folder = saelens.filename.removesuffix(".zip")
+        cfg = json.loads(archive.read(f"{folder}/layer_1/cfg.json"))
+        assert cfg["architecture"] == "topk" and f"{folder}/layer_1/sae_weights.safetensors" in archive.namelist()
+
+    page = (
+        client_as(actors.member)
+        .get(reverse("coder-run-detail", kwargs={"org_slug": actors.org.slug, "run_id": run.pk}))
+        .content.decode()
+    )
+    assert page.count("Download hartonomous-run") == 2 and 'data-compare-layer="2"' in page
+
+
+def test_exports_refuse_a_partial_set_and_nothing_unfinished_downloads(actors, teacher, dataset, client_as):
+    from analysis.actions import exports as export_actions
+    from analysis.models import CoderExport
+
+    capture = complete_capture(teacher, dataset, actors.member, hookpoints="model.layers.1.mlp")
+    run = coder_actions.do_start_coder_run(capture, actors.member, kinds=["skip_transcoder"], expansion=2, k=4,
+                                           batch_size=128)  # fmt: skip
+    assert run_job(run.job).status == "succeeded"
+    run.refresh_from_db()
+    with pytest.raises(ActionError, match=r"every layer 0…2 of the teacher; this run has layers \[1\]"):
+        export_actions.do_export_coders(run, actors.member, format="circuit_tracer")
+    assert not CoderExport.objects.exists()
+    export = export_actions.do_export_coders(run, actors.member, format="saelens")
+    response = client_as(actors.member).get(
+        reverse("coder-export-download", kwargs={"org_slug": actors.org.slug, "export_id": export.pk})
+    )
+    assert response.status_code == 302  # queued: not downloadable, back to the run with a message

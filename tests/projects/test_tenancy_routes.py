@@ -12,7 +12,7 @@ import json
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from analysis.models import Capture, Coder, CoderRun, Feature
+from analysis.models import Capture, Coder, CoderExport, CoderRun, Feature
 from projects import actions, blobs
 from projects.models import ApiToken, Dataset, Invitation, Job, LanguageModel, Membership, ModelFile, Role
 from runtime.models import Agent, Conversation, Endpoint, InferenceRecord, Message
@@ -117,6 +117,9 @@ class Objects:
             run=self.run, layer=0, kind="sae", d_sae=16, config_blob=blob, weights_blob=blob
         )
         self.feature = Feature.objects.create(coder=self.coder, index=3, frequency=0.5)
+        self.export = CoderExport.objects.create(
+            organization=org, run=self.run, format="saelens", kind="sae", status="complete", blob=blob
+        )
         # Slugs name the organisation: another organisation's slug must not find one's own agent.
         self.agent = Agent.objects.create(
             organization=org, project=project, name="walker", slug=f"walker-{org.slug}", model=self.model
@@ -150,6 +153,7 @@ class Objects:
             "run_id": self.run.pk,
             "coder_id": self.coder.pk,
             "index": self.feature.index,
+            "export_id": self.export.pk,
             "model": self.agent.slug,
         }
         pk_by_route = {
@@ -166,6 +170,11 @@ class Objects:
             "api-endpoint": self.endpoint.pk,
             "api-conversation": self.conversation.pk,
             "api-inference": self.inference.pk,
+            "api-capture": self.capture.pk,
+            "api-coder-run": self.run.pk,
+            "api-coder-export": self.export.pk,
+            "api-coder": self.coder.pk,
+            "api-feature": self.feature.pk,
         }
         base = {}
         for param in params:
