@@ -14,6 +14,7 @@ urlpatterns = [
     path("exports/<int:export_id>/download/", coders.ExportDownloadView.as_view(), name="coder-export-download"),
     path("coders/<int:coder_id>/features/", features.FeatureListView.as_view(), name="feature-list"),
     path("coders/<int:coder_id>/describe/", features.DescribeFeaturesView.as_view(), name="feature-describe"),
+    path("coders/<int:coder_id>/label/", features.LabelFeaturesView.as_view(), name="feature-label"),
     path("coders/<int:coder_id>/features/<int:index>/", features.FeatureDetailView.as_view(), name="feature-detail"),
     path("coders/<int:coder_id>/test/", features.TestBoxView.as_view(), name="feature-test"),
 ]

@@ -11,12 +11,14 @@ from rest_framework.response import Response
 from analysis.actions import coders as coder_actions
 from analysis.actions import exports as export_actions
 from analysis.actions import features as feature_actions
+from analysis.actions import labels as label_actions
 from analysis.models import Capture, Coder, CoderExport, CoderKind, CoderRun, ExportFormat, ExportStatus
 from projects import blobs
 from projects.actions import ActionError
 from projects.api.base import OrgScopedViewSet
 from projects.api.serializers import JobSerializer
 from projects.background import reap_stale_jobs
+from runtime.models import Agent
 
 
 class CoderSerializer(serializers.ModelSerializer):
@@ -92,6 +94,11 @@ class TextSerializer(serializers.Serializer):
     text = serializers.CharField(max_length=feature_actions.TEST_BOX_MAX_CHARS, trim_whitespace=False)
 
 
+class LabelSerializer(serializers.Serializer):
+    agent = serializers.IntegerField(help_text="A live agent (or a remote one) of the organisation.")
+    limit = serializers.IntegerField(default=20, help_text="How many of the most frequent features to label.")
+
+
 class ExportCreateSerializer(serializers.Serializer):
     run = serializers.IntegerField(help_text="A complete training run of the organisation.")
     format = serializers.ChoiceField(choices=ExportFormat.values)
@@ -113,7 +120,8 @@ class CoderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedVi
     """Trained coders with their held-out metrics. Filter with `?run=<id>`, `?layer=`, `?kind=`.
 
     `POST {id}/describe/` describes every feature (a job); `POST {id}/test/` `{text}` runs the teacher and the
-    coder on a text in a worker — the job's `result` lists the features firing on each token.
+    coder on a text in a worker — the job's `result` lists the features firing on each token; `POST {id}/label/`
+    `{agent, limit}` asks an agent to label the most frequent features, each label scored (a job).
     """
 
     model = Coder
@@ -136,6 +144,18 @@ class CoderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedVi
         data = TextSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         job = feature_actions.do_test_text(coder, request.user, data.validated_data["text"])
+        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=LabelSerializer, responses={201: JobSerializer})
+    @action(detail=True, methods=["post"])
+    def label(self, request, **kwargs):
+        coder = self.get_object()
+        data = LabelSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        agent = Agent.objects.for_org(self.org).filter(pk=data.validated_data["agent"]).first()
+        if agent is None:
+            raise ActionError("No such agent in this organisation.", field="agent", code="not_found")
+        job = label_actions.do_label_features(coder, request.user, agent, limit=data.validated_data["limit"])
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 

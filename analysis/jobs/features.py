@@ -28,7 +28,7 @@ N_CONTEXTS = 8
 CHUNK = 256
 
 
-def _coder(job: Job) -> Coder:
+def job_coder(job: Job) -> Coder:
     coder = (
         Coder.objects.for_org(job.organization)
         .select_related("run__capture__torch_model")
@@ -48,7 +48,7 @@ def load_coder(coder: Coder) -> Any:
     return SparseCoder.load(folder)
 
 
-def _load_teacher(coder: Coder) -> tuple[Any, Any]:
+def load_coder_teacher(coder: Coder) -> tuple[Any, Any]:
     from projects.torch_loading import load_teacher
 
     try:
@@ -95,7 +95,7 @@ class DescribeFeatures(JobKind):
         from analysis.engine.logit_lens import logit_lens
         from analysis.engine.shards import CaptureReader
 
-        coder_row = _coder(job)
+        coder_row = job_coder(job)
         coder = load_coder(coder_row)
         reader = CaptureReader(capture_folder(coder_row.run.capture))
         layer = coder_row.layer
@@ -104,7 +104,7 @@ class DescribeFeatures(JobKind):
             coder, reader, layer, n_top=N_CONTEXTS,
             progress=lambda done, total, **_: ctx.progress(0.4 * done / max(total, 1)),
         )  # fmt: skip
-        model, tokenizer = _load_teacher(coder_row)
+        model, tokenizer = load_coder_teacher(coder_row)
         ctx.progress(0.4, "Logit lens", force=True)
         lens = logit_lens(coder, model, top_n=8)
         ctx.progress(0.45, "Neuron links", force=True)
@@ -172,9 +172,9 @@ class TestBox(JobKind):
     def run(self, job: Job, ctx: JobContext) -> dict:
         from analysis.engine.features import features_on_tokens
 
-        coder_row = _coder(job)
+        coder_row = job_coder(job)
         coder = load_coder(coder_row)
-        model, tokenizer = _load_teacher(coder_row)
+        model, tokenizer = load_coder_teacher(coder_row)
         ctx.progress(0.5, "Running the teacher and the coder", force=True)
         ids = tokenizer.encode(job.params["text"], add_special_tokens=False).ids
         if not ids:

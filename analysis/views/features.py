@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db.models import Q
 from django.shortcuts import redirect
 from django.urls import reverse
 
 from analysis.actions import features as feature_actions
+from analysis.actions import labels as label_actions
 from analysis.models import Coder, Feature
 from projects.actions import ActionError
 from projects.models import Job
 from projects.views.base import OrgPageView, OrgView
+from runtime.models import Agent, AgentStatus, Backend
 
 SORTS = {"frequency": "-frequency", "max": "-max_activation", "mean": "-mean_activation", "index": "index"}
 
@@ -39,8 +42,12 @@ class FeatureListView(OrgPageView):
             features = features.filter(frequency__gte=min_frequency)
         page = Paginator(features.order_by(SORTS[sort], "index"), 100).get_page(query.get("page"))
         described = self.scoped(Feature).filter(coder=coder).exists()
-        jobs = self.scoped(Job).filter(kind=feature_actions.DESCRIBE_JOB, params__coder=coder.pk)
-        context.update(coder=coder, page=page, sort=sort, query=query, described=described, job=jobs.first())
+        jobs = self.scoped(Job).filter(
+            kind__in=[feature_actions.DESCRIBE_JOB, label_actions.LABEL_JOB], params__coder=coder.pk
+        )
+        agents = self.scoped(Agent).filter(Q(status=AgentStatus.LIVE) | Q(backend=Backend.REMOTE))
+        context.update(coder=coder, page=page, sort=sort, query=query, described=described, job=jobs.first(),
+                       agents=list(agents))  # fmt: skip
         return context
 
 
@@ -53,6 +60,22 @@ class DescribeFeaturesView(OrgView):
         except ActionError as error:
             return self.action_failed(error, back)
         messages.success(request, "Describing the features: their pages fill in when the job is done.")
+        return redirect(back)
+
+
+class LabelFeaturesView(OrgView):
+    def post(self, request, coder_id: int):
+        coder = self.get_scoped(Coder.objects.select_related("run__capture"), pk=coder_id)
+        back = reverse("feature-list", kwargs={"org_slug": self.org.slug, "coder_id": coder.pk})
+        agent_id, limit = request.POST.get("agent", ""), request.POST.get("limit", "20")
+        agent = self.scoped(Agent).filter(pk=int(agent_id)).first() if agent_id.isdigit() else None
+        try:
+            if agent is None:
+                raise ActionError("Choose one of the organisation's agents.", field="agent")
+            label_actions.do_label_features(coder, request.user, agent, limit=int(limit) if limit.isdigit() else 0)
+        except ActionError as error:
+            return self.action_failed(error, back)
+        messages.success(request, f"{agent.name} is labelling the features; labels and scores appear as it goes.")
         return redirect(back)
 
 
