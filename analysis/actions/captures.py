@@ -18,7 +18,7 @@ from django.db import transaction
 from analysis.models import Capture, CaptureStatus
 from projects.actions import ActionError, do_enqueue_job
 from projects.actions import conversion as conversion_actions
-from projects.models import Dataset, LanguageModel, ModelFormat, ModelStatus
+from projects.models import Dataset, LanguageModel, ModelStatus
 
 CAPTURE_JOB = "analysis.capture"
 DEFAULT_HOOKPOINTS = "model.layers.*.mlp"
@@ -34,26 +34,6 @@ def captures_dir() -> Path:
 
 def capture_dir(capture: Capture) -> Path:
     return captures_dir() / str(capture.pk)
-
-
-def torch_copy(teacher: LanguageModel) -> LanguageModel:
-    """The Hugging Face copy of ``teacher`` that torch loads: the teacher itself, or its converted copy."""
-    if teacher.format == ModelFormat.SAFETENSORS:
-        return teacher
-    copy = conversion_actions.existing_derivative(teacher, ModelFormat.SAFETENSORS)
-    if copy is not None and copy.status == ModelStatus.READY:
-        return copy
-    if copy is not None or conversion_actions.conversion_under_way(teacher, ModelFormat.SAFETENSORS):
-        raise ActionError(
-            f"{teacher.name}'s Hugging Face copy is still being made; start the capture once it is ready.",
-            field="teacher",
-            code="conflict",
-        )
-    raise ActionError(
-        f"{teacher.name} is a GGUF file; analysis runs in torch on a Hugging Face copy. Convert it on its page "
-        "(“Convert to Hugging Face”), then start the capture.",
-        field="teacher",
-    )
 
 
 def layer_names(n_layers: int) -> list[str]:
@@ -153,7 +133,7 @@ def do_start_capture(
     ):
         if not isinstance(value, int) or not low <= value <= high:
             raise ActionError(f"{name.replace('_', ' ')} must be a whole number from {low:,} to {high:,}.", field=name)
-    torch_model = torch_copy(teacher)
+    torch_model = conversion_actions.torch_copy(teacher)
     patterns = parse_patterns(hookpoints)
     planned = plan(teacher, patterns, token_budget)
     if planned["estimated_bytes"] + DISK_RESERVE_BYTES > planned["free_bytes"]:

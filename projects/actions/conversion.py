@@ -121,3 +121,24 @@ def do_request_conversion(
         model.organization, CONVERSION_JOBS[target], user=user, project=model.project, params=params, enqueue=enqueue
     )
     return ConversionRequest(None, job)
+
+
+def torch_copy(teacher: LanguageModel) -> LanguageModel:
+    """The Hugging Face copy of ``teacher`` that torch loads (analysis, distillation): the teacher itself, or its
+    converted copy; ActionError saying what to do when there is none yet."""
+    if teacher.format == ModelFormat.SAFETENSORS:
+        return teacher
+    copy = existing_derivative(teacher, ModelFormat.SAFETENSORS)
+    if copy is not None and copy.status == ModelStatus.READY:
+        return copy
+    if copy is not None or conversion_under_way(teacher, ModelFormat.SAFETENSORS):
+        raise ActionError(
+            f"{teacher.name}'s Hugging Face copy is still being made; start once it is ready.",
+            field="teacher",
+            code="conflict",
+        )
+    raise ActionError(
+        f"{teacher.name} is a GGUF file; analysis and distillation run in torch on its Hugging Face copy. "
+        "Convert it on its page (“Convert to Hugging Face”), then start again.",
+        field="teacher",
+    )
