@@ -283,6 +283,9 @@ SPECTACULAR_SETTINGS = {
         "ModelFormatEnum": "projects.models.ModelFormat",
         "DatasetRoleEnum": "projects.models.datasets.DatasetRole",
         "DatasetFormatEnum": "projects.models.datasets.DatasetFormat",
+        "CoderKindEnum": "analysis.models.CoderKind",
+        "CoderExportFormatEnum": "analysis.models.ExportFormat",
+        "CoderExportStatusEnum": "analysis.models.ExportStatus",
     },
     # Serve Swagger UI from the installed sidecar package, not from a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -54,7 +54,7 @@ class CoderRunCreateSerializer(serializers.Serializer):
         help_text="Default: every layer of the capture.",
     )
     kinds = serializers.ListField(
-        child=serializers.ChoiceField(choices=CoderKind.values),
+        child=serializers.ChoiceField(choices=CoderKind.choices),
         required=False,
         allow_null=True,
         help_text="Default: the skip transcoder and both baselines.",
@@ -101,8 +101,8 @@ class LabelSerializer(serializers.Serializer):
 
 class ExportCreateSerializer(serializers.Serializer):
     run = serializers.IntegerField(help_text="A complete training run of the organisation.")
-    format = serializers.ChoiceField(choices=ExportFormat.values)
-    kind = serializers.ChoiceField(choices=CoderKind.values, default=CoderKind.SKIP_TRANSCODER)
+    format = serializers.ChoiceField(choices=ExportFormat.choices)
+    kind = serializers.ChoiceField(choices=CoderKind.choices, default=CoderKind.SKIP_TRANSCODER)
 
 
 class CoderExportSerializer(serializers.ModelSerializer):
