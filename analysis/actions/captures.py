@@ -133,7 +133,7 @@ def do_start_capture(
     ):
         if not isinstance(value, int) or not low <= value <= high:
             raise ActionError(f"{name.replace('_', ' ')} must be a whole number from {low:,} to {high:,}.", field=name)
-    torch_model = conversion_actions.torch_copy(teacher)
+    torch_model = conversion_actions.torch_copy(teacher, user)
     patterns = parse_patterns(hookpoints)
     planned = plan(teacher, patterns, token_budget)
     if planned["estimated_bytes"] + DISK_RESERVE_BYTES > planned["free_bytes"]:

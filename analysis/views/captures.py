@@ -12,7 +12,7 @@ from analysis.actions import captures as capture_actions
 from analysis.actions import coders as coder_actions
 from analysis.models import Capture, CoderKind, CoderRun
 from projects.actions import ActionError
-from projects.models import Dataset, DatasetStatus, LanguageModel, ModelStatus
+from projects.models import Dataset, DatasetRole, DatasetStatus, LanguageModel, ModelStatus
 from projects.views.base import OrgPageView, OrgView
 
 
@@ -46,7 +46,8 @@ class CaptureCreateView(OrgPageView):
         context = super().get_context_data(**kwargs)
         teachers = self.scoped(LanguageModel).filter(status=ModelStatus.READY).select_related("project")
         context["teachers"] = [t for t in teachers if t.can("analysis")]
-        context["datasets"] = self.scoped(Dataset).filter(status=DatasetStatus.READY).select_related("project")
+        ready = self.scoped(Dataset).filter(status=DatasetStatus.READY).select_related("project")
+        context["datasets"] = sorted(ready, key=lambda d: (d.role != DatasetRole.DOMAIN, d.name))  # domain first
         context["defaults"] = {"hookpoints": capture_actions.DEFAULT_HOOKPOINTS, "token_budget": 65_536,
                                "seq_len": 256, "batch_size": 8}  # fmt: skip
         context["values"] = {**context["defaults"], **self.request.GET.dict()}

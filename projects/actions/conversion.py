@@ -123,9 +123,10 @@ def do_request_conversion(
     return ConversionRequest(None, job)
 
 
-def torch_copy(teacher: LanguageModel) -> LanguageModel:
+def torch_copy(teacher: LanguageModel, user: User | None = None) -> LanguageModel:
     """The Hugging Face copy of ``teacher`` that torch loads (analysis, distillation): the teacher itself, or its
-    converted copy; ActionError saying what to do when there is none yet."""
+    converted copy. When there is none yet, ActionError saying so; with ``user``, the conversion is started for
+    them first (so the person's next try finds the copy, instead of having to go and ask for it)."""
     if teacher.format == ModelFormat.SAFETENSORS:
         return teacher
     copy = existing_derivative(teacher, ModelFormat.SAFETENSORS)
@@ -134,6 +135,16 @@ def torch_copy(teacher: LanguageModel) -> LanguageModel:
     if copy is not None or conversion_under_way(teacher, ModelFormat.SAFETENSORS):
         raise ActionError(
             f"{teacher.name}'s Hugging Face copy is still being made; start once it is ready.",
+            field="teacher",
+            code="conflict",
+        )
+    if user is not None and teacher.status == ModelStatus.READY:
+        request = do_request_conversion(teacher, user, ModelFormat.SAFETENSORS)
+        if request.derivative is not None and request.derivative.status == ModelStatus.READY:
+            return request.derivative
+        raise ActionError(
+            f"{teacher.name} is a GGUF file; analysis and distillation run in torch on a Hugging Face copy, which is "
+            "being made now (see Jobs; a few minutes for a small model). Start again once it is ready.",
             field="teacher",
             code="conflict",
         )

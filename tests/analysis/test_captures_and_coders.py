@@ -20,6 +20,7 @@ from analysis.jobs.coders import capture_folder
 from analysis.models import Capture, CaptureShard, Coder, CoderRun
 from projects import blobs
 from projects.actions import ActionError
+from projects.actions import conversion as conversion_actions
 from projects.actions import teachers as teacher_actions
 from projects.background import execute
 from projects.models import Job
@@ -118,8 +119,12 @@ def test_bad_captures_are_refused_with_a_reason_before_anything_is_kept(actors, 
         capture_actions.do_start_capture(teacher, dataset, actors.member, token_budget=0)
     gguf = write_gguf_llama(tmp_path / "tiny.gguf", TinyLlamaConfig(), tensor_type="F32")
     gguf_teacher = teacher_actions.do_import_model_files(gguf, actors.project, actors.owner, name="gguf teacher")
-    with pytest.raises(ActionError, match="Convert it on its page"):
+    # A GGUF teacher: the Hugging Face copy torch needs is started for the person, once; nothing else is kept.
+    with pytest.raises(ActionError, match="which is being made now"):
         capture_actions.do_start_capture(gguf_teacher, dataset, actors.member)
+    with pytest.raises(ActionError, match="still being made"):
+        capture_actions.do_start_capture(gguf_teacher, dataset, actors.member)
+    assert Job.objects.filter(kind=conversion_actions.TO_HF_JOB).count() == 1
     assert not Capture.objects.exists() and not Job.objects.filter(kind="analysis.capture").exists()
 
 
