@@ -2,13 +2,17 @@
 
 from django.urls import path
 
-from projects.views.sections import SectionView
+from distillation.views import builds, importance, recipes
 
-# Mounted under /o/<org_slug>/students/.
 urlpatterns = [
-    path(
-        "",
-        SectionView.as_view(section="Students", explanation="Proposed and built student models will appear here."),
-        name="student-list",
-    ),
+    path("", importance.StudentsHomeView.as_view(), name="student-list"),
+    path("importance/new/", importance.ImportanceCreateView.as_view(), name="importance-create"),
+    path("importance/<int:analysis_id>/", importance.ImportanceDetailView.as_view(), name="importance-detail"),
+    path("recipes/new/", recipes.RecipeCreateView.as_view(), name="recipe-create"),
+    path("recipes/compare/", recipes.RecipeCompareView.as_view(), name="recipe-compare"),
+    path("recipes/<int:recipe_id>/", recipes.RecipeDetailView.as_view(), name="recipe-detail"),
+    path("recipes/<int:recipe_id>/edit/", recipes.RecipeEditView.as_view(), name="recipe-edit"),
+    path("recipes/<int:recipe_id>/approve/", recipes.RecipeApproveView.as_view(), name="recipe-approve"),
+    path("recipes/<int:recipe_id>/build/", builds.BuildCreateView.as_view(), name="build-create"),
+    path("builds/<int:build_id>/", builds.BuildDetailView.as_view(), name="build-detail"),
 ]

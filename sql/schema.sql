@@ -40,6 +40,12 @@ CREATE TABLE [auth_user_groups] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1
 GO
 CREATE TABLE [auth_user_user_permissions] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1), [user_id] int NOT NULL, [permission_id] int NOT NULL);
 GO
+CREATE TABLE [distillation_build] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1), [document] nvarchar(max) NOT NULL CONSTRAINT distillation_build_document_7a272aaf_check CHECK ((ISJSON ("document") = 1)), [status] nvarchar(12) NOT NULL, [error] nvarchar(max) NOT NULL, [curves] nvarchar(max) NOT NULL CONSTRAINT distillation_build_curves_57011ac4_check CHECK ((ISJSON ("curves") = 1)), [steps_done] int NOT NULL CONSTRAINT distillation_build_steps_done_909ec10d_check CHECK ([steps_done] >= 0), [steps_total] int NOT NULL CONSTRAINT distillation_build_steps_total_006c559d_check CHECK ([steps_total] >= 0), [tokens_per_second] double precision NOT NULL, [timings] nvarchar(max) NOT NULL CONSTRAINT distillation_build_timings_53b9876f_check CHECK ((ISJSON ("timings") = 1)), [quantized] nvarchar(max) NOT NULL CONSTRAINT distillation_build_quantized_284ab447_check CHECK ((ISJSON ("quantized") = 1)), [report] nvarchar(max) NOT NULL CONSTRAINT distillation_build_report_62ebefcc_check CHECK ((ISJSON ("report") = 1)), [created_at] datetimeoffset NOT NULL, [finished_at] datetimeoffset NULL, [created_by_id] int NULL, [job_id] bigint NULL, [organization_id] bigint NOT NULL, [student_id] bigint NULL, [recipe_id] bigint NOT NULL);
+GO
+CREATE TABLE [distillation_importanceanalysis] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1), [split] nvarchar(8) NOT NULL, [token_budget] int NOT NULL CONSTRAINT distillation_importanceanalysis_token_budget_989c8ca1_check CHECK ([token_budget] >= 0), [seq_len] int NOT NULL CONSTRAINT distillation_importanceanalysis_seq_len_dfb36914_check CHECK ([seq_len] >= 0), [batch_size] int NOT NULL CONSTRAINT distillation_importanceanalysis_batch_size_dc0318de_check CHECK ([batch_size] >= 0), [sample_windows] int NOT NULL CONSTRAINT distillation_importanceanalysis_sample_windows_85033673_check CHECK ([sample_windows] >= 0), [status] nvarchar(10) NOT NULL, [error] nvarchar(max) NOT NULL, [arch] nvarchar(max) NOT NULL CONSTRAINT distillation_importanceanalysis_arch_f0b0c2c5_check CHECK ((ISJSON ("arch") = 1)), [summary] nvarchar(max) NOT NULL CONSTRAINT distillation_importanceanalysis_summary_367256cd_check CHECK ((ISJSON ("summary") = 1)), [n_tokens] bigint NOT NULL, [tokens_per_second] double precision NOT NULL, [device] nvarchar(40) NOT NULL, [created_at] datetimeoffset NOT NULL, [finished_at] datetimeoffset NULL, [created_by_id] int NULL, [dataset_id] bigint NOT NULL, [job_id] bigint NULL, [organization_id] bigint NOT NULL, [project_id] bigint NOT NULL, [report_blob_id] nvarchar(64) NULL, [teacher_id] bigint NOT NULL, [torch_model_id] bigint NULL);
+GO
+CREATE TABLE [distillation_recipe] ([id] bigint NOT NULL PRIMARY KEY IDENTITY (1, 1), [name] nvarchar(200) NOT NULL, [strategy] nvarchar(24) NOT NULL, [version] int NOT NULL CONSTRAINT distillation_recipe_version_a44d96b4_check CHECK ([version] >= 0), [document] nvarchar(max) NOT NULL CONSTRAINT distillation_recipe_document_32f176bc_check CHECK ((ISJSON ("document") = 1)), [estimates] nvarchar(max) NOT NULL CONSTRAINT distillation_recipe_estimates_3a941109_check CHECK ((ISJSON ("estimates") = 1)), [status] nvarchar(10) NOT NULL, [approved_at] datetimeoffset NULL, [created_at] datetimeoffset NOT NULL, [updated_at] datetimeoffset NOT NULL, [analysis_id] bigint NULL, [approved_by_id] int NULL, [created_by_id] int NULL, [organization_id] bigint NOT NULL, [project_id] bigint NOT NULL, [teacher_id] bigint NOT NULL);
+GO
 CREATE TABLE [django_admin_log] ([id] int NOT NULL PRIMARY KEY IDENTITY (1, 1), [action_time] datetimeoffset NOT NULL, [object_id] nvarchar(max) NULL, [object_repr] nvarchar(200) NOT NULL, [action_flag] smallint NOT NULL CONSTRAINT django_admin_log_action_flag_a8637d59_check CHECK ([action_flag] >= 0), [change_message] nvarchar(max) NOT NULL, [content_type_id] int NULL, [user_id] int NOT NULL);
 GO
 CREATE TABLE [django_content_type] ([id] int NOT NULL PRIMARY KEY IDENTITY (1, 1), [app_label] nvarchar(100) NOT NULL, [model] nvarchar(100) NOT NULL);
@@ -143,6 +149,44 @@ GO
 ALTER TABLE [auth_user_user_permissions] ADD CONSTRAINT [auth_user_user_permissions_permission_id_1fbb5f2c_fk_auth_permission_id] FOREIGN KEY ([permission_id]) REFERENCES [auth_permission] ([id]);
 GO
 ALTER TABLE [auth_user_user_permissions] ADD CONSTRAINT [auth_user_user_permissions_user_id_a95ead1b_fk_auth_user_id] FOREIGN KEY ([user_id]) REFERENCES [auth_user] ([id]);
+GO
+ALTER TABLE [distillation_build] ADD CONSTRAINT [distillation_build_created_by_id_70d0063a_fk_auth_user_id] FOREIGN KEY ([created_by_id]) REFERENCES [auth_user] ([id]);
+GO
+ALTER TABLE [distillation_build] ADD CONSTRAINT [distillation_build_job_id_b51eb5d5_fk_projects_job_id] FOREIGN KEY ([job_id]) REFERENCES [projects_job] ([id]);
+GO
+ALTER TABLE [distillation_build] ADD CONSTRAINT [distillation_build_organization_id_041d4779_fk_projects_organization_id] FOREIGN KEY ([organization_id]) REFERENCES [projects_organization] ([id]);
+GO
+ALTER TABLE [distillation_build] ADD CONSTRAINT [distillation_build_recipe_id_446d92e8_fk_distillation_recipe_id] FOREIGN KEY ([recipe_id]) REFERENCES [distillation_recipe] ([id]);
+GO
+ALTER TABLE [distillation_build] ADD CONSTRAINT [distillation_build_student_id_e7b12e20_fk_projects_languagemodel_id] FOREIGN KEY ([student_id]) REFERENCES [projects_languagemodel] ([id]);
+GO
+ALTER TABLE [distillation_importanceanalysis] ADD CONSTRAINT [distillation_importanceanalysis_created_by_id_c070e688_fk_auth_user_id] FOREIGN KEY ([created_by_id]) REFERENCES [auth_user] ([id]);
+GO
+ALTER TABLE [distillation_importanceanalysis] ADD CONSTRAINT [distillation_importanceanalysis_dataset_id_fa48eb32_fk_projects_dataset_id] FOREIGN KEY ([dataset_id]) REFERENCES [projects_dataset] ([id]);
+GO
+ALTER TABLE [distillation_importanceanalysis] ADD CONSTRAINT [distillation_importanceanalysis_job_id_f10af64a_fk_projects_job_id] FOREIGN KEY ([job_id]) REFERENCES [projects_job] ([id]);
+GO
+ALTER TABLE [distillation_importanceanalysis] ADD CONSTRAINT [distillation_importanceanalysis_organization_id_5f272fa4_fk_projects_organization_id] FOREIGN KEY ([organization_id]) REFERENCES [projects_organization] ([id]);
+GO
+ALTER TABLE [distillation_importanceanalysis] ADD CONSTRAINT [distillation_importanceanalysis_project_id_fb4cc7e2_fk_projects_project_id] FOREIGN KEY ([project_id]) REFERENCES [projects_project] ([id]);
+GO
+ALTER TABLE [distillation_importanceanalysis] ADD CONSTRAINT [distillation_importanceanalysis_report_blob_id_3f4f469b_fk_projects_blob_sha256] FOREIGN KEY ([report_blob_id]) REFERENCES [projects_blob] ([sha256]);
+GO
+ALTER TABLE [distillation_importanceanalysis] ADD CONSTRAINT [distillation_importanceanalysis_teacher_id_8ec973e3_fk_projects_languagemodel_id] FOREIGN KEY ([teacher_id]) REFERENCES [projects_languagemodel] ([id]);
+GO
+ALTER TABLE [distillation_importanceanalysis] ADD CONSTRAINT [distillation_importanceanalysis_torch_model_id_148b38a7_fk_projects_languagemodel_id] FOREIGN KEY ([torch_model_id]) REFERENCES [projects_languagemodel] ([id]);
+GO
+ALTER TABLE [distillation_recipe] ADD CONSTRAINT [distillation_recipe_analysis_id_42573984_fk_distillation_importanceanalysis_id] FOREIGN KEY ([analysis_id]) REFERENCES [distillation_importanceanalysis] ([id]);
+GO
+ALTER TABLE [distillation_recipe] ADD CONSTRAINT [distillation_recipe_approved_by_id_a7c89d1f_fk_auth_user_id] FOREIGN KEY ([approved_by_id]) REFERENCES [auth_user] ([id]);
+GO
+ALTER TABLE [distillation_recipe] ADD CONSTRAINT [distillation_recipe_created_by_id_75d29a6c_fk_auth_user_id] FOREIGN KEY ([created_by_id]) REFERENCES [auth_user] ([id]);
+GO
+ALTER TABLE [distillation_recipe] ADD CONSTRAINT [distillation_recipe_organization_id_2fc2178c_fk_projects_organization_id] FOREIGN KEY ([organization_id]) REFERENCES [projects_organization] ([id]);
+GO
+ALTER TABLE [distillation_recipe] ADD CONSTRAINT [distillation_recipe_project_id_64c83143_fk_projects_project_id] FOREIGN KEY ([project_id]) REFERENCES [projects_project] ([id]);
+GO
+ALTER TABLE [distillation_recipe] ADD CONSTRAINT [distillation_recipe_teacher_id_a310e47c_fk_projects_languagemodel_id] FOREIGN KEY ([teacher_id]) REFERENCES [projects_languagemodel] ([id]);
 GO
 ALTER TABLE [django_admin_log] ADD CONSTRAINT [django_admin_log_content_type_id_c4bce8eb_fk_django_content_type_id] FOREIGN KEY ([content_type_id]) REFERENCES [django_content_type] ([id]);
 GO
@@ -331,6 +375,44 @@ GO
 CREATE INDEX [auth_user_user_permissions_user_id_a95ead1b] ON [auth_user_user_permissions] ([user_id]);
 GO
 CREATE INDEX [conv_agent_recent] ON [runtime_conversation] ([agent_id], [updated_at] DESC);
+GO
+CREATE INDEX [distillation_build_created_by_id_70d0063a] ON [distillation_build] ([created_by_id]);
+GO
+CREATE INDEX [distillation_build_job_id_b51eb5d5] ON [distillation_build] ([job_id]);
+GO
+CREATE INDEX [distillation_build_organization_id_041d4779] ON [distillation_build] ([organization_id]);
+GO
+CREATE INDEX [distillation_build_recipe_id_446d92e8] ON [distillation_build] ([recipe_id]);
+GO
+CREATE INDEX [distillation_build_student_id_e7b12e20] ON [distillation_build] ([student_id]);
+GO
+CREATE INDEX [distillation_importanceanalysis_created_by_id_c070e688] ON [distillation_importanceanalysis] ([created_by_id]);
+GO
+CREATE INDEX [distillation_importanceanalysis_dataset_id_fa48eb32] ON [distillation_importanceanalysis] ([dataset_id]);
+GO
+CREATE INDEX [distillation_importanceanalysis_job_id_f10af64a] ON [distillation_importanceanalysis] ([job_id]);
+GO
+CREATE INDEX [distillation_importanceanalysis_organization_id_5f272fa4] ON [distillation_importanceanalysis] ([organization_id]);
+GO
+CREATE INDEX [distillation_importanceanalysis_project_id_fb4cc7e2] ON [distillation_importanceanalysis] ([project_id]);
+GO
+CREATE INDEX [distillation_importanceanalysis_report_blob_id_3f4f469b] ON [distillation_importanceanalysis] ([report_blob_id]);
+GO
+CREATE INDEX [distillation_importanceanalysis_teacher_id_8ec973e3] ON [distillation_importanceanalysis] ([teacher_id]);
+GO
+CREATE INDEX [distillation_importanceanalysis_torch_model_id_148b38a7] ON [distillation_importanceanalysis] ([torch_model_id]);
+GO
+CREATE INDEX [distillation_recipe_analysis_id_42573984] ON [distillation_recipe] ([analysis_id]);
+GO
+CREATE INDEX [distillation_recipe_approved_by_id_a7c89d1f] ON [distillation_recipe] ([approved_by_id]);
+GO
+CREATE INDEX [distillation_recipe_created_by_id_75d29a6c] ON [distillation_recipe] ([created_by_id]);
+GO
+CREATE INDEX [distillation_recipe_organization_id_2fc2178c] ON [distillation_recipe] ([organization_id]);
+GO
+CREATE INDEX [distillation_recipe_project_id_64c83143] ON [distillation_recipe] ([project_id]);
+GO
+CREATE INDEX [distillation_recipe_teacher_id_a310e47c] ON [distillation_recipe] ([teacher_id]);
 GO
 CREATE INDEX [django_admin_log_content_type_id_c4bce8eb] ON [django_admin_log] ([content_type_id]);
 GO

@@ -13,6 +13,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from analysis.models import Capture, Coder, CoderExport, CoderRun, Feature
+from distillation.models import Build, ImportanceAnalysis, Recipe
 from projects import actions, blobs
 from projects.models import ApiToken, Dataset, Invitation, Job, LanguageModel, Membership, ModelFile, Role
 from runtime.models import Agent, Conversation, Endpoint, InferenceRecord, Message
@@ -120,6 +121,13 @@ class Objects:
         self.export = CoderExport.objects.create(
             organization=org, run=self.run, format="saelens", kind="sae", status="complete", blob=blob
         )
+        self.importance = ImportanceAnalysis.objects.create(
+            organization=org, project=project, teacher=self.model, dataset=self.dataset, token_budget=10
+        )
+        self.recipe = Recipe.objects.create(
+            organization=org, project=project, teacher=self.model, analysis=self.importance, name=f"walker {org.slug}"
+        )
+        self.build = Build.objects.create(organization=org, recipe=self.recipe)
         # Slugs name the organisation: another organisation's slug must not find one's own agent.
         self.agent = Agent.objects.create(
             organization=org, project=project, name="walker", slug=f"walker-{org.slug}", model=self.model
@@ -154,6 +162,9 @@ class Objects:
             "coder_id": self.coder.pk,
             "index": self.feature.index,
             "export_id": self.export.pk,
+            "analysis_id": self.importance.pk,
+            "recipe_id": self.recipe.pk,
+            "build_id": self.build.pk,
             "model": self.agent.slug,
         }
         pk_by_route = {
