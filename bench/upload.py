@@ -393,7 +393,7 @@ def find_smollm(explicit: str | None) -> Path | None:
 
 
 def time_inspection(path: Path, repeat: int) -> dict:
-    from projects.engine.model_formats import inspect_model
+    from projects.engine.formats import inspect_model
 
     with open(path, "rb") as handle:  # warm the page cache: both timings read from memory
         while handle.read(16 * MIB):

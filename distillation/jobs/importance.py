@@ -33,7 +33,10 @@ class ImportanceAnalysisJob(JobKind):
     def clean_params(cls, params: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(params.get("analysis"), int):
             raise ValueError('An importance job needs its analysis: {"analysis": <id>}.')
-        return {"analysis": params["analysis"]}
+        cleaned = {"analysis": params["analysis"]}
+        if isinstance(params.get("then_build"), int | float):
+            cleaned["then_build"] = float(params["then_build"])
+        return cleaned
 
     @classmethod
     def on_end_without_success(cls, job: Job, status: str, error: str) -> None:
@@ -105,5 +108,21 @@ class ImportanceAnalysisJob(JobKind):
         analysis.refresh_from_db()
         ctx.progress(0.96, "Proposing recipes", force=True)
         recipes = do_propose_recipes(analysis, job.created_by)
+        result = {"analysis": analysis.pk, "tokens": report.n_tokens, "recipes": [r.pk for r in recipes]}
+        if job.params.get("then_build"):
+            result["build"] = self.then_build(analysis, job, float(job.params["then_build"]))
         ctx.progress(1.0, f"{report.n_tokens:,} tokens scored; {len(recipes)} recipes proposed", force=True)
-        return {"analysis": analysis.pk, "tokens": report.n_tokens, "recipes": [r.pk for r in recipes]}
+        return result
+
+    def then_build(self, analysis: ImportanceAnalysis, job: Job, fraction: float) -> int:
+        """The one-shot path: a recipe at ``fraction`` by importance, approved in the requester's name, built."""
+        from distillation.actions.builds import do_build
+        from distillation.actions.recipes import do_approve_recipe, do_recipe_by_strategy
+        from distillation.models import Strategy
+
+        try:
+            recipe = do_recipe_by_strategy(analysis, job.created_by, Strategy.IMPORTANCE_RATIO, ratio=fraction)
+            recipe = do_approve_recipe(recipe, job.created_by)
+            return do_build(recipe, job.created_by).pk
+        except ActionError as exc:
+            raise Refused(f"The analysis is done, but the student could not be started: {exc.message}") from exc

@@ -192,7 +192,7 @@ def _create_dataset(
             field="upload",
             code="conflict",
         )
-    format = (format or "").strip() or engine.detect_format(upload.filename) or ""
+    format = (format or "").strip() or engine.detect_dataset_format(upload.filename) or ""
     if not format:
         raise ActionError(
             f"The name “{upload.filename}” does not say what the file is: choose the format "

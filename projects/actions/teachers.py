@@ -31,11 +31,12 @@ from projects.actions.blobs import do_delete_owning_blobs
 from projects.actions.jobs import do_enqueue_job
 from projects.background import execute
 from projects.engine import archives
-from projects.engine.model_formats import (
+from projects.engine.formats import (
     MODEL_FILE_SUFFIXES,
     ModelArchive,
     ModelFormatError,
     ModelInfo,
+    TensorEntry,
     inspect_model,
     plan_model_archive,
 )
@@ -413,12 +414,10 @@ def _inventory_inline(model: LanguageModel) -> LanguageModel:
     return model
 
 
-def engine_tensors(model: LanguageModel):
-    """The model's tensor rows as the engine's records (for comparison)."""
-    from projects.engine.model_formats import TensorRecord as EngineTensor
-
+def engine_tensors(model: LanguageModel) -> list[TensorEntry]:
+    """The model's tensor rows as the engine's entries (for comparison)."""
     return [
-        EngineTensor(
+        TensorEntry(
             name=t.name,
             file=t.file.path,
             layer=t.layer,
@@ -436,7 +435,7 @@ def engine_tensors(model: LanguageModel):
 
 def comparison_of(a: LanguageModel, b: LanguageModel) -> dict:
     """The engine's comparison of two models' stored inventories, with their names."""
-    from projects.engine.model_formats import compare_tensors
+    from projects.engine.formats import compare_tensors
 
     for model in (a, b):
         if model.status != "ready":

@@ -20,7 +20,7 @@ environment (which this project reads GGUF headers with) is neither used nor tou
 
 Only llama-family models are converted (``general.architecture`` ``llama``, or
 ``LlamaForCausalLM`` / ``model_type`` ``llama``): the same rule as the analysis phase, checked
-with :func:`projects.engine.model_formats.inspect_model` before any weight is read.
+with :func:`projects.engine.formats.inspect_model` before any weight is read.
 
 Every problem raises :class:`ConversionError` (a ``ValueError``) saying what is wrong and what
 to do. No Django imports: this module is importable and testable on its own.
@@ -49,7 +49,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from projects.engine.model_formats import ModelFormatError, ModelInfo, inspect_model
+from projects.engine.formats import ModelFormatError, ModelInfo, inspect_model
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel

@@ -27,7 +27,7 @@ class InventoryModel(JobKind):
 
     def run(self, job: Job, ctx: JobContext) -> dict:
         from projects.actions.teachers import model_path
-        from projects.engine.model_formats import inspect_model
+        from projects.engine.formats import inspect_model
 
         model = LanguageModel.objects.for_org(job.organization).get(pk=job.params["model"])
         ctx.progress(0.0, f"Reading the headers of {model.name}", force=True)

@@ -3,5 +3,4 @@
 - ``base``: the organisation-scoped base classes every app's pages use (the one place pages are scoped)
 - ``accounts``, ``health``, ``dashboard``, ``projects``, ``jobs``, ``organization``: the platform's pages
 - ``teachers``, ``datasets``: teacher models and datasets of a project
-- ``sections``: the placeholder page of a section whose app is not built yet
 """

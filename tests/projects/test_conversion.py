@@ -16,7 +16,7 @@ from projects.actions.teachers import do_import_model_files
 from projects.background import execute, reap_stale_jobs
 from projects.jobs.conversion import conversion_workdir
 from projects.models import Blob, Job, LanguageModel, ModelStatus
-from tests.engine.test_conversion import TOOLS_DIR, llama_converter  # noqa: F401  (fixture)
+from tests.conftest import TOOLS_DIR
 from tests.support.tiny_models import TinyLlamaConfig, write_gguf_llama, write_hf_llama
 
 CONFIG = TinyLlamaConfig(n_layers=2)

@@ -186,6 +186,9 @@ class Objects:
             "api-coder-export": self.export.pk,
             "api-coder": self.coder.pk,
             "api-feature": self.feature.pk,
+            "api-importance": self.importance.pk,
+            "api-recipe": self.recipe.pk,
+            "api-build": self.build.pk,
         }
         base = {}
         for param in params:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,14 +22,11 @@ from distillation.engine.export import ExportError, quantize, write_gguf, write_
 from distillation.engine.importance import compute_importance, windows
 from distillation.engine.pruning import prune
 from distillation.engine.recipes import propose
-from projects.engine.conversion import fetch_converter
 from tests.support.tiny_models import TinyLlamaConfig, write_hf_llama
-
-TOOLS_DIR = Path(__file__).resolve().parents[3] / "var" / "tools"
 
 
 @pytest.fixture(scope="module")
-def student(tmp_path_factory):
+def student(tmp_path_factory, llama_converter):
     """A pruned tiny llama (from a Hugging Face folder with a tokenizer), written as HF and as an f16 GGUF."""
     tmp = tmp_path_factory.mktemp("export")
     folder = write_hf_llama(tmp / "teacher", TinyLlamaConfig(n_layers=4, d_model=64, n_heads=4, n_kv_heads=2,
@@ -42,7 +38,7 @@ def student(tmp_path_factory):
     recipe = propose(compute_importance(teacher, iter(wins), sample_windows=2), targets=(0.55,))[0]
     pruned = prune(teacher, recipe)
     hf = write_hf(pruned, tmp / "student-hf", folder)
-    gguf = write_gguf(hf, tmp / "student-f16.gguf", fetch_converter(TOOLS_DIR))
+    gguf = write_gguf(hf, tmp / "student-f16.gguf", llama_converter)
     return pruned, hf, gguf, wins, tmp
 
 

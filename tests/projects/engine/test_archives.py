@@ -21,7 +21,7 @@ from projects.engine.archives import (
     read_members,
     strip_top_folder,
 )
-from projects.engine.model_formats import ModelFormatError, PickleCheckpointError, plan_model_archive
+from projects.engine.formats import ModelFormatError, PickleCheckpointError, plan_model_archive
 
 LIMITS = ArchiveLimits(
     max_uncompressed_bytes=1024**3,
@@ -186,12 +186,12 @@ def test_unread_rest_of_a_member_is_counted_and_early_stop_reads_nothing_more(tm
     path = make_zip(tmp_path / "two.zip", [("a.txt", b"a" * 5000), ("b.txt", b"b" * 5000)])
     listing = list_zip(path, LIMITS)
     inflation = Inflation(LIMITS, "two.zip", listing.declared_bytes)
-    for member, stream in read_members(path, listing.members, inflation):
+    for _member, stream in read_members(path, listing.members, inflation):
         stream.read(10)  # the rest is read (and counted) before the next member
     assert inflation.done == 10_000
     inflation = Inflation(LIMITS, "two.zip", listing.declared_bytes)
     with closing(read_members(path, listing.members, inflation)) as members:
-        for member, stream in members:
+        for _member, stream in members:
             stream.read(10)
             break
     assert inflation.done == 10
@@ -259,7 +259,7 @@ def test_reading_a_large_member_keeps_memory_flat(tmp_path):
     assert peak < 8 * 1024 * 1024, f"reading 64 MiB peaked at {peak:,} bytes"
 
 
-# --- Zipped model folders (model_formats.plan_model_archive) -----------------------------------
+# --- Zipped model folders (formats.plan_model_archive) -----------------------------------
 
 
 def model_zip(tmp_path: Path, names: list[str], name: str = "model.zip") -> list:
@@ -300,7 +300,8 @@ def test_model_plan_strips_the_folder_and_leaves_out_what_is_not_a_model_file(tm
         (
             ["m/config.json", "m/model.safetensors", "m/pytorch_model.bin"],
             PickleCheckpointError,
-            r"model.zip: refused: the zip holds PyTorch pickle checkpoints \(pytorch_model.bin\); leave them out of the zip\. "
+            r"model.zip: refused: the zip holds PyTorch pickle checkpoints \(pytorch_model.bin\); "
+            r"leave them out of the zip\. "
             r"PyTorch pickle checkpoints can run code when loaded",
         ),
         (

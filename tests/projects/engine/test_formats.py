@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from gguf.quants import quantize
 
-from projects.engine.model_formats import (
+from projects.engine.formats import (
     COMPONENTS,
     ModelFormatError,
     ModelInfo,
@@ -149,7 +149,7 @@ def test_gguf_inventory_of_a_tiny_llama(tmp_path, tensor_type):
 
     # Every tensor: layer and component, PyTorch-order shape, the type it was written in.
     assert sorted(info.layers()) == [0, 1, 2]
-    for layer, tensors in info.layers().items():
+    for _layer, tensors in info.layers().items():
         assert sorted(t.component for t in tensors) == sorted(
             ["attn_q", "attn_k", "attn_v", "attn_o", "mlp_gate", "mlp_up", "mlp_down", "norm", "norm"]
         )
@@ -196,7 +196,7 @@ def test_gguf_inventory_agrees_with_gguf_reader(tmp_path):
     info = inspect_model(path)
     reader = gguf.GGUFReader(path)
     assert len(reader.tensors) == len(info.tensors)
-    for theirs, ours in zip(reader.tensors, info.tensors):
+    for theirs, ours in zip(reader.tensors, info.tensors, strict=False):
         assert ours.name == theirs.name
         assert ours.offset == theirs.data_offset
         assert ours.n_bytes == theirs.n_bytes
@@ -277,7 +277,7 @@ def test_hashing_streams_in_chunks_and_reports_progress(tmp_path):
     small_chunks = hash_tensors(info, lambda done, total: calls.append((done, total)), chunk_size=4096)
     assert small_chunks == hash_tensors(info)
     assert calls[0] == (0, info.n_bytes) and calls[-1] == (info.n_bytes, info.n_bytes)
-    assert len(calls) > 10 and all(a[0] <= b[0] for a, b in zip(calls, calls[1:]))
+    assert len(calls) > 10 and all(a[0] <= b[0] for a, b in zip(calls, calls[1:], strict=False))
 
 
 def test_inventory_round_trips_through_json(tmp_path):

@@ -18,7 +18,6 @@ How the logits are compared, and why these tolerances:
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -33,19 +32,13 @@ from projects.engine.conversion import (
     ConversionError,
     converter_environment,
     extract_converter,
-    fetch_converter,
     find_converter,
     gguf_to_hf,
     hf_to_gguf,
     llama_cpp_version,
 )
-from projects.engine.model_formats import inspect_model
+from projects.engine.formats import inspect_model
 from tests.support.tiny_models import TinyLlamaConfig, llama_weights, write_gguf_llama, write_hf_llama
-
-ROOT = Path(__file__).resolve().parents[2]
-#: Converters are kept across test runs (like pip's cache): var/tools is DATA_DIR/tools of a
-#: development checkout, where scripts/fetch-llama-converter.sh puts it.
-TOOLS_DIR = Path(os.environ.get("LLAMA_CPP_TOOLS_DIR") or ROOT / "var" / "tools")
 
 CONFIG = TinyLlamaConfig(n_layers=2)
 #: BOS, then byte-fallback and letter pieces of the tiny vocabulary (ids from tests.support.tiny_models).
@@ -59,12 +52,6 @@ def sharp_weights(seed: int) -> dict[str, np.ndarray]:
     """Tiny llama weights with Q/K scaled x10: sharp attention, so the rotary layout shows in the logits."""
     weights = llama_weights(CONFIG, seed=seed)
     return {name: w * 10 if ".q_proj." in name or ".k_proj." in name else w for name, w in weights.items()}
-
-
-@pytest.fixture(scope="session")
-def llama_converter() -> Path:
-    """llama.cpp's convert_hf_to_gguf.py for the installed llama-cpp-python (fetched once with pip)."""
-    return fetch_converter(TOOLS_DIR)
 
 
 def llama_cpp_logits(gguf: Path, tokens: list[int]) -> np.ndarray:

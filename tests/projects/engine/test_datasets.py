@@ -23,8 +23,8 @@ from projects.engine.datasets import (
     LengthHistogram,
     TokenizerError,
     count_tokens,
+    detect_dataset_format,
     detect_encoding,
-    detect_format,
     inspect_source,
     load_tokenizer,
     normalise,
@@ -33,9 +33,10 @@ from projects.engine.datasets import (
     split_mask,
     split_of,
 )
+from projects.engine.datasets.options import DEFAULT_LIMITS
 
 
-def read(path: Path, options: DatasetOptions, tmp_path: Path, limits: DatasetLimits = DatasetLimits()):
+def read(path: Path, options: DatasetOptions, tmp_path: Path, limits: DatasetLimits = DEFAULT_LIMITS):
     """Normalise ``path``; returns (result, the normalised records)."""
     out = tmp_path / "out.jsonl"
     result = normalise(path, options, out, limits)
@@ -55,7 +56,7 @@ def write_jsonl(path: Path, records) -> Path:
 
 
 def test_detect_format_from_the_name():
-    assert [detect_format(n) for n in ("a.TXT", "b.jsonl", "c.ndjson", "d.csv", "e.tsv", "f.zip", "g.bin")] == [
+    assert [detect_dataset_format(n) for n in ("a.TXT", "b.jsonl", "c.ndjson", "d.csv", "e.tsv", "f.zip", "g.bin")] == [
         "txt",
         "jsonl",
         "jsonl",
