@@ -75,11 +75,24 @@ def report_of(analysis: ImportanceAnalysis) -> Any:
         return ImportanceReport.from_json(json.load(handle))
 
 
+def _fitted(recipe: Any, analysis: ImportanceAnalysis) -> Any:
+    """``recipe`` healing on windows like the analysis's, within what the dataset's train split holds."""
+    calibration = recipe.calibration
+    calibration.seq_len = analysis.seq_len
+    batch_tokens = calibration.seq_len * calibration.batch_size
+    dataset = analysis.dataset
+    available = int(0.9 * (dataset.token_count or analysis.n_tokens) * dataset.split_ratio)
+    calibration.token_budget = max(
+        batch_tokens, min(calibration.token_budget, available) // batch_tokens * batch_tokens
+    )
+    return recipe
+
+
 def do_propose_recipes(analysis: ImportanceAnalysis, user: User | None) -> list[Recipe]:
-    """The platform's proposals at about 75 %, 55 % and 40 % of the teacher's parameters."""
-    engine = _engine()
-    arch = engine.TeacherArch.from_json(analysis.arch)
-    proposals = engine.propose(report_of(analysis), arch, targets=PROPOSAL_TARGETS)
+    """The platform's proposals at about 75 %, 55 % and 40 % of the teacher's parameters, healing on windows like
+    the analysis's and within what the dataset's train split holds."""
+    report = report_of(analysis)
+    proposals = [_fitted(p, analysis) for p in _engine().propose(report, targets=PROPOSAL_TARGETS)]
     with transaction.atomic():
         return [
             _create(
@@ -90,6 +103,7 @@ def do_propose_recipes(analysis: ImportanceAnalysis, user: User | None) -> list[
                 strategy=Strategy.PROPOSAL,
                 document=p.to_json(),
                 arch=analysis.arch,
+                report=report,
             )  # fmt: skip
             for p in proposals
         ]
@@ -117,6 +131,7 @@ def do_recipe_by_strategy(analysis: ImportanceAnalysis, user: User, strategy: st
         raise ActionError(f"This strategy needs a value for {exc.args[0]}.", field="strategy") from exc
     except (TypeError, ValueError) as exc:
         raise ActionError(f"The strategy's settings do not work: {exc}.", field="strategy") from exc
+    recipe = _fitted(recipe, analysis)
     return _create(analysis, analysis.teacher, user, name=recipe.name, strategy=strategy, document=recipe.to_json(),
                    arch=analysis.arch, report=report)  # fmt: skip
 
