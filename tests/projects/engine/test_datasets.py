@@ -266,9 +266,9 @@ def test_empty_datasets_are_refused(tmp_path):
 
 
 def test_the_synchronous_look_is_bounded(tmp_path, monkeypatch):
-    from projects.engine import datasets
+    from projects.engine.datasets import inspection
 
-    monkeypatch.setattr(datasets, "INSPECT_BYTES", 32 * 1024)
+    monkeypatch.setattr(inspection, "INSPECT_BYTES", 32 * 1024)
     path = tmp_path / "sparse.csv"
     path.write_bytes(b"text\n" + b"\n" * (128 * 1024) + b"late document\n")
     inspection = inspect_source(path, DatasetOptions("csv"))  # stops after 32 KiB of blank rows: no verdict yet
