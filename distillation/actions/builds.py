@@ -28,3 +28,22 @@ def do_build(recipe: Recipe, user: User) -> Build:
         Recipe.objects.filter(pk=recipe.pk).update(status=RecipeStatus.BUILDING)
         build.job = job
     return build
+
+
+def sync_deployed(org: object) -> None:
+    """Recipes whose student (or one of its quantized copies) runs in a live agent are ``deployed``; ones whose
+    agents all stopped are ``built`` again. Called on the pages and API that show recipes (agents go live in the
+    runtime app, which does not know about recipes)."""
+    from runtime.models import Agent, AgentStatus
+
+    live = set(Agent.objects.for_org(org).filter(status=AgentStatus.LIVE).values_list("model_id", flat=True))
+    deployed, built = [], []
+    for build in (
+        Build.objects.for_org(org).filter(status=BuildStatus.BUILT).only("recipe_id", "student_id", "quantized")
+    ):
+        models = {build.student_id, *(q.get("model") for q in build.quantized or [])}
+        (deployed if models & live else built).append(build.recipe_id)
+    Recipe.objects.filter(pk__in=deployed, status=RecipeStatus.BUILT).update(status=RecipeStatus.DEPLOYED)
+    Recipe.objects.filter(pk__in=set(built) - set(deployed), status=RecipeStatus.DEPLOYED).update(
+        status=RecipeStatus.BUILT
+    )

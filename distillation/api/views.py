@@ -118,6 +118,8 @@ class RecipeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedV
     filter_params = {"teacher": "teacher_id", "analysis": "analysis_id", "status": "status"}
 
     def get_queryset(self):
+        if hasattr(self, "org"):
+            build_actions.sync_deployed(self.org)
         return super().get_queryset().select_related("analysis")
 
     @extend_schema(request=StrategySerializer, responses={201: RecipeSerializer})

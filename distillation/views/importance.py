@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.shortcuts import redirect
 from django.urls import reverse
 
+from distillation.actions import builds as build_actions
 from distillation.actions import importance as importance_actions
 from distillation.models import Build, ImportanceAnalysis, Recipe
 from projects.actions import ActionError
@@ -69,6 +70,7 @@ class StudentsHomeView(OrgPageView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
+        build_actions.sync_deployed(self.org)
         context["analyses"] = self.scoped(ImportanceAnalysis).select_related("teacher", "dataset", "job")[:50]
         context["recipes"] = self.scoped(Recipe).select_related("teacher", "analysis")[:100]
         context["builds"] = self.scoped(Build).select_related("recipe", "student", "job")[:50]

@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 
+from distillation.actions import builds as build_actions
 from distillation.actions import recipes as recipe_actions
 from distillation.models import ImportanceAnalysis, Recipe, Strategy
 from projects.actions import ActionError
@@ -54,6 +55,7 @@ class RecipeDetailView(OrgPageView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
+        build_actions.sync_deployed(self.org)
         recipe = self.get_scoped(Recipe.objects.select_related("teacher", "analysis", "approved_by"),
                                  pk=kwargs["recipe_id"])  # fmt: skip
         context.update(

@@ -123,6 +123,11 @@ def test_a_recipe_is_edited_approved_built_evaluated_and_its_student_chats(actor
     request = ChatRequest([{"role": "user", "content": "what is the heart?"}], GenerationSettings(max_tokens=8))
     events = list(serving.backend_for(agent).stream(request, __import__("threading").Event()))
     assert any(isinstance(e, Delta) for e in events)
+    build_actions.sync_deployed(actors.org)  # the last lifecycle step: a live agent runs the student
+    assert Recipe.objects.get(pk=recipe.pk).status == "deployed"
+    runtime_actions.do_undeploy_agent(agent)
+    build_actions.sync_deployed(actors.org)
+    assert Recipe.objects.get(pk=recipe.pk).status == "built"
     serving.reset_model_cache()
 
 
