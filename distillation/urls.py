@@ -15,4 +15,5 @@ urlpatterns = [
     path("recipes/<int:recipe_id>/approve/", recipes.RecipeApproveView.as_view(), name="recipe-approve"),
     path("recipes/<int:recipe_id>/build/", builds.BuildCreateView.as_view(), name="build-create"),
     path("builds/<int:build_id>/", builds.BuildDetailView.as_view(), name="build-detail"),
+    path("builds/<int:build_id>/baselines/", builds.BaselinesView.as_view(), name="build-baselines"),
 ]

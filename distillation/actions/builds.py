@@ -7,6 +7,7 @@ from django.db import transaction
 
 from distillation.models import Build, BuildStatus, Recipe, RecipeStatus
 from projects.actions import ActionError, do_enqueue_job
+from projects.models import Job
 
 BUILD_JOB = "distillation.build"
 BUILDABLE = (RecipeStatus.APPROVED, RecipeStatus.FAILED, RecipeStatus.BUILT, RecipeStatus.DEPLOYED)
@@ -47,3 +48,18 @@ def sync_deployed(org: object) -> None:
     Recipe.objects.filter(pk__in=set(built) - set(deployed), status=RecipeStatus.DEPLOYED).update(
         status=RecipeStatus.BUILT
     )
+
+
+BASELINES_JOB = "distillation.baselines"
+
+
+def do_evaluate_baselines(build: Build, user: User) -> Job:
+    """Build the honest baselines of a built student — the same parameter count and healing budget: weight
+    magnitude, Wanda scores from the control text, the last layers dropped, the lowest-influence layers dropped —
+    and add their perplexities to the build's report (a job)."""
+    if build.status != BuildStatus.BUILT:
+        raise ActionError("Evaluate baselines once the build is done.", code="conflict")
+    if build.recipe.analysis_id is None:
+        raise ActionError("This student has no importance analysis to take the baselines' shapes from.")
+    return do_enqueue_job(build.organization, BASELINES_JOB, project=build.recipe.project, user=user,
+                          params={"build": build.pk})  # fmt: skip

@@ -123,6 +123,19 @@ def test_a_recipe_is_edited_approved_built_evaluated_and_its_student_chats(actor
     request = ChatRequest([{"role": "user", "content": "what is the heart?"}], GenerationSettings(max_tokens=8))
     events = list(serving.backend_for(agent).stream(request, __import__("threading").Event()))
     assert any(isinstance(e, Delta) for e in events)
+    # The baselines at the same size and budget join the report.
+    baselines = run(build_actions.do_evaluate_baselines(build, actors.member))
+    assert baselines.status == "succeeded", baselines.error
+    build.refresh_from_db()
+    names = [row["key"] for row in build.report["baselines"]]
+    assert names == ["baseline-magnitude", "baseline-generic_wanda", "baseline-last_layers",
+                     "baseline-lowest_influence"]  # fmt: skip
+    student_params = build.report["rows"][1]["params"]
+    for row in build.report["baselines"]:
+        assert row["domain_ppl"] > 1 and row["control_ppl"] > 1
+        assert abs(row["params"] - student_params) / student_params < 0.25  # the nearest size by whole layers
+    assert isinstance(build.report["beats_every_baseline"], bool)
+
     build_actions.sync_deployed(actors.org)  # the last lifecycle step: a live agent runs the student
     assert Recipe.objects.get(pk=recipe.pk).status == "deployed"
     runtime_actions.do_undeploy_agent(agent)
