@@ -101,6 +101,7 @@ def main() -> int:
     parser.add_argument("--curve", default="", help="extra healing budgets for the guided student, e.g. 16384,122880")
     parser.add_argument("--importance-tokens", type=int, default=32_768)
     parser.add_argument("--eval-tokens", type=int, default=16_384)
+    parser.add_argument("--sample-windows", type=int, default=2, help="windows for the skip and mask losses")
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--top-k", type=int, default=64)
     parser.add_argument("--students", default="guided,magnitude,generic_wanda,last_layers,lowest_influence")
@@ -108,7 +109,7 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     if args.smoke:
-        args.tokens, args.importance_tokens, args.eval_tokens = 2048, 4096, 2048
+        args.tokens, args.importance_tokens, args.eval_tokens, args.sample_windows = 2048, 4096, 2048, 1
 
     import torch
     from transformers import AutoModelForCausalLM
@@ -142,9 +143,10 @@ def main() -> int:
 
     t = time.monotonic()
     log(f"importance on {args.importance_tokens:,} MedQuAD tokens")
-    guided_report = compute_importance(teacher, iter(train[: args.importance_tokens // SEQ_LEN]), sample_windows=8)
+    domain_windows = train[: args.importance_tokens // SEQ_LEN]
+    guided_report = compute_importance(teacher, iter(domain_windows), sample_windows=args.sample_windows)
     control_windows = windows_of(PYDOCS, args.importance_tokens // SEQ_LEN, "text", seed=2)
-    generic_report = compute_importance(teacher, iter(control_windows), sample_windows=8)
+    generic_report = compute_importance(teacher, iter(control_windows), sample_windows=args.sample_windows)
     timed("importance", t)
 
     guided = rx.at_fraction(guided_report, args.fraction, name="guided")

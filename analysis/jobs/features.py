@@ -58,12 +58,18 @@ def load_coder_teacher(coder: Coder) -> tuple[Any, Any]:
     return model, tokenizer
 
 
+def printable(text: str) -> str:
+    """Token text as stored and shown: a NUL byte (a byte-fallback token decodes to one) becomes the visible
+    U+2400 symbol, which PostgreSQL's text and jsonb columns accept."""
+    return text.replace("\x00", "\u2400")
+
+
 def token_texts(tokenizer: Any, ids: list[int]) -> list[str]:
-    return [tokenizer.decode([i]) for i in ids]
+    return [printable(tokenizer.decode([i])) for i in ids]
 
 
 def _lens_tokens(tokenizer: Any, ids: Any, logits: Any) -> list[list]:
-    return [[tokenizer.decode([int(i)]), round(float(v), 4)] for i, v in zip(ids, logits, strict=True)]
+    return [[printable(tokenizer.decode([int(i)])), round(float(v), 4)] for i, v in zip(ids, logits, strict=True)]
 
 
 def auto_label(contexts: list[dict], promoted: list[list]) -> str:

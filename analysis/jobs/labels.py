@@ -16,7 +16,7 @@ import threading
 from typing import Any
 
 from analysis.actions.labels import LABEL_JOB
-from analysis.jobs.features import job_coder, load_coder, load_coder_teacher
+from analysis.jobs.features import job_coder, load_coder, load_coder_teacher, printable
 from analysis.models import Feature
 from projects.background import JobContext, JobKind, Refused, register
 from projects.models import Job
@@ -53,6 +53,7 @@ def judge_prompt(label: str, context: dict) -> str:
 
 
 def clean_label(text: str) -> str:
+    text = printable(text)
     first = next((line for line in text.strip().splitlines() if line.strip()), "")
     return re.sub(r"^(the feature (detects|fires on)\s*:?\s*)", "", first.strip().strip("\"'“”"), flags=re.I)[:300]
 

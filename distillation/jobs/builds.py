@@ -43,6 +43,11 @@ def _thin(points: list[list[float]]) -> list[list[float]]:
     return points if len(points) <= CURVE_POINTS else points[:-1:2] + [points[-1]]
 
 
+def printable(text: str) -> str:
+    """Model text as stored: NUL (which PostgreSQL's jsonb refuses) as the visible U+2400 symbol."""
+    return text.replace("\x00", "\u2400")
+
+
 def questions_of(dataset: Dataset, limit: int = QUESTIONS) -> list[str]:
     """The first questions of the dataset's eval split (the text before “Answer:”, or its first sentence)."""
     from projects import blobs
@@ -295,8 +300,8 @@ class BuildStudent(JobKind):
         answers = [
             {
                 "question": q,
-                "teacher": ev.answer(teacher_gguf, q) if teacher_gguf else "",
-                "student": ev.answer(chat_file, q),
+                "teacher": printable(ev.answer(teacher_gguf, q)) if teacher_gguf else "",
+                "student": printable(ev.answer(chat_file, q)),
             }
             for q in questions_of(domain)
         ]

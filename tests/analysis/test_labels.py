@@ -90,4 +90,5 @@ def test_prompts_mark_the_firing_token_and_answers_are_read_strictly():
     prompt = explain_prompt([context], ["blood"])
     assert "[[ heart]]" in prompt and "blood" in prompt
     assert clean_label('"The feature detects: organs of the body"\nmore') == "organs of the body"
+    assert clean_label("a\x00b") == "a\u2400b"  # PostgreSQL text and jsonb refuse NUL
     assert says_yes("Yes, it does") == 1.0 and says_yes("no") == 0.0 and says_yes("maybe yes") == 0.0
