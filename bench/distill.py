@@ -221,7 +221,10 @@ def main() -> int:
         return row
 
     t = time.monotonic()
-    students = {name: build(name, recipes[name], args.tokens) for name in chosen}
+    students = {}
+    for name in chosen:  # partial results after each student, in case the run is cut short
+        students[name] = build(name, recipes[name], args.tokens)
+        (work / "distill.partial.json").write_text(json.dumps({"teacher": teacher_row, "students": students}, indent=2))
     curve = (
         [{"budget_tokens": args.tokens, "domain_ppl": students["guided"]["domain_ppl"]}] if "guided" in students else []
     )

@@ -13,16 +13,7 @@ from analysis.actions import coders as coder_actions
 from analysis.models import Capture, CoderKind, CoderRun
 from projects.actions import ActionError
 from projects.models import Dataset, DatasetRole, DatasetStatus, LanguageModel, ModelStatus
-from projects.views.base import OrgPageView, OrgView
-
-
-def _int(value: str | None, default: int | None) -> int | None:
-    if value in (None, ""):
-        return default
-    try:
-        return int(str(value).replace(",", "").replace("_", ""))
-    except ValueError:
-        raise ActionError(f"“{value}” is not a whole number.") from None
+from projects.views.base import OrgPageView, OrgView, whole_number
 
 
 class AnalysisHomeView(OrgPageView):
@@ -57,7 +48,7 @@ class CaptureCreateView(OrgPageView):
             if teacher is not None:
                 try:
                     patterns = capture_actions.parse_patterns(context["values"]["hookpoints"])
-                    budget = _int(context["values"].get("token_budget"), 65_536)
+                    budget = whole_number(context["values"].get("token_budget"), 65_536)
                     planned = capture_actions.plan(teacher, patterns, budget)
                     planned["estimated"] = capture_actions.format_bytes(planned["estimated_bytes"])
                     planned["free"] = capture_actions.format_bytes(planned["free_bytes"])
@@ -72,8 +63,8 @@ class CaptureCreateView(OrgPageView):
     def post(self, request):
         data = request.POST
         try:
-            teacher = self.scoped(LanguageModel).filter(pk=_int(data.get("teacher"), 0)).first()
-            dataset = self.scoped(Dataset).filter(pk=_int(data.get("dataset"), 0)).first()
+            teacher = self.scoped(LanguageModel).filter(pk=whole_number(data.get("teacher"), 0)).first()
+            dataset = self.scoped(Dataset).filter(pk=whole_number(data.get("dataset"), 0)).first()
             if teacher is None or dataset is None:
                 raise ActionError("Choose a teacher and a dataset of this organisation.")
             capture = capture_actions.do_start_capture(
@@ -81,9 +72,9 @@ class CaptureCreateView(OrgPageView):
                 dataset,
                 request.user,
                 hookpoints=data.get("hookpoints") or capture_actions.DEFAULT_HOOKPOINTS,
-                token_budget=_int(data.get("token_budget"), 65_536),
-                seq_len=_int(data.get("seq_len"), 256),
-                batch_size=_int(data.get("batch_size"), 8),
+                token_budget=whole_number(data.get("token_budget"), 65_536),
+                seq_len=whole_number(data.get("seq_len"), 256),
+                batch_size=whole_number(data.get("batch_size"), 8),
                 split=data.get("split") or "train",
                 dtype=data.get("dtype") or "float16",
             )
@@ -126,13 +117,13 @@ class CoderRunCreateView(OrgView):
             run = coder_actions.do_start_coder_run(
                 capture,
                 request.user,
-                layers=[_int(x, 0) for x in layers_text] or None,
+                layers=[whole_number(x, 0) for x in layers_text] or None,
                 kinds=data.getlist("kinds") or None,
-                expansion=_int(data.get("expansion"), 8),
-                k=_int(data.get("k"), 32),
-                batch_size=_int(data.get("batch_size"), 1024),
-                token_budget=_int(data.get("token_budget"), None),
-                held_out_tokens=_int(data.get("held_out_tokens"), None),
+                expansion=whole_number(data.get("expansion"), 8),
+                k=whole_number(data.get("k"), 32),
+                batch_size=whole_number(data.get("batch_size"), 1024),
+                token_budget=whole_number(data.get("token_budget"), None),
+                held_out_tokens=whole_number(data.get("held_out_tokens"), None),
             )
         except ActionError as error:
             return self.action_failed(

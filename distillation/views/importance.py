@@ -13,18 +13,9 @@ from distillation.actions import importance as importance_actions
 from distillation.models import Build, ImportanceAnalysis, Recipe
 from projects.actions import ActionError
 from projects.models import Dataset, DatasetRole, DatasetStatus, LanguageModel, ModelStatus
-from projects.views.base import OrgPageView
+from projects.views.base import OrgPageView, whole_number
 
 BAR_W, BAR_H = 16, 120
-
-
-def _int(value: str | None, default: int) -> int:
-    if value in (None, ""):
-        return default
-    try:
-        return int(str(value).replace(",", "").replace("_", ""))
-    except ValueError:
-        raise ActionError(f"“{value}” is not a whole number.") from None
 
 
 def layer_bars(values: list[float]) -> list[dict]:
@@ -93,18 +84,18 @@ class ImportanceCreateView(OrgPageView):
     def post(self, request):
         data = request.POST
         try:
-            teacher = self.scoped(LanguageModel).filter(pk=_int(data.get("teacher"), 0)).first()
-            dataset = self.scoped(Dataset).filter(pk=_int(data.get("dataset"), 0)).first()
+            teacher = self.scoped(LanguageModel).filter(pk=whole_number(data.get("teacher"), 0)).first()
+            dataset = self.scoped(Dataset).filter(pk=whole_number(data.get("dataset"), 0)).first()
             if teacher is None or dataset is None:
                 raise ActionError("Choose a teacher and a dataset of this organisation.")
             analysis = importance_actions.do_start_importance(
                 teacher,
                 dataset,
                 request.user,
-                token_budget=_int(data.get("token_budget"), 32_768),
-                seq_len=_int(data.get("seq_len"), 256),
-                batch_size=_int(data.get("batch_size"), 4),
-                sample_windows=_int(data.get("sample_windows"), 8),
+                token_budget=whole_number(data.get("token_budget"), 32_768),
+                seq_len=whole_number(data.get("seq_len"), 256),
+                batch_size=whole_number(data.get("batch_size"), 4),
+                sample_windows=whole_number(data.get("sample_windows"), 8),
                 split=data.get("split") or "train",
             )
         except ActionError as error:

@@ -21,6 +21,16 @@ from projects.models import Membership, Role
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
+def whole_number(value: str | None, default: int | None) -> int | None:
+    """A form field's whole number (``65,536`` and ``65_536`` accepted), ``default`` when empty, else ActionError."""
+    if value in (None, ""):
+        return default
+    try:
+        return int(str(value).replace(",", "").replace("_", ""))
+    except ValueError:
+        raise ActionError(f"“{value}” is not a whole number.") from None
+
+
 def resolve_membership(user, org_slug: str) -> Membership:
     """The user's membership in the organisation with this slug, or 404 (never 403)."""
     if not user.is_authenticated:
