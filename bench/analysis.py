@@ -36,8 +36,8 @@ What it measures (every number in ``bench/results/analysis.json``, a summary in 
 
 Run::
 
-    .venv/bin/python bench/analysis.py --smoke          # ~3–5 min: 4,096 tokens, layer 15, results in var/
-    .venv/bin/python bench/analysis.py                  # the default: 131,072 training tokens, layers 3,15,27
+    .venv/bin/python bench/analysis.py --smoke          # 1.5–5 min: 4,096 tokens, layer 15, results in var/
+    .venv/bin/python bench/analysis.py                  # ~40 min: 131,072 training tokens, layers 3,15,27
 
 Options: ``--tokens`` (training tokens, default 131072), ``--held-out`` (16384), ``--layers 3,15,27``,
 ``--k 32``, ``--expansion 8``, ``--throughput-batches 12``, ``--skip-sparsify``, ``--smoke``, ``--no-write``,
