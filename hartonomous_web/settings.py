@@ -284,6 +284,7 @@ SPECTACULAR_SETTINGS = {
         "DatasetRoleEnum": "projects.models.datasets.DatasetRole",
         "DatasetFormatEnum": "projects.models.datasets.DatasetFormat",
         "CoderKindEnum": "analysis.models.CoderKind",
+        "CoderOptimizerEnum": "analysis.models.CoderOptimizer",
         "CoderExportFormatEnum": "analysis.models.ExportFormat",
         "CoderExportStatusEnum": "analysis.models.ExportStatus",
     },

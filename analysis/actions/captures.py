@@ -14,11 +14,13 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.utils import timezone
 
-from analysis.models import Capture, CaptureStatus
+from analysis.models import Capture, CaptureShard, CaptureStatus, CoderRun, CoderRunStatus
+from projects import blobs
 from projects.actions import ActionError, do_enqueue_job
 from projects.actions import conversion as conversion_actions
-from projects.models import Dataset, LanguageModel, ModelStatus
+from projects.models import Dataset, Job, JobStatus, LanguageModel, ModelStatus
 
 CAPTURE_JOB = "analysis.capture"
 DEFAULT_HOOKPOINTS = "model.layers.*.mlp"
@@ -168,3 +170,48 @@ def do_start_capture(
         Capture.objects.filter(pk=capture.pk).update(job=job)
         capture.job = job
     return capture
+
+
+#: Jobs that read a capture's shards (training reads them for its metrics too, describing for the contexts).
+SHARD_READING_JOBS = ("analysis.train_coders", "analysis.describe_features")
+
+
+def do_release_shards(capture: Capture, user: User) -> int:
+    """Free the disk of a complete capture's shards; returns the bytes freed.
+
+    What was learnt from them stays: the capture's row and manifest, its training runs, coders, metrics and
+    features (contexts included). Training or describing again needs a new capture. Refused while a job that
+    reads the shards is queued or running. Blobs another row still uses (an identical shard) are kept.
+    """
+    if not capture.is_complete:
+        raise ActionError(f"Capture #{capture.pk} is not complete ({capture.status}); nothing to release.",
+                          code="conflict")  # fmt: skip
+    if capture.shards_released_at is not None:
+        raise ActionError(f"The shards of capture #{capture.pk} were already released.", code="conflict")
+    active = (JobStatus.QUEUED, JobStatus.RUNNING)
+    busy_runs = CoderRun.objects.filter(capture=capture).exclude(
+        status__in=[CoderRunStatus.COMPLETE, CoderRunStatus.FAILED]
+    )
+    coder_ids = set(capture.coder_runs.values_list("coders__pk", flat=True)) - {None}
+    busy_jobs = Job.objects.filter(organization=capture.organization, kind__in=SHARD_READING_JOBS, status__in=active)
+    reading = any(job.params.get("coder") in coder_ids for job in busy_jobs)
+    if busy_runs.exists() or reading:
+        raise ActionError(
+            f"A job is still reading capture #{capture.pk} (training or describing features); release its shards "
+            "when it has finished.",
+            code="conflict",
+        )
+    with transaction.atomic():
+        locked = Capture.objects.select_for_update().get(pk=capture.pk)
+        if locked.shards_released_at is not None:
+            raise ActionError(f"The shards of capture #{capture.pk} were already released.", code="conflict")
+        shards = CaptureShard.objects.filter(capture=capture, name__startswith="shard-").select_related("blob")
+        shas = [s.blob_id for s in shards]
+        shards.delete()
+        locked.shards_released_at = timezone.now()
+        locked.save(update_fields=["shards_released_at"])
+        capture.shards_released_at = locked.shards_released_at
+    _, freed = blobs.collect_garbage(only=shas)
+    for folder in (capture_dir(capture), Path(settings.DATA_DIR) / "analysis" / "capture-folders" / str(capture.pk)):
+        shutil.rmtree(folder, ignore_errors=True)
+    return freed

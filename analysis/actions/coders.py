@@ -5,11 +5,20 @@ from __future__ import annotations
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from analysis.models import Capture, CoderKind, CoderRun, CoderRunStatus
+from analysis.models import Capture, CoderKind, CoderOptimizer, CoderRun, CoderRunStatus
 from projects.actions import ActionError, do_enqueue_job
 
 TRAIN_JOB = "analysis.train_coders"
 KINDS = [k.value for k in CoderKind]
+
+
+def released_message(capture: Capture) -> str:
+    """What to tell a person who asks for work that needs the shards of a capture whose shards were released."""
+    return (
+        f"The shards of capture #{capture.pk} were released on {capture.shards_released_at:%Y-%m-%d %H:%M} UTC to "
+        "free disk; its coders and features stay. Capture again (same teacher, dataset and layers) to train or "
+        "describe from it."
+    )
 
 
 def do_start_coder_run(
@@ -20,6 +29,7 @@ def do_start_coder_run(
     kinds: list[str] | None = None,
     expansion: int = 8,
     k: int = 32,
+    optimizer: str = CoderOptimizer.SIGNUM,
     lr: float | None = None,
     batch_size: int = 1024,
     token_budget: int | None = None,
@@ -32,6 +42,8 @@ def do_start_coder_run(
     """
     if capture.status != "complete":
         raise ActionError(f"Capture #{capture.pk} is not complete ({capture.status}).", code="conflict")
+    if capture.shards_released_at is not None:
+        raise ActionError(released_message(capture), code="conflict")
     layers = sorted(set(capture.layers if layers is None else layers))
     missing = sorted(set(layers) - set(capture.layers))
     if not layers or missing:
@@ -52,6 +64,8 @@ def do_start_coder_run(
             raise ActionError(f"{name.replace('_', ' ')} must be a whole number from {low} to {high:,}.", field=name)
     if k > expansion * capture.d_model:
         raise ActionError(f"k ({k}) cannot exceed the number of latents ({expansion * capture.d_model}).", field="k")
+    if optimizer not in CoderOptimizer.values:
+        raise ActionError(f"The optimiser is one of {', '.join(CoderOptimizer.values)}.", field="optimizer")
     if lr is not None and not 0 < lr < 1:
         raise ActionError("The learning rate must be between 0 and 1 (blank: scaled to the width).", field="lr")
     if held_out_tokens is None:
@@ -72,6 +86,7 @@ def do_start_coder_run(
             kinds=kinds,
             expansion=expansion,
             k=k,
+            optimizer=optimizer,
             lr=lr,
             batch_size=batch_size,
             token_budget=token_budget,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth.models import User
 
+from analysis.actions.coders import released_message
 from analysis.models import Coder
 from projects.actions import ActionError, do_enqueue_job
 from projects.models import Job
@@ -18,6 +19,8 @@ def do_describe_features(coder: Coder, user: User) -> Job:
     if coder.run.status != "complete":
         raise ActionError("The coder's training run has not finished.", code="conflict")
     capture = coder.run.capture
+    if capture.shards_released_at is not None:
+        raise ActionError(released_message(capture), code="conflict")
     return do_enqueue_job(capture.organization, DESCRIBE_JOB, project=capture.project, user=user,
                           params={"coder": coder.pk})  # fmt: skip
 

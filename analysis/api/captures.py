@@ -23,7 +23,8 @@ class CaptureSerializer(serializers.ModelSerializer):
         fields = [
             "id", "project", "teacher", "torch_model", "dataset", "split", "hookpoints", "layers", "token_budget",
             "seq_len", "batch_size", "tokens_per_shard", "dtype", "d_model", "estimated_bytes", "status", "error",
-            "n_tokens", "n_shards", "bytes", "tokens_per_second", "device", "job", "created_at", "finished_at",
+            "n_tokens", "n_shards", "bytes", "tokens_per_second", "device", "shards_released_at", "job", "created_at",
+            "finished_at",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -53,7 +54,8 @@ class CaptureViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScoped
 
     `POST` starts one (a job; `job` in the answer). Everything is checked first — the teacher's architecture and
     Hugging Face copy, the dataset, the patterns, the budget, the estimated disk against the free disk — and a
-    refused capture keeps nothing. `POST plan/` answers what a capture would take without starting it.
+    refused capture keeps nothing. `POST plan/` answers what a capture would take without starting it;
+    `POST {id}/release-shards/` frees the disk of its shards once nothing reads them (coders and features stay).
     """
 
     model = Capture
@@ -81,6 +83,14 @@ class CaptureViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScoped
             raise ActionError("No such dataset in this organisation.", field="dataset", code="not_found")
         capture = capture_actions.do_start_capture(teacher, dataset, request.user, **values)
         return Response(CaptureSerializer(capture).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=CaptureSerializer)
+    @action(detail=True, methods=["post"], url_path="release-shards")
+    def release_shards(self, request, **kwargs):
+        """Free the disk of the capture's shards; its coders, metrics and features stay (409 while a job reads it)."""
+        capture = self.get_object()
+        freed = capture_actions.do_release_shards(capture, request.user)
+        return Response(CaptureSerializer(capture).data | {"freed_bytes": freed})
 
     @extend_schema(request=CapturePlanSerializer, responses=dict)
     @action(detail=False, methods=["post"])

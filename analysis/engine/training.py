@@ -6,7 +6,16 @@ exactly the same tokens (the same budget). The last ``held_out_tokens`` tokens o
 trained on; :mod:`analysis.engine.metrics` evaluates on them.
 
 Per step: loss = FVU (normalised space) + ``auxk_alpha`` · auxiliary-k loss of the dead latents; the part
-of the decoder gradient parallel to its rows is removed, Adam steps, and decoder rows are renormalised.
+of the decoder gradient parallel to its rows is removed, the optimiser steps, and decoder rows are
+renormalised.
+
+Optimisers (``OPTIMIZERS``): ``signum`` (the default) is sign descent under the ``schedulefree`` library's
+``ScheduleFreeWrapper`` with momentum 0.95, the default of EleutherAI's sparsify; its weights at the end
+are the schedule-free average, whose decoder rows :meth:`CoderTrainer.finish` brings back to unit norm
+(each row's norm folded into its latent's encoder row and bias: a latent's contribution is unchanged, the
+top-k choice between near-equal latents can change). ``adam`` is Adam with a
+constant learning rate. Both scale the learning rate with ``1 / sqrt(d_sae / 2**14)`` (Gao et al. 2024), and
+the weights that read the input (``W_enc``, ``W_skip``) step at ``input_lr_scale`` times it.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
+from schedulefree import ScheduleFreeWrapper
 from torch import nn
 
 from .capture import CaptureConfig, plan_capture, stream_mlp_activations
@@ -33,7 +43,10 @@ ShouldStop = Callable[[], bool]
 StepCallback = Callable[..., None]
 """``on_step(layer=, kind=, step=, tokens=, fvu=, auxk=, dead_fraction=)`` every ``log_every`` steps."""
 
-OPTIMIZERS = ("adam",)
+OPTIMIZERS = ("signum", "adam")
+"""Optimisers a run can use; the first is the default."""
+BASE_LR = {"signum": 5e-3, "adam": 2e-4}
+"""Learning rate at 2**14 latents per optimiser; :func:`default_lr` scales it to the width."""
 
 
 @dataclass
@@ -49,9 +62,14 @@ class TrainingConfig:
     k: int = 32
     """Latents kept per token."""
     lr: float | None = None
-    """Learning rate; None: ``2e-4 / sqrt(d_sae / 2**14)`` (the scaling of Gao et al. 2024)."""
-    optimizer: str = "adam"
+    """Learning rate; None: :func:`default_lr` of the optimiser and width."""
+    optimizer: str = "signum"
     """Optimiser (``OPTIMIZERS``)."""
+    input_lr_scale: float = 0.25
+    """Learning-rate factor of the weights that read the coder's input (``W_enc``, ``W_skip``); the decoder and
+    the biases step at ``lr``. Sign-based steps are not invariant to the input's scale: in the normalised
+    space every input dimension has unit scale, so these weights get a smaller step (chosen on SmolLM2,
+    ``bench/README.md``)."""
     batch_size: int = 1024
     """Tokens per step."""
     n_tokens: int | None = None
@@ -91,6 +109,8 @@ class TrainingConfig:
             raise ValueError("held_out_tokens must be ≥ 0 and n_tokens ≥ 1")
         if self.lr is not None and not self.lr > 0:
             raise ValueError("lr must be positive")
+        if not self.input_lr_scale > 0:
+            raise ValueError("input_lr_scale must be positive")
 
 
 class TrainingResult(NamedTuple):
@@ -112,9 +132,46 @@ class TrainingResult(NamedTuple):
     tokens_per_second: float
 
 
-def default_lr(d_sae: int) -> float:
-    """``2e-4 / sqrt(d_sae / 2**14)``."""
-    return 2e-4 / math.sqrt(d_sae / 2**14)
+def default_lr(d_sae: int, optimizer: str = "signum") -> float:
+    """``BASE_LR[optimizer] / sqrt(d_sae / 2**14)``: 5e-3 for signum, 2e-4 for Adam at 16,384 latents."""
+    if optimizer not in BASE_LR:
+        raise ValueError(f"optimizer {optimizer!r} is not supported; use one of {OPTIMIZERS}")
+    return BASE_LR[optimizer] / math.sqrt(d_sae / 2**14)
+
+
+class SignSGD(torch.optim.Optimizer):
+    """Steepest descent in the max norm: every parameter moves by ``lr`` against the sign of its gradient.
+
+    Under :class:`schedulefree.ScheduleFreeWrapper` (momentum, iterate averaging) this is sparsify's signum.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict], lr: float = 1e-3) -> None:
+        if not lr > 0:
+            raise ValueError(f"lr must be positive (got {lr})")
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure: None = None) -> None:  # type: ignore[override]
+        if closure is not None:
+            raise ValueError("SignSGD takes no closure")
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(torch.sign(p.grad), alpha=-group["lr"])
+
+
+def make_optimizer(params: Iterable[torch.Tensor] | Iterable[dict], optimizer: str, lr: float) -> torch.optim.Optimizer:
+    """The optimiser of ``OPTIMIZERS`` named ``optimizer``, ready to step (a schedule-free one in train mode).
+
+    ``params``: tensors, or parameter groups (dicts with their own ``lr``).
+    """
+    if optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, eps=6.25e-10)
+    if optimizer == "signum":
+        wrapped = ScheduleFreeWrapper(SignSGD(params, lr=lr), momentum=0.95)
+        wrapped.train()
+        return wrapped
+    raise ValueError(f"optimizer {optimizer!r} is not supported; use one of {OPTIMIZERS}")
 
 
 class CoderTrainer:
@@ -127,9 +184,15 @@ class CoderTrainer:
         auxk_alpha: float = 1 / 32,
         k_aux: int | None = None,
         dead_after_tokens: int = 10_000_000,
+        optimizer: str = OPTIMIZERS[0],
+        input_lr_scale: float = 0.25,
     ) -> None:
         self.coder = coder
-        self.optimizer = torch.optim.Adam(coder.parameters(), lr=lr or default_lr(coder.d_sae), eps=6.25e-10)
+        self.lr = lr or default_lr(coder.d_sae, optimizer)
+        reading = [coder.W_enc] + ([coder.W_skip] if coder.W_skip is not None else [])
+        rest = [p for p in coder.parameters() if all(p is not r for r in reading)]
+        groups = [{"params": reading, "lr": self.lr * input_lr_scale}, {"params": rest, "lr": self.lr}]
+        self.optimizer = make_optimizer(groups, optimizer, self.lr)
         self.auxk_alpha = auxk_alpha
         self.k_aux = k_aux
         self.dead_after_tokens = dead_after_tokens
@@ -157,6 +220,14 @@ class CoderTrainer:
             "auxk": float(out.auxk_loss.detach()),
             "dead_fraction": float(dead.float().mean()),
         }
+
+    @torch.no_grad()
+    def finish(self) -> SparseCoder:
+        """The trained coder in eval mode: a schedule-free optimiser's averaged weights, unit-norm decoder rows."""
+        if hasattr(self.optimizer, "eval"):
+            self.optimizer.eval()  # schedule-free: the parameters become the averaged iterate
+        self.coder.fold_decoder_norms_()
+        return self.coder.eval()
 
 
 def normalization_stats(
@@ -203,7 +274,15 @@ class _SideBySide:
                 i, o = in_stats.result(), out_stats.result()
                 coder.set_normalization(i.mean, i.scale, o.mean, o.scale)
                 coder.to(device).train()
-                self.trainers[layer, kind] = CoderTrainer(coder, config.lr, config.auxk_alpha, config.k_aux, dead_after)
+                self.trainers[layer, kind] = CoderTrainer(
+                    coder,
+                    config.lr,
+                    config.auxk_alpha,
+                    config.k_aux,
+                    dead_after,
+                    optimizer=config.optimizer,
+                    input_lr_scale=config.input_lr_scale,
+                )
         self.config = config
         self.budget = budget
         self.on_step = on_step
@@ -236,7 +315,7 @@ class _SideBySide:
             self.progress(self.tokens, self.budget, tokens_per_second=self.tokens / elapsed, steps=self.steps)
 
     def result(self, stopped: bool, train_range: tuple[int, int], held_out_range: tuple[int, int]) -> TrainingResult:
-        coders = {key: trainer.coder.eval().cpu() for key, trainer in self.trainers.items()}
+        coders = {key: trainer.finish().cpu() for key, trainer in self.trainers.items()}
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         return TrainingResult(
             coders=coders,
@@ -380,6 +459,8 @@ def train_on_tensors(
     n_tokens: int,
     batch_size: int = 1024,
     lr: float | None = None,
+    optimizer: str = OPTIMIZERS[0],
+    input_lr_scale: float = 0.25,
     auxk_alpha: float = 1 / 32,
     dead_after_tokens: int | None = None,
     seed: int = 0,
@@ -395,7 +476,12 @@ def train_on_tensors(
     i, o = si.result(), so.result()
     coder.set_normalization(i.mean, i.scale, o.mean, o.scale)
     trainer = CoderTrainer(
-        coder.train(), lr, auxk_alpha, dead_after_tokens=dead_after_tokens or max(10 * batch_size, n_tokens // 10)
+        coder.train(),
+        lr,
+        auxk_alpha,
+        dead_after_tokens=dead_after_tokens or max(10 * batch_size, n_tokens // 10),
+        optimizer=optimizer,
+        input_lr_scale=input_lr_scale,
     )
     generator = torch.Generator().manual_seed(seed)
     done, step = 0, 0
@@ -410,4 +496,4 @@ def train_on_tensors(
             step += 1
             if done >= n_tokens:
                 break
-    return coder.eval()
+    return trainer.finish()

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from analysis.actions.coders import TRAIN_JOB
+from analysis.actions.coders import TRAIN_JOB, released_message
 from analysis.models import Capture, CaptureShard, Coder, CoderRun, CoderRunStatus
 from projects import blobs
 from projects.actions import ActionError
@@ -33,6 +33,8 @@ CURVE_WRITE_SECONDS = 2.0
 
 def capture_folder(capture: Capture) -> Path:
     """The complete capture's files under their names (links to the blobs), as the engine reads them."""
+    if capture.shards_released_at is not None:
+        raise Refused(released_message(capture))
     files = [(s.name, s.blob) for s in CaptureShard.objects.filter(capture=capture).select_related("blob")]
     return blobs.materialize_folder(files, Path(settings.DATA_DIR) / "analysis" / "capture-folders" / str(capture.pk))
 
@@ -85,6 +87,7 @@ class TrainCoders(JobKind):
             kinds=list(run.kinds),
             expansion=run.expansion,
             k=run.k,
+            optimizer=run.optimizer,
             lr=run.lr,
             batch_size=run.batch_size,
             n_tokens=run.token_budget,

@@ -7,7 +7,7 @@
 """
 
 from analysis.models.captures import Capture, CaptureShard, CaptureStatus
-from analysis.models.coders import Coder, CoderKind, CoderRun, CoderRunStatus
+from analysis.models.coders import Coder, CoderKind, CoderOptimizer, CoderRun, CoderRunStatus
 from analysis.models.exports import CoderExport, ExportFormat, ExportStatus
 from analysis.models.features import Feature, FeatureNeuronLink
 
@@ -17,6 +17,7 @@ __all__ = [
     "CaptureStatus",
     "Coder",
     "CoderKind",
+    "CoderOptimizer",
     "CoderRun",
     "CoderRunStatus",
     "CoderExport",

@@ -53,6 +53,8 @@ class Capture(TenantModel):
     bytes = models.BigIntegerField(default=0)
     tokens_per_second = models.FloatField(default=0.0)
     device = models.CharField(max_length=40, blank=True)
+    #: When a person freed the shards' disk (the rows, coders and features stay; training needs a new capture).
+    shards_released_at = models.DateTimeField(null=True, blank=True)
 
     job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_by = models.ForeignKey(
@@ -70,6 +72,11 @@ class Capture(TenantModel):
     @property
     def is_complete(self) -> bool:
         return self.status == CaptureStatus.COMPLETE
+
+    @property
+    def has_shards(self) -> bool:
+        """Complete, and its shards still on disk (not released)."""
+        return self.is_complete and self.shards_released_at is None
 
 
 class CaptureShard(TenantModel):

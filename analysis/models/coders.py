@@ -23,6 +23,11 @@ class CoderKind(models.TextChoices):
     SAE = "sae", "Sparse autoencoder"
 
 
+class CoderOptimizer(models.TextChoices):
+    SIGNUM = "signum", "Signum (schedule-free sign descent, sparsify's default)"
+    ADAM = "adam", "Adam"
+
+
 class CoderRunStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
     TRAINING = "training", "Training"
@@ -40,6 +45,8 @@ class CoderRun(TenantModel):
     kinds = models.JSONField(default=list)
     expansion = models.PositiveIntegerField(default=8)
     k = models.PositiveIntegerField(default=32)
+    optimizer = models.CharField(max_length=10, choices=CoderOptimizer.choices, default=CoderOptimizer.SIGNUM)
+    #: Learning rate (None: the optimiser's default scaled to the width, ``analysis.engine.training.default_lr``).
     lr = models.FloatField(null=True, blank=True)
     batch_size = models.PositiveIntegerField(default=1024)
     #: Training tokens per coder (None: one pass over the capture's training tokens).

@@ -10,10 +10,11 @@ from django.urls import reverse
 
 from analysis.actions import captures as capture_actions
 from analysis.actions import coders as coder_actions
-from analysis.models import Capture, CoderKind, CoderRun
+from analysis.actions.captures import format_bytes
+from analysis.models import Capture, CoderKind, CoderOptimizer, CoderRun
 from projects.actions import ActionError
 from projects.models import Dataset, DatasetRole, DatasetStatus, LanguageModel, ModelStatus
-from projects.views.base import OrgPageView, OrgView, whole_number
+from projects.views.base import OrgPageView, OrgView, decimal_number, whole_number
 
 
 class AnalysisHomeView(OrgPageView):
@@ -103,7 +104,22 @@ class CaptureDetailView(OrgPageView):
         context["stored"] = capture_actions.format_bytes(capture.bytes)
         context["runs"] = self.scoped(CoderRun).filter(capture=capture)
         context["kinds"] = CoderKind.choices
+        context["optimizers"] = CoderOptimizer.choices
         return context
+
+
+class CaptureReleaseView(OrgView):
+    """POST: free the disk of a capture's shards (its coders and features stay)."""
+
+    def post(self, request, capture_id: int):
+        capture = self.get_scoped(Capture, pk=capture_id)
+        back = reverse("capture-detail", kwargs={"org_slug": self.org.slug, "capture_id": capture.pk})
+        try:
+            freed = capture_actions.do_release_shards(capture, request.user)
+        except ActionError as error:
+            return self.action_failed(error, back)
+        messages.success(request, f"The shards of capture #{capture.pk} were released: {format_bytes(freed)} freed.")
+        return redirect(back)
 
 
 class CoderRunCreateView(OrgView):
@@ -121,6 +137,8 @@ class CoderRunCreateView(OrgView):
                 kinds=data.getlist("kinds") or None,
                 expansion=whole_number(data.get("expansion"), 8),
                 k=whole_number(data.get("k"), 32),
+                optimizer=data.get("optimizer") or CoderOptimizer.SIGNUM,
+                lr=decimal_number(data.get("lr"), None),
                 batch_size=whole_number(data.get("batch_size"), 1024),
                 token_budget=whole_number(data.get("token_budget"), None),
                 held_out_tokens=whole_number(data.get("held_out_tokens"), None),

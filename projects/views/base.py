@@ -31,6 +31,19 @@ def whole_number(value: str | None, default: int | None) -> int | None:
         raise ActionError(f"“{value}” is not a whole number.") from None
 
 
+def decimal_number(value: str | None, default: float | None) -> float | None:
+    """A form field's number (``3e-4``, ``0.0003``), ``default`` when empty, else ActionError."""
+    if value in (None, ""):
+        return default
+    try:
+        number = float(str(value).replace(",", "").replace("_", ""))
+    except ValueError:
+        raise ActionError(f"“{value}” is not a number.") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ActionError(f"“{value}” is not a finite number.")
+    return number
+
+
 def resolve_membership(user, org_slug: str) -> Membership:
     """The user's membership in the organisation with this slug, or 404 (never 403)."""
     if not user.is_authenticated:

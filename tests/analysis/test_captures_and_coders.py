@@ -143,7 +143,27 @@ def test_coders_need_a_complete_capture_and_sensible_settings(actors, teacher, d
         coder_actions.do_start_coder_run(capture, actors.member, batch_size=1024)
     with pytest.raises(ActionError, match="Coder kinds are"):
         coder_actions.do_start_coder_run(capture, actors.member, kinds=["pca"], batch_size=8)
+    with pytest.raises(ActionError, match="optimiser is one of signum, adam"):
+        coder_actions.do_start_coder_run(capture, actors.member, optimizer="sgd", batch_size=8)
+    with pytest.raises(ActionError, match="learning rate must be between 0 and 1"):
+        coder_actions.do_start_coder_run(capture, actors.member, lr=2.0, batch_size=8)
     assert not CoderRun.objects.exists()
+
+
+def test_the_train_form_takes_the_optimiser_and_learning_rate(actors, teacher, dataset, client_as):
+    capture = Capture.objects.create(
+        organization=actors.org, project=actors.project, teacher=teacher, dataset=dataset, token_budget=100,
+        layers=[0], d_model=32, status="complete", n_tokens=100,
+    )  # fmt: skip
+    client = client_as(actors.member)
+    url = reverse("coder-run-create", kwargs={"org_slug": actors.org.slug, "capture_id": capture.pk})
+    page = client.get(reverse("capture-detail", kwargs={"org_slug": actors.org.slug, "capture_id": capture.pk}))
+    assert 'name="optimizer"' in page.content.decode() and 'name="lr"' in page.content.decode()
+    refused = client.post(url, {"lr": "fast", "batch_size": "8"}, follow=True)
+    assert "“fast” is not a number." in refused.content.decode() and not CoderRun.objects.exists()
+    client.post(url, {"optimizer": "adam", "lr": "2e-3", "batch_size": "8"})
+    run = CoderRun.objects.get()
+    assert run.optimizer == "adam" and run.lr == pytest.approx(2e-3)
 
 
 def test_a_capture_that_dies_midway_is_failed_and_its_retry_resumes_from_the_last_shard(
@@ -306,3 +326,66 @@ def test_exports_refuse_a_partial_set_and_nothing_unfinished_downloads(actors, t
         reverse("coder-export-download", kwargs={"org_slug": actors.org.slug, "export_id": export.pk})
     )
     assert response.status_code == 302  # queued: not downloadable, back to the run with a message
+
+
+def test_releasing_a_captures_shards_frees_the_disk_and_keeps_what_was_learnt(actors, teacher, dataset, client_as):
+    from analysis.actions import features as feature_actions
+    from projects.models import Blob
+
+    capture = complete_capture(teacher, dataset, actors.member, hookpoints="model.layers.1.mlp")
+    run = coder_actions.do_start_coder_run(capture, actors.member, kinds=["skip_transcoder"], expansion=2, k=4,
+                                           batch_size=128)  # fmt: skip
+    # While its training job waits, nothing is released.
+    with pytest.raises(ActionError, match="still reading"):
+        capture_actions.do_release_shards(capture, actors.member)
+    assert run_job(run.job).status == "succeeded"
+    coder = Coder.objects.get(run=run)
+    describe = feature_actions.do_describe_features(coder, actors.member)
+    with pytest.raises(ActionError, match="still reading"):
+        capture_actions.do_release_shards(capture, actors.member)
+    assert run_job(describe).status == "succeeded"
+    shards = CaptureShard.objects.filter(capture=capture, name__startswith="shard-")
+    shard_blobs = list(shards.values_list("blob", flat=True))
+    folder = capture_folder(capture)
+    paths = [blobs.local_path(Blob.objects.get(pk=sha)) for sha in shard_blobs]
+    assert shard_blobs and all(p.exists() for p in paths)
+
+    client = client_as(actors.member)
+    page = reverse("capture-detail", kwargs={"org_slug": actors.org.slug, "capture_id": capture.pk})
+    assert "data-release-form" in client.get(page).content.decode()
+    answer = client.post(reverse("capture-release", kwargs={"org_slug": actors.org.slug, "capture_id": capture.pk}),
+                         follow=True).content.decode()  # fmt: skip
+    capture.refresh_from_db()
+    assert capture.shards_released_at is not None and "freed" in answer and "data-shards-released" in answer
+    assert "data-train-form" not in answer and "data-release-form" not in answer
+    assert not any(p.exists() for p in paths) and not folder.exists()
+    assert not Blob.objects.filter(pk__in=shard_blobs).exists()
+    # The record stays: manifest, coders, features; the rest asks for a new capture.
+    assert CaptureShard.objects.filter(capture=capture, name="manifest.json").exists()
+    assert Coder.objects.filter(run=run).exists() and coder.features.exists()
+    with pytest.raises(ActionError, match="were released on .* Capture again"):
+        coder_actions.do_start_coder_run(capture, actors.member)
+    with pytest.raises(ActionError, match="were released on"):
+        feature_actions.do_describe_features(Coder.objects.get(pk=coder.pk), actors.member)
+    with pytest.raises(ActionError, match="already released"):
+        capture_actions.do_release_shards(capture, actors.member)
+    # A viewer cannot release; another organisation's capture is a 404 (the route walker covers the route too).
+    viewer = client_as(actors.viewer).post(
+        reverse("capture-release", kwargs={"org_slug": actors.org.slug, "capture_id": capture.pk})
+    )
+    assert viewer.status_code == 403
+
+
+def test_the_api_releases_shards_and_refuses_an_incomplete_capture(actors, teacher, dataset, api_as):
+    capture = Capture.objects.create(
+        organization=actors.org, project=actors.project, teacher=teacher, dataset=dataset, token_budget=100,
+        layers=[0], d_model=32, status="capturing",
+    )  # fmt: skip
+    api = api_as(actors.member)
+    url = f"/api/v1/orgs/{actors.org.slug}/captures/{capture.pk}/release-shards/"
+    refused = api.post(url)
+    assert refused.status_code == 409 and "not complete" in json.dumps(refused.json())
+    done = complete_capture(teacher, dataset, actors.member, hookpoints="model.layers.1.mlp")
+    released = api.post(f"/api/v1/orgs/{actors.org.slug}/captures/{done.pk}/release-shards/")
+    assert released.status_code == 200, released.json()
+    assert released.json()["freed_bytes"] > 0 and released.json()["shards_released_at"]
