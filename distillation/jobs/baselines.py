@@ -6,9 +6,10 @@ as a built student, measured on the same domain and control windows, added to it
 * **last layers** / **lowest influence**: full width, the last N layers / the N of lowest block influence dropped,
   N giving the nearest parameter count.
 
-Each is pruned from the teacher and healed exactly like the student (same targets, settings and budget), then its
-perplexity measured in torch. (Its GGUF, quantized sizes and speed are not written here: ``bench/distill.py``
-measures those for every baseline.)
+Each is pruned from the teacher and healed exactly like the student (same targets, settings and budget), then
+measured like the student: perplexity in torch, then written as an f16 GGUF by llama.cpp's converter, quantized to
+the student's first quantization type, and that file's perplexity, size and prefill/decode speed measured through
+llama.cpp. The baselines' files are working files, deleted when the job ends: they are evidence, not models.
 """
 
 from __future__ import annotations
@@ -41,10 +42,13 @@ class EvaluateBaselines(JobKind):
         from distillation.engine import evaluation as ev
         from distillation.engine import recipes as rx
         from distillation.engine.calibration import heal, teacher_targets
+        from distillation.engine.export import ExportError, quantize, write_gguf, write_hf
         from distillation.engine.importance import compute_importance, magnitude_report, windows
         from distillation.engine.pruning import prune
         from distillation.jobs.builds import EVAL_TOKENS
         from projects.actions import conversion as conversion_actions
+        from projects.engine.conversion import fetch_converter
+        from projects.jobs.conversion import tools_dir
         from projects.torch_loading import dataset_token_ids, load_teacher
 
         build = (
@@ -61,7 +65,7 @@ class EvaluateBaselines(JobKind):
         ctx.progress(0.0, "Loading the teacher", force=True)
         try:
             torch_model = conversion_actions.torch_copy(build.recipe.teacher)
-            teacher, tokenizer, _ = load_teacher(torch_model)
+            teacher, tokenizer, teacher_folder = load_teacher(torch_model)
         except ActionError as exc:
             raise Refused(exc.message) from exc
         report = report_of(analysis)
@@ -98,6 +102,8 @@ class EvaluateBaselines(JobKind):
         candidates["lowest_influence"] = rx.layer_drop_lowest_influence(report, n_drop)
         rows = []
         work = build_dir(build) / "baselines"
+        qtype = guided.quant_types[0] if guided.quant_types else None
+        prompt = eval_sets["domain"][0][:128] if eval_sets["domain"] else [1] * 32
         for i, (key, recipe) in enumerate(candidates.items()):
             recipe.calibration = calibration
             ctx.progress(0.1 + 0.85 * i / len(candidates), f"{recipe.name}: pruning and healing")
@@ -115,7 +121,22 @@ class EvaluateBaselines(JobKind):
             for label, wins in eval_sets.items():
                 if wins:
                     row[f"{label}_ppl"] = ev.torch_perplexity(student, wins)
+            ctx.progress(0.1 + 0.85 * (i + 0.7) / len(candidates), f"{recipe.name}: GGUF through llama.cpp")
+            try:
+                hf = write_hf(student, work / key / "hf", teacher_folder)
+                f16 = write_gguf(hf, work / key / "f16.gguf", fetch_converter(tools_dir()))
+                shipped = quantize(f16, work / key / f"{qtype.lower()}.gguf", qtype) if qtype else None
+            except ExportError as exc:
+                raise Refused(f"{recipe.name}: {exc}") from exc
+            path = shipped.path if shipped else f16
+            row |= {"quant_type": shipped.requested if shipped else "F16", "bytes": path.stat().st_size}
+            for label, wins in eval_sets.items():
+                if wins:
+                    row[f"{label}_ppl_gguf"] = ev.gguf_perplexity(path, wins)
+            speed = ev.gguf_speed(path, prompt, decode_tokens=64)
+            row |= {"prefill_tps": speed.prefill_tokens_per_second, "decode_tps": speed.decode_tokens_per_second}
             rows.append(row)
+            shutil.rmtree(work / key, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
         fresh = Build.objects.get(pk=build.pk)
         report_json = dict(fresh.report or {})

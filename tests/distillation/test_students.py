@@ -15,6 +15,7 @@ from django.urls import reverse
 from distillation.actions import builds as build_actions
 from distillation.actions import importance as importance_actions
 from distillation.actions import recipes as recipe_actions
+from distillation.jobs.builds import build_dir
 from distillation.models import ImportanceAnalysis, Recipe
 from projects.actions import ActionError
 from projects.background import execute
@@ -71,7 +72,7 @@ def test_an_analysis_scores_the_teacher_and_proposes_three_recipes(actors, teach
 
 
 def test_a_recipe_is_edited_approved_built_evaluated_and_its_student_chats(actors, teacher, domain, control, settings,
-                                                                           tmp_path):  # fmt: skip
+                                                                           tmp_path, client_as):  # fmt: skip
     analysis = analysed(teacher, domain, actors.member)
     recipe = Recipe.objects.filter(analysis=analysis).order_by("-estimates__fraction")[1]
     with pytest.raises(ActionError, match="approve it before building"):
@@ -134,6 +135,16 @@ def test_a_recipe_is_edited_approved_built_evaluated_and_its_student_chats(actor
     for row in build.report["baselines"]:
         assert row["domain_ppl"] > 1 and row["control_ppl"] > 1
         assert abs(row["params"] - student_params) / student_params < 0.25  # the nearest size by whole layers
+        # Measured like the student: its shipped GGUF through llama.cpp (the working files are gone after).
+        assert row["quant_type"] == build.document["quant_types"][0] and row["bytes"] > 0
+        assert row["domain_ppl_gguf"] > 1 and row["control_ppl_gguf"] > 1 and row["decode_tps"] > 0
+    assert not (build_dir(build) / "baselines").exists()
+    page = (
+        client_as(actors.viewer)
+        .get(reverse("build-detail", kwargs={"org_slug": actors.org.slug, "build_id": build.pk}))
+        .content.decode()
+    )
+    assert "Prefill / decode tokens/s" in page and "baseline-magnitude" in page
     assert isinstance(build.report["beats_every_baseline"], bool)
 
     build_actions.sync_deployed(actors.org)  # the last lifecycle step: a live agent runs the student
