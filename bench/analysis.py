@@ -565,7 +565,7 @@ def evaluate(model, reader, coders: dict, held_out: tuple[int, int]) -> dict:
 
 # --- report ------------------------------------------------------------------------------------------
 
-LR_VARIANT = "ours skip_transcoder, sparsify's lr"
+LR_VARIANT = "ours skip_transcoder, Adam"
 COLOURS = {
     "ours skip_transcoder": "#1f77b4",
     LR_VARIANT: "#2ca02c",
@@ -778,12 +778,13 @@ def make_markdown(result: dict, svg_name: str) -> str:
         f"{tr['skip_only']['tokens_per_second']:.0f} tokens/s per coder. Main capture: "
         f"{mem['main']['capture_s']:.0f} s for {mem['main']['n_tokens']:,} tokens "
         f"({mem['main']['tokens_per_second']:.0f} tokens/s, {mem['main']['bytes'] / 1e6:.0f} MB of shards). "
-        f"Adam at the engine's default learning rate ({tr['all']['lr']:.3g}: 2e-4 / sqrt(d_sae / 2^14)), "
-        f"{s['train_batch_tokens']} tokens per step, {tr['all']['steps']} steps"
+        f"The engine's defaults: schedule-free signum at {tr['all']['lr']:.3g} (5e-3 / sqrt(d_sae / 2^14), "
+        f"sparsify's default) with the weights that read the input at {tr['all'].get('input_lr_scale', 0.25)}× "
+        f"that, {s['train_batch_tokens']} tokens per step, {tr['all']['steps']} steps"
         + (
-            f"; the skip transcoders again at sparsify's learning rate ({tr['skip_at_compare_lr']['lr']:.3g}, "
-            f"its default for its default optimizer; not a default of ours): {tr['skip_at_compare_lr']['wall_s']:.0f} s"
-            if tr.get("skip_at_compare_lr")
+            f"; the skip transcoders again with Adam at {tr['skip_with_adam']['lr']:.3g} "
+            f"(2e-4 / sqrt(d_sae / 2^14), the engine's default before): {tr['skip_with_adam']['wall_s']:.0f} s"
+            if tr.get("skip_with_adam")
             else ""
         )
         + ".",
@@ -854,11 +855,7 @@ def main() -> int:
     parser.add_argument("--throughput-batches", type=int, default=12, help="batches of the capture-overhead test")
     parser.add_argument("--skip-sparsify", action="store_true")
     parser.add_argument(
-        "--compare-lr",
-        type=float,
-        default=None,
-        help="also train our skip transcoders at this learning rate (default: sparsify's own, "
-        "5e-3 / sqrt(d_sae / 2^14); 0: not)",
+        "--no-adam", action="store_true", help="skip the second training of our skip transcoders with Adam"
     )
     parser.add_argument("--smoke", action="store_true", help="4,096 tokens, 1,024 held out, layer 15")
     parser.add_argument("--no-write", action="store_true")
@@ -921,13 +918,13 @@ def main() -> int:
         reader = CaptureReader(capture_dir)
         assert reader.n_tokens == total, (reader.n_tokens, total)
 
-        def train(kinds: list[str], lr: float | None = None) -> tuple[dict, dict]:
+        def train(kinds: list[str], optimizer: str = "signum") -> tuple[dict, dict]:
             config = TrainingConfig(
                 layers=layers,
                 kinds=kinds,
                 expansion=args.expansion,
                 k=args.k,
-                lr=lr,
+                optimizer=optimizer,
                 batch_size=TRAIN_BATCH,
                 n_tokens=n_train,
                 held_out_tokens=n_held,
@@ -939,7 +936,9 @@ def main() -> int:
             n_coders = len(result.coders)
             return result.coders, {
                 "kinds": kinds,
-                "lr": lr or default_lr(args.expansion * reader.d_model),
+                "optimizer": optimizer,
+                "lr": default_lr(args.expansion * reader.d_model, optimizer),
+                "input_lr_scale": config.input_lr_scale,
                 "cpu_s": round(cpu, 2),
                 "coders": n_coders,
                 "tokens": result.tokens,
@@ -959,11 +958,9 @@ def main() -> int:
             _, train_skip = train(["skip_transcoder"])
         evaluated = {f"ours {kind} L{layer}": (layer, coder) for (layer, kind), coder in sorted(coders.items())}
         train_lr = None
-        if args.compare_lr is None:  # sparsify's default for its default optimizer (signum)
-            args.compare_lr = 5e-3 / (args.expansion * reader.d_model / 2**14) ** 0.5
-        if args.compare_lr:
-            with Stage(stages, "training, skip transcoders at sparsify's learning rate"):
-                lr_coders, train_lr = train(["skip_transcoder"], lr=args.compare_lr)
+        if not args.no_adam:  # the engine's default before it moved to signum
+            with Stage(stages, "training, skip transcoders with Adam"):
+                lr_coders, train_lr = train(["skip_transcoder"], optimizer="adam")
             for (layer, _kind), coder in sorted(lr_coders.items()):
                 evaluated[f"{LR_VARIANT} L{layer}"] = (layer, coder)
 
@@ -1045,7 +1042,7 @@ def main() -> int:
             measured = "; ".join(f"L{layer} {o:.4g} vs {t:.4g}" for layer, o, t in per_layer)
             if f"{LR_VARIANT} L{layers[0]}" in metrics:
                 measured += (
-                    " (ours at sparsify's learning rate: "
+                    " (ours with Adam: "
                     + "; ".join(f"L{layer} {metrics[f'{LR_VARIANT} L{layer}'][metric]:.4g}" for layer in layers)
                     + ")"
                 )
@@ -1117,8 +1114,9 @@ def main() -> int:
             "tokens_per_shard": TOKENS_PER_SHARD,
             "shard_dtype": "float16",
             "train_batch_tokens": TRAIN_BATCH,
-            "ours_optimizer": "adam",
-            "ours_lr": default_lr(args.expansion * int(model.config.hidden_size)),
+            "ours_optimizer": TrainingConfig().optimizer,
+            "ours_lr": default_lr(args.expansion * int(model.config.hidden_size), TrainingConfig().optimizer),
+            "ours_input_lr_scale": TrainingConfig().input_lr_scale,
             "ours_auxk_alpha": TrainingConfig().auxk_alpha,
             "throughput_batches": args.throughput_batches,
             "memory_checkpoints": list(MEMORY_CHECKPOINTS),
@@ -1126,7 +1124,7 @@ def main() -> int:
         "goals": goals,
         "throughput": throughput,
         "memory": {"small": small, "main": main_capture},
-        "training": {"all": train_all, "skip_only": train_skip, "skip_at_compare_lr": train_lr},
+        "training": {"all": train_all, "skip_only": train_skip, "skip_with_adam": train_lr},
         "sparsify": sparsify,
         "end_to_end": end_to_end,
         "coders": metrics,
