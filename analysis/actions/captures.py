@@ -142,7 +142,9 @@ def do_start_capture(
         raise ActionError(
             f"This capture needs about {format_bytes(planned['estimated_bytes'])} of disk "
             f"({len(planned['layers'])} layers × {token_budget:,} tokens × width {planned['d_model']}); "
-            f"{format_bytes(planned['free_bytes'])} is free. Capture fewer layers or tokens, or free disk.",
+            f"{format_bytes(planned['free_bytes'])} is free. Capture fewer layers or tokens, or free disk — or "
+            "capture a few thousand tokens to hold out and train from the teacher's forward pass (Train from, on "
+            "the capture's page), which writes no shards.",
             field="token_budget",
         )
     with transaction.atomic():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from analysis.models import Capture, CoderKind, CoderOptimizer, CoderRun, CoderRunStatus
+from analysis.models import Capture, CoderKind, CoderOptimizer, CoderRun, CoderRunStatus, CoderSource
 from projects.actions import ActionError, do_enqueue_job
 
 TRAIN_JOB = "analysis.train_coders"
@@ -34,11 +34,16 @@ def do_start_coder_run(
     batch_size: int = 1024,
     token_budget: int | None = None,
     held_out_tokens: int | None = None,
+    source: str = CoderSource.SHARDS,
 ) -> CoderRun:
     """Create a run training ``kinds`` coders for ``layers`` of ``capture`` and enqueue its job.
 
     ``held_out_tokens`` defaults to a tenth of the capture, at most 20,000 tokens; ``kinds`` to the skip
     transcoder and both baselines, so that the comparison is there from the first run.
+
+    ``source="forward"`` trains from the teacher's forward pass instead of the shards (for when the disk cannot
+    hold a capture of the whole budget): the job streams the capture's dataset split through the teacher after
+    the capture's own tokens, for ``token_budget`` tokens (required), and the whole capture is the held-out set.
     """
     if capture.status != "complete":
         raise ActionError(f"Capture #{capture.pk} is not complete ({capture.status}).", code="conflict")
@@ -68,9 +73,25 @@ def do_start_coder_run(
         raise ActionError(f"The optimiser is one of {', '.join(CoderOptimizer.values)}.", field="optimizer")
     if lr is not None and not 0 < lr < 1:
         raise ActionError("The learning rate must be between 0 and 1 (blank: scaled to the width).", field="lr")
-    if held_out_tokens is None:
+    if source not in CoderSource.values:
+        raise ActionError(f"Training reads from one of {', '.join(CoderSource.values)}.", field="source")
+    if source == CoderSource.FORWARD:
+        if token_budget is None:
+            raise ActionError(
+                "Training from the forward pass needs a token budget: how many tokens of the split, after the "
+                f"capture's {capture.n_tokens:,}, to train each coder on.",
+                field="token_budget",
+            )
+        if held_out_tokens not in (None, capture.n_tokens):
+            raise ActionError(
+                f"Training from the forward pass holds out the whole capture ({capture.n_tokens:,} tokens); "
+                "leave the held-out tokens blank.",
+                field="held_out_tokens",
+            )
+        held_out_tokens = capture.n_tokens
+    elif held_out_tokens is None:
         held_out_tokens = min(capture.n_tokens // 10, 20_000)
-    if not 0 <= held_out_tokens < capture.n_tokens - batch_size:
+    if source == CoderSource.SHARDS and not 0 <= held_out_tokens < capture.n_tokens - batch_size:
         raise ActionError(
             f"Capture #{capture.pk} has {capture.n_tokens:,} tokens: holding out {held_out_tokens:,} must leave at "
             f"least one batch of {batch_size:,} to train on. Capture more tokens or use a smaller batch.",
@@ -82,6 +103,7 @@ def do_start_coder_run(
         run = CoderRun.objects.create(
             organization=capture.organization,
             capture=capture,
+            source=source,
             layers=layers,
             kinds=kinds,
             expansion=expansion,

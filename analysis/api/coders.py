@@ -12,7 +12,17 @@ from analysis.actions import coders as coder_actions
 from analysis.actions import exports as export_actions
 from analysis.actions import features as feature_actions
 from analysis.actions import labels as label_actions
-from analysis.models import Capture, Coder, CoderExport, CoderKind, CoderOptimizer, CoderRun, ExportFormat, ExportStatus
+from analysis.models import (
+    Capture,
+    Coder,
+    CoderExport,
+    CoderKind,
+    CoderOptimizer,
+    CoderRun,
+    CoderSource,
+    ExportFormat,
+    ExportStatus,
+)
 from projects import blobs
 from projects.actions import ActionError
 from projects.api.base import OrgScopedViewSet
@@ -38,9 +48,9 @@ class CoderRunSerializer(serializers.ModelSerializer):
     class Meta:
         model = CoderRun
         fields = [
-            "id", "capture", "layers", "kinds", "expansion", "k", "optimizer", "lr", "batch_size", "token_budget",
-            "held_out_tokens", "status", "error", "curves", "tokens_trained", "tokens_per_second", "clean_ce", "job",
-            "created_at", "finished_at", "coders",
+            "id", "capture", "source", "layers", "kinds", "expansion", "k", "optimizer", "lr", "batch_size",
+            "token_budget", "held_out_tokens", "status", "error", "curves", "tokens_trained", "tokens_per_second",
+            "clean_ce", "job", "created_at", "finished_at", "coders",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -62,6 +72,7 @@ class CoderRunCreateSerializer(serializers.Serializer):
     expansion = serializers.IntegerField(default=8)
     k = serializers.IntegerField(default=32)
     optimizer = serializers.ChoiceField(choices=CoderOptimizer.choices, default=CoderOptimizer.SIGNUM)
+    source = serializers.ChoiceField(choices=CoderSource.choices, default=CoderSource.SHARDS)
     lr = serializers.FloatField(
         required=False, allow_null=True, default=None, help_text="Default: the optimiser's, scaled to the width."
     )

@@ -5,6 +5,11 @@ one pass over them (the engine), the loss curves reach the run's row every few s
 then each coder is measured on the held-out tokens — FVU, L0, dead fraction, and the KL and CE increase of the
 teacher's next-token distribution when the coder replaces that layer's MLP — and stored as blobs
 (``config.json`` + ``model.safetensors``). Nothing is shown as complete before every coder is stored.
+
+A run whose source is the teacher's forward pass (for when the disk cannot hold a capture of the whole budget)
+streams the capture's dataset split through the teacher after the capture's own tokens and trains on the
+activations as they come (``train_sparse_coders_online``); the capture — written with the same sequence length
+and packing, so the stream's first tokens are exactly its tokens — is then the held-out set.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from analysis.actions.coders import TRAIN_JOB, released_message
-from analysis.models import Capture, CaptureShard, Coder, CoderRun, CoderRunStatus
+from analysis.models import Capture, CaptureShard, Coder, CoderRun, CoderRunStatus, CoderSource
 from projects import blobs
 from projects.actions import ActionError
 from projects.background import JobContext, JobKind, Refused, register
@@ -37,6 +42,18 @@ def capture_folder(capture: Capture) -> Path:
         raise Refused(released_message(capture))
     files = [(s.name, s.blob) for s in CaptureShard.objects.filter(capture=capture).select_related("blob")]
     return blobs.materialize_folder(files, Path(settings.DATA_DIR) / "analysis" / "capture-folders" / str(capture.pk))
+
+
+class _SplitDocuments:
+    """The token ids of a dataset split, re-iterable (the forward-pass trainer reads the stream twice)."""
+
+    def __init__(self, capture: Capture, tokenizer: Any) -> None:
+        self.capture, self.tokenizer = capture, tokenizer
+
+    def __iter__(self):
+        from projects.torch_loading import dataset_token_ids
+
+        return dataset_token_ids(self.capture.dataset, self.tokenizer, self.capture.split)
 
 
 def _thin(points: list[list[float]]) -> list[list[float]]:
@@ -63,15 +80,27 @@ class TrainCoders(JobKind):
             status=CoderRunStatus.COMPLETE
         ).update(status=CoderRunStatus.FAILED, error=error or status, finished_at=timezone.now())
 
+    @staticmethod
+    def teacher(capture: Capture) -> tuple[Any, Any]:
+        from projects.torch_loading import load_teacher
+
+        try:
+            model, tokenizer, _folder = load_teacher(capture.torch_model)
+        except ActionError as exc:
+            raise Refused(exc.message) from exc
+        return model, tokenizer
+
     def run(self, job: Job, ctx: JobContext) -> dict:
+        from analysis.engine.capture import CaptureConfig
+        from analysis.engine.hookpoints import HookpointError, UnsupportedModelError
         from analysis.engine.metrics import reconstruction_metrics, replacement_metrics
         from analysis.engine.shards import CaptureReader
-        from analysis.engine.training import TrainingConfig, train_sparse_coders
-        from projects.torch_loading import device, load_teacher
+        from analysis.engine.training import TrainingConfig, train_sparse_coders, train_sparse_coders_online
+        from projects.torch_loading import device
 
         run = (
             CoderRun.objects.for_org(job.organization)
-            .select_related("capture__torch_model")
+            .select_related("capture__torch_model", "capture__dataset")
             .filter(pk=job.params.get("run"))
             .first()
         )
@@ -109,10 +138,40 @@ class TrainCoders(JobKind):
                 0.8 * done / max(total, 1), f"{done:,} of {total:,} tokens · {tokens_per_second:,.0f} tokens/s"
             )
 
+        model = None
         try:
-            result = train_sparse_coders(reader, config, progress=progress, on_step=on_step)
-        except ValueError as exc:
+            if run.source == CoderSource.FORWARD:
+                model, tokenizer = self.teacher(capture)
+                hookpoints = reader.manifest.get("hookpoints") or {}
+                if any(str(layer) not in hookpoints for layer in run.layers):
+                    raise Refused(f"Capture #{capture.pk}'s manifest names no hook point for some of {run.layers}.")
+                capture_config = CaptureConfig(
+                    n_tokens=capture.n_tokens + (run.token_budget or 0),
+                    hookpoints=[hookpoints[str(layer)] for layer in run.layers],
+                    seq_len=capture.seq_len,
+                    batch_size=capture.batch_size,
+                    tokens_per_shard=capture.tokens_per_shard,
+                    dtype=capture.dtype,
+                    pad_token_id=0,
+                )
+                ctx.progress(0.0, "Training from the teacher's forward pass", force=True)
+                result = train_sparse_coders_online(
+                    model,
+                    _SplitDocuments(capture, tokenizer),
+                    capture_config,
+                    config,
+                    progress=progress,
+                    on_step=on_step,
+                )
+            else:
+                result = train_sparse_coders(reader, config, progress=progress, on_step=on_step)
+        except (ValueError, HookpointError, UnsupportedModelError) as exc:
             raise Refused(str(exc)) from exc
+        if result.tokens == 0:
+            raise Refused(
+                f"The {capture.split or 'whole'} split of {capture.dataset.name} holds no tokens after the capture's "
+                f"{capture.n_tokens:,}: nothing to train on. Capture fewer tokens or use a larger dataset."
+            )
         CoderRun.objects.filter(pk=run.pk).update(
             curves=curves,
             status=CoderRunStatus.EVALUATING,
@@ -124,10 +183,8 @@ class TrainCoders(JobKind):
         reconstruction = {
             key: reconstruction_metrics(coder, reader, key[0], start, stop) for key, coder in result.coders.items()
         }
-        try:
-            model, _tokenizer, _folder = load_teacher(capture.torch_model)
-        except ActionError as exc:
-            raise Refused(exc.message) from exc
+        if model is None:
+            model, _tokenizer = self.teacher(capture)
         sequences = reader.sequences(start, stop)
         replaced = replacement_metrics(
             model,

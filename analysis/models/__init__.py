@@ -7,7 +7,7 @@
 """
 
 from analysis.models.captures import Capture, CaptureShard, CaptureStatus
-from analysis.models.coders import Coder, CoderKind, CoderOptimizer, CoderRun, CoderRunStatus
+from analysis.models.coders import Coder, CoderKind, CoderOptimizer, CoderRun, CoderRunStatus, CoderSource
 from analysis.models.exports import CoderExport, ExportFormat, ExportStatus
 from analysis.models.features import Feature, FeatureNeuronLink
 
@@ -18,6 +18,7 @@ __all__ = [
     "Coder",
     "CoderKind",
     "CoderOptimizer",
+    "CoderSource",
     "CoderRun",
     "CoderRunStatus",
     "CoderExport",

@@ -28,6 +28,11 @@ class CoderOptimizer(models.TextChoices):
     ADAM = "adam", "Adam"
 
 
+class CoderSource(models.TextChoices):
+    SHARDS = "shards", "The capture's shards"
+    FORWARD = "forward", "The teacher's forward pass (no shards: for when the disk is short)"
+
+
 class CoderRunStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
     TRAINING = "training", "Training"
@@ -41,6 +46,9 @@ class CoderRun(TenantModel):
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="coder_runs")
     capture = models.ForeignKey(Capture, on_delete=models.PROTECT, related_name="coder_runs")
+    #: Where training reads activations: the capture's shards, or the teacher's forward pass over the capture's
+    #: dataset split after the capture's tokens (the whole capture is then the held-out set).
+    source = models.CharField(max_length=10, choices=CoderSource.choices, default=CoderSource.SHARDS)
     layers = models.JSONField(default=list)
     kinds = models.JSONField(default=list)
     expansion = models.PositiveIntegerField(default=8)

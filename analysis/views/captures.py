@@ -11,7 +11,7 @@ from django.urls import reverse
 from analysis.actions import captures as capture_actions
 from analysis.actions import coders as coder_actions
 from analysis.actions.captures import format_bytes
-from analysis.models import Capture, CoderKind, CoderOptimizer, CoderRun
+from analysis.models import Capture, CoderKind, CoderOptimizer, CoderRun, CoderSource
 from projects.actions import ActionError
 from projects.models import Dataset, DatasetRole, DatasetStatus, LanguageModel, ModelStatus
 from projects.views.base import OrgPageView, OrgView, decimal_number, whole_number
@@ -105,6 +105,7 @@ class CaptureDetailView(OrgPageView):
         context["runs"] = self.scoped(CoderRun).filter(capture=capture)
         context["kinds"] = CoderKind.choices
         context["optimizers"] = CoderOptimizer.choices
+        context["sources"] = CoderSource.choices
         return context
 
 
@@ -142,6 +143,7 @@ class CoderRunCreateView(OrgView):
                 batch_size=whole_number(data.get("batch_size"), 1024),
                 token_budget=whole_number(data.get("token_budget"), None),
                 held_out_tokens=whole_number(data.get("held_out_tokens"), None),
+                source=data.get("source") or CoderSource.SHARDS,
             )
         except ActionError as error:
             return self.action_failed(

@@ -37,7 +37,7 @@ def test_a_script_captures_trains_reads_features_and_exports_through_the_api(act
 
     run = api.post(f"{base}/coder-runs/", {"capture": capture["id"], "kinds": ["skip_transcoder"], "expansion": 2,
                                            "k": 4, "batch_size": 128}, format="json").json()  # fmt: skip
-    assert run["optimizer"] == "signum" and run["lr"] is None  # the defaults
+    assert run["optimizer"] == "signum" and run["lr"] is None and run["source"] == "shards"  # the defaults
     execute(run["job"])
     run = api.get(f"{base}/coder-runs/{run['id']}/").json()
     assert run["status"] == "complete" and len(run["coders"]) == 3

@@ -150,6 +150,55 @@ def test_coders_need_a_complete_capture_and_sensible_settings(actors, teacher, d
     assert not CoderRun.objects.exists()
 
 
+def test_coders_train_from_the_forward_pass_and_hold_out_the_whole_capture(actors, teacher, dataset, client_as):
+    capture = capture_actions.do_start_capture(
+        teacher, dataset, actors.member, token_budget=512, seq_len=32, batch_size=4, tokens_per_shard=256,
+        hookpoints="model.layers.1.mlp",
+    )  # fmt: skip
+    assert run_job(capture.job).status == "succeeded"
+    capture.refresh_from_db()
+    with pytest.raises(ActionError, match="needs a token budget"):
+        coder_actions.do_start_coder_run(capture, actors.member, source="forward", batch_size=128)
+    with pytest.raises(ActionError, match="holds out the whole capture"):
+        coder_actions.do_start_coder_run(
+            capture, actors.member, source="forward", batch_size=128, token_budget=1024, held_out_tokens=100
+        )
+    with pytest.raises(ActionError, match="reads from one of shards, forward"):
+        coder_actions.do_start_coder_run(capture, actors.member, source="disk", batch_size=128)
+    run = coder_actions.do_start_coder_run(
+        capture, actors.member, source="forward", kinds=["skip_transcoder"], expansion=2, k=4, batch_size=128,
+        token_budget=1024,
+    )  # fmt: skip
+    assert run.held_out_tokens == 512
+    job = run_job(run.job)
+    assert job.status == "succeeded", job.error
+    run.refresh_from_db()
+    assert run.status == "complete" and run.tokens_trained == 1024 and run.clean_ce > 0
+    coder = Coder.objects.get(run=run)
+    assert coder.kind == "skip_transcoder" and 0 < coder.l0 <= 4 and math.isfinite(coder.fvu) and coder.kl >= 0
+    page = client_as(actors.member).get(
+        reverse("coder-run-detail", kwargs={"org_slug": actors.org.slug, "run_id": run.pk})
+    )
+    assert "forward pass" in page.content.decode()
+
+    # A capture of the whole split leaves nothing to stream after it: refused with a reason, no coder kept.
+    whole = capture_actions.do_start_capture(
+        teacher, dataset, actors.member, token_budget=1_000_000, seq_len=32, batch_size=4, tokens_per_shard=4096,
+        hookpoints="model.layers.1.mlp",
+    )  # fmt: skip
+    assert run_job(whole.job).status == "succeeded"
+    whole.refresh_from_db()
+    assert whole.n_tokens < 1_000_000
+    empty = coder_actions.do_start_coder_run(
+        whole, actors.member, source="forward", kinds=["skip_transcoder"], expansion=2, k=4, batch_size=128,
+        token_budget=1024,
+    )  # fmt: skip
+    job = run_job(empty.job)
+    empty.refresh_from_db()
+    assert job.status == "failed" and "holds no tokens after the capture" in job.error, job.error
+    assert empty.status == "failed" and not Coder.objects.filter(run=empty).exists()
+
+
 def test_the_train_form_takes_the_optimiser_and_learning_rate(actors, teacher, dataset, client_as):
     capture = Capture.objects.create(
         organization=actors.org, project=actors.project, teacher=teacher, dataset=dataset, token_budget=100,
