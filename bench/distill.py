@@ -50,6 +50,7 @@ MEDQUAD = Path("/work/shared/datasets/medquad")
 PYDOCS = Path("/work/shared/datasets/pydocs/python-reference.jsonl")
 SEQ_LEN = 256
 SEED = 0
+QUANT_TYPES = ("F16", "Q8_0", "Q5_K_M", "Q4_K_M")
 
 
 def log(*parts: object) -> None:
@@ -232,6 +233,24 @@ def main() -> int:
         row = build("guided", rx.at_fraction(guided_report, args.fraction, name="guided"), budget)
         curve.append({"budget_tokens": budget, "domain_ppl": row["domain_ppl"], "control_ppl": row["control_ppl"]})
     timed("students", t)
+    t = time.monotonic()
+    quant_table = []  # design document 000's table: size, perplexity and speed per type, teacher and guided
+    sources = {"teacher": teacher_f16}
+    if "guided" in students:
+        sources["guided"] = work / f"guided-{args.tokens}-f16.gguf"
+    for who, f16 in sources.items():
+        for qtype in QUANT_TYPES:
+            log(f"quantization table: {who} {qtype}")
+            q = quantize(f16, work / f"table-{who}-{qtype.lower()}.gguf", qtype) if qtype != "F16" else None
+            path = q.path if q else f16
+            sp = ev.gguf_speed(path, domain_eval[0][:128], decode_tokens=64)
+            quant_table.append({"model": who, "type": qtype, "types_used": q.used if q else None,
+                                "bytes": path.stat().st_size, "domain_ppl": ev.gguf_perplexity(path, q8_windows),
+                                "prefill_tps": sp.prefill_tokens_per_second,
+                                "decode_tps": sp.decode_tokens_per_second})  # fmt: skip
+            if q:
+                q.path.unlink(missing_ok=True)
+    timed("quantization table", t)
     guided_ppl = students.get("guided", {}).get("domain_ppl")
     baselines = {k: v["domain_ppl"] for k, v in students.items() if k != "guided"}
     result = {
@@ -240,6 +259,7 @@ def main() -> int:
         "teacher": teacher_row,
         "students": students,
         "curve": sorted(curve, key=lambda r: r["budget_tokens"]),
+        "quantization_table": quant_table,
         "guided_beats_every_baseline": bool(guided_ppl) and all(guided_ppl < v for v in baselines.values()),
         "phases_s": phases,
         "total_s": round(time.monotonic() - started_all, 1),
@@ -280,7 +300,8 @@ def markdown(result: dict) -> str:
     lines = [
         "# Students benchmark (`bench/distill.py`)",
         "",
-        f"Machine: {result['machine'].get('cpu_model', '?')}, {result['machine'].get('cpu_count', '?')} cores. "
+        f"Machine: {result['machine']['cpu']['model']}, {result['machine']['cpu']['logical_cores']} cores, "
+        f"{result['machine']['ram_gib']} GiB, run {result['machine']['date_utc']}. "
         f"Teacher SmolLM2-135M: {t['params']:,} parameters; MedQuAD eval perplexity {t['domain_ppl']:.2f}, Python "
         f"docs {t['control_ppl']:.2f} ({SEQ_LEN}-token windows). Healing budget {s['tokens']:,} tokens per student "
         f"(batches of 4 × {SEQ_LEN}, lr {s['lr']}, top-{s['top_k']} teacher targets); importance on "
@@ -303,7 +324,21 @@ def markdown(result: dict) -> str:
               "Quality vs budget (guided): " + ", ".join(f"{c['budget_tokens']:,} tokens → {c['domain_ppl']:.2f}"
                                                           for c in result["curve"]), "",
               f"Time per phase (s): {result['phases_s']}; total {result['total_s']} s.", "",
+              "Per student (s): " + "; ".join(f"{n}: prune {r['prune_s']}, heal {r['heal_s']} "
+                                             f"({r['heal_tokens_per_s']} tokens/s), GGUF + Q8_0 {r['export_s']}"
+                                             for n, r in result["students"].items()), "",
               "![ratios](distill.svg)", ""]  # fmt: skip
+    if result["quantization_table"]:
+        lines += [f"Quantization table (llama.cpp; domain perplexity on {max(4, s['eval_windows'] // 4)} windows "
+                  f"of {SEQ_LEN}; guided student at {s['tokens']:,} healing tokens):", "",
+                  "| model | type | MB | domain ppl | prefill tokens/s | decode tokens/s | tensor types used |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for q in result["quantization_table"]:
+            used = q["types_used"]
+            used = ", ".join(f"{k} × {v}" for k, v in sorted(used.items())) if used else "as converted"
+            lines.append(f"| {q['model']} | {q['type']} | {q['bytes'] / 1e6:.1f} | {q['domain_ppl']:.2f} | "
+                         f"{q['prefill_tps']:.0f} | {q['decode_tps']:.1f} | {used} |")  # fmt: skip
+        lines.append("")
     return "\n".join(lines)
 
 
