@@ -285,6 +285,8 @@ SPECTACULAR_SETTINGS = {
         "DatasetFormatEnum": "projects.models.datasets.DatasetFormat",
         "CoderKindEnum": "analysis.models.CoderKind",
         "CoderOptimizerEnum": "analysis.models.CoderOptimizer",
+        "CoderSourceEnum": "analysis.models.CoderSource",
+        "InferenceSourceEnum": "runtime.models.Source",
         "CoderExportFormatEnum": "analysis.models.ExportFormat",
         "CoderExportStatusEnum": "analysis.models.ExportStatus",
     },
