@@ -5,12 +5,13 @@ window the teacher's top-k next-token log-probabilities (indices int32, values f
 shards (full-vocabulary targets would take ~6 GB for 61k tokens of SmolLM2; k = 64 takes 24 MB) with a manifest
 written last, so a cache is either whole or rebuilt.
 
-**Training**: AdamW on the student; the loss mixes the KL divergence from the teacher's distribution to the
-student's — over the teacher's top-k tokens and one bucket for the rest (see :func:`distillation_loss`) — and the
-next-token cross-entropy. Batches are taken in a fixed order, so the
-run is deterministic on the CPU; every ``checkpoint_every`` steps the student, the optimizer, the step and the RNG
-state are written (atomically) to the work folder, and a new call resumes from the last checkpoint and ends equal
-to an uninterrupted run.
+**Training**: AdamW on the student, the rate warmed up linearly and then decayed on a cosine (a function of the
+step alone, so a resumed run follows the same schedule); the loss mixes the KL divergence from the teacher's
+distribution to the student's — over the teacher's top-k tokens and one bucket for the rest (see
+:func:`distillation_loss`) — and the next-token cross-entropy. Batches are taken in a fixed order, so the run is
+deterministic on the CPU; every ``checkpoint_every`` steps the student, the optimizer, the step and the RNG state are
+written (atomically) to the work folder, and a new call resumes from the last checkpoint and ends equal to an
+uninterrupted run.
 """
 
 from __future__ import annotations
@@ -53,14 +54,15 @@ class TeacherTargets:
     def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(token ids, top-k indices, top-k log-probs) of the windows ``index``."""
         shard_of = index // WINDOWS_PER_SHARD
-        ids, logps = [], []
+        top_ids = torch.empty((len(index), self.windows.shape[1], self.k), dtype=torch.long)
+        top_logps = torch.empty((len(index), self.windows.shape[1], self.k), dtype=torch.float32)
         for shard in shard_of.unique().tolist():
             tensors = load_file(str(self.folder / f"targets-{shard:05d}.safetensors"))
-            local = index[shard_of == shard] - shard * WINDOWS_PER_SHARD
-            ids.append(tensors["indices"][local].long())
-            logps.append(tensors["logprobs"][local].float())
-        order = torch.argsort(torch.cat([index[shard_of == s] for s in shard_of.unique().tolist()]))
-        return self.windows[index], torch.cat(ids)[order], torch.cat(logps)[order]
+            slots = (shard_of == shard).nonzero().flatten()  # where each of this shard's windows goes in the batch
+            local = index[slots] - shard * WINDOWS_PER_SHARD
+            top_ids[slots] = tensors["indices"][local].long()
+            top_logps[slots] = tensors["logprobs"][local].float()
+        return self.windows[index], top_ids, top_logps
 
 
 def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
@@ -145,6 +147,18 @@ def distillation_loss(
     return {"loss": loss, "kl": kl.detach(), "ce": ce.detach()}
 
 
+def learning_rate_factor(step: int, total: int, settings: Calibration) -> float:
+    """The fraction of the learning rate at ``step`` (0-based) of ``total``: linear warm-up over
+    ``warmup_fraction`` of the steps, then a cosine from 1 down to ``final_lr_fraction`` at the last step."""
+    warmup = int(total * settings.warmup_fraction)
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    span = max(total - 1 - warmup, 1)
+    progress = min(max(step - warmup, 0) / span, 1.0)
+    low = settings.final_lr_fraction
+    return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 @dataclass
 class HealingResult:
     steps: int
@@ -199,6 +213,8 @@ def heal(
     while step < total:
         if should_stop is not None and should_stop():
             raise InterruptedError("stopped")
+        for group in optimizer.param_groups:
+            group["lr"] = settings.learning_rate * learning_rate_factor(step, total, settings)
         index = order[step * batch : (step + 1) * batch]
         ids, top_indices, top_logprobs = targets.batch(index)
         ids, top_indices, top_logprobs = ids.to(device), top_indices.to(device), top_logprobs.to(device)
@@ -215,6 +231,7 @@ def heal(
             "loss": float(losses["loss"].detach()),
             "kl": float(losses["kl"]),
             "ce": float(losses["ce"]),
+            "lr": optimizer.param_groups[0]["lr"],
         }
         history.append(point)
         elapsed = max(time.monotonic() - started, 1e-9)
