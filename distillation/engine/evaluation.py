@@ -60,18 +60,23 @@ class Speed:
     decode_tokens_per_second: float
 
 
-def gguf_speed(path: str | Path, prompt: Sequence[int], decode_tokens: int = 64, threads: int | None = None) -> Speed:
-    """Prefill and greedy decode speed of a GGUF in llama.cpp on this machine."""
+def gguf_speed(path: str | Path, prompt: Sequence[int], decode_tokens: int = 64, threads: int | None = None,
+               repeats: int = 3) -> Speed:  # fmt: skip
+    """Prefill and greedy decode speed of a GGUF in llama.cpp on this machine: the median of ``repeats`` runs
+    after one warm-up run (the first run pays for paging the weights in)."""
     llm = _llama(path, len(prompt) + decode_tokens + 8, threads, logits_all=False)
-    llm.reset()
-    started = time.perf_counter()
-    llm.eval(list(prompt))
-    prefill = time.perf_counter() - started
-    started = time.perf_counter()
-    for _ in range(decode_tokens):
-        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-        llm.eval([token])
-    decode = time.perf_counter() - started
+    prefills, decodes = [], []
+    for _ in range(repeats + 1):
+        llm.reset()
+        started = time.perf_counter()
+        llm.eval(list(prompt))
+        prefills.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        for _ in range(decode_tokens):
+            token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            llm.eval([token])
+        decodes.append(time.perf_counter() - started)
+    prefill, decode = float(np.median(prefills[1:])), float(np.median(decodes[1:]))
     return Speed(len(prompt) / max(prefill, 1e-9), decode_tokens / max(decode, 1e-9))
 
 

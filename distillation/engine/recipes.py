@@ -44,6 +44,10 @@ class Calibration:
     seq_len: int = 256
     batch_size: int = 4
     learning_rate: float = 1e-4
+    #: Linear warm-up over this fraction of the steps (Adam's first steps, at full rate, knock a pruned student
+    #: further from its teacher), then cosine decay to ``final_lr_fraction`` of the rate.
+    warmup_fraction: float = 0.1
+    final_lr_fraction: float = 0.1
     kd_temperature: float = 1.0
     #: Teacher targets kept per token (top-k log-probabilities).
     top_k: int = 64
@@ -197,6 +201,10 @@ def validate(recipe: Recipe, arch: TeacherArch) -> list[str]:
             )
     if not (isinstance(c.learning_rate, int | float) and c.learning_rate > 0):
         problems.append("calibration learning_rate must be positive")
+    if not (isinstance(c.warmup_fraction, int | float) and 0 <= c.warmup_fraction < 1):
+        problems.append("calibration warmup_fraction is a fraction from 0 to below 1")
+    if not (isinstance(c.final_lr_fraction, int | float) and 0 <= c.final_lr_fraction <= 1):
+        problems.append("calibration final_lr_fraction is a fraction from 0 to 1")
     if not (isinstance(c.kd_temperature, int | float) and c.kd_temperature > 0):
         problems.append("calibration kd_temperature must be positive")
     mix = c.loss_mix if isinstance(c.loss_mix, dict) else {}

@@ -170,11 +170,13 @@ class BuildStudent(JobKind):
         curves: dict[str, list[list[float]]] = dict(build.curves or {})
         last = [0.0]
 
-        def on_step(step: int, total: int, loss: float, kl: float, ce: float, tokens_per_second: float) -> None:
+        def on_step(step: int, total: int, loss: float, kl: float, ce: float, tokens_per_second: float,
+                    lr: float) -> None:  # fmt: skip
             curves["loss"] = _thin([*curves.get("loss", []), [step, round(loss, 5)]])
             curves["ce"] = _thin([*curves.get("ce", []), [step, round(ce, 5)]])
             ctx.progress(0.17 + 0.58 * step / total,
-                         f"Step {step} of {total} · KL {kl:.4f} · {tokens_per_second:,.0f} tokens/s")  # fmt: skip
+                         f"Step {step} of {total} · KL {kl:.4f} · lr {lr:.2g} · "
+                         f"{tokens_per_second:,.0f} tokens/s")  # fmt: skip
             if time.monotonic() - last[0] > WRITE_SECONDS or step == total:
                 last[0] = time.monotonic()
                 rows.update(curves=curves, steps_done=step, steps_total=total, tokens_per_second=tokens_per_second)

@@ -100,6 +100,8 @@ def test_invalid_recipes_get_clear_messages():
     assert any("deci architecture" in p for p in bad(recipe, mlp_neurons_kept=uneven))
     zero = recipe.to_json()["calibration"] | {"token_budget": 0}
     assert any("token_budget must be a whole number of at least 1" in p for p in bad(recipe, calibration=zero))
+    no_decay = recipe.to_json()["calibration"] | {"warmup_fraction": 1.0}
+    assert any("warmup_fraction is a fraction" in p for p in bad(recipe, calibration=no_decay))
     assert any("unknown quantization types ['Q9_X']" in p for p in bad(recipe, quant_types=["Q9_X"]))
     other = TeacherArch(layers=12, heads=9, kv_heads=3, hidden=576, intermediate=1536, vocab=49152, head_dim=64)
     assert any("written for a teacher of 30 layers" in p for p in validate(recipe, other))
