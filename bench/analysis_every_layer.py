@@ -20,7 +20,7 @@ one pass, then release. The disk must hold the whole capture (about 18 GB at 256
 here. Training from the forward pass (``train_sparse_coders_online``) is the engine's other way, for
 when it does not; it is not measured here.
 
-    .venv/bin/python bench/analysis_every_layer.py            # 262,144 tokens: ~30 min on 2 cores, ~18 GB
+    .venv/bin/python bench/analysis_every_layer.py            # 262,144 tokens, ~18 GB; 96 min on 2 busy cores
     .venv/bin/python bench/analysis_every_layer.py --smoke    # 8,192 tokens, a minute or two
 
 Writes ``bench/results/analysis_every_layer.{json,md}`` (``--smoke``: under ``var/bench-cache/``).
