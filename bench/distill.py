@@ -32,6 +32,8 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -95,6 +97,46 @@ def windows_of(path: Path, n_windows: int, kind: str, seed: int = SEED) -> list[
     raise SystemExit(f"{path} holds only {len(out)} windows of {SEQ_LEN}; ask for fewer")
 
 
+def interleaved_speed(paths: dict[str, Path], prompt: list[int], rounds: int, decode_tokens: int = 512) -> dict:
+    """Decode and prefill speed of every GGUF in ``paths`` (the first is the reference, the teacher), measured in
+    ``rounds`` rounds that visit each file in turn, and each one's decode ratio to the reference *in the same round*
+    (median over the rounds): this machine's speed drifts by tens of percent within minutes, so a student measured
+    minutes after its teacher is compared with a different machine."""
+    from distillation.engine.evaluation import gguf_speed
+
+    reference = next(iter(paths))
+    runs: dict[str, list] = {name: [] for name in paths}
+    for _ in range(rounds):
+        for name, path in paths.items():
+            runs[name].append(gguf_speed(path, prompt, decode_tokens=decode_tokens, repeats=1))
+    out = {}
+    for name, speeds in runs.items():
+        pairs = zip(speeds, runs[reference], strict=True)
+        ratios = [a.decode_tokens_per_second / b.decode_tokens_per_second for a, b in pairs]
+        out[name] = {"decode_tps": statistics.median(x.decode_tokens_per_second for x in speeds),
+                     "prefill_tps": statistics.median(x.prefill_tokens_per_second for x in speeds),
+                     "decode_ratio": statistics.median(ratios),
+                     "decode_ratio_range": [min(ratios), max(ratios)]}  # fmt: skip
+    return out
+
+
+def apply_speed(result: dict, work: Path, prompt: list[int], rounds: int) -> None:
+    """Measure the Q8_0 files of the teacher and every student interleaved and put the figures in ``result``."""
+    tokens = result["settings"]["tokens"]
+    paths = {"teacher": work / "teacher-q8_0.gguf"} | {
+        name: work / f"{name}-{tokens}-q8_0.gguf" for name in result["students"]
+    }
+    speeds = interleaved_speed(paths, prompt, rounds)
+    t = result["teacher"]
+    t["q8_decode_tps"], t["q8_prefill_tps"] = speeds["teacher"]["decode_tps"], speeds["teacher"]["prefill_tps"]
+    for name, row in result["students"].items():
+        sp = speeds[name]
+        row |= {"q8_decode_tps": sp["decode_tps"], "q8_prefill_tps": sp["prefill_tps"],
+                "decode_speedup_q8": sp["decode_ratio"],
+                "decode_speedup_q8_range": sp["decode_ratio_range"]}  # fmt: skip
+    result["speed_rounds"] = rounds
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fraction", type=float, default=0.55)
@@ -103,11 +145,14 @@ def main() -> int:
     parser.add_argument("--importance-tokens", type=int, default=32_768)
     parser.add_argument("--eval-tokens", type=int, default=16_384)
     parser.add_argument("--sample-windows", type=int, default=2, help="windows for the skip and mask losses")
-    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--top-k", type=int, default=64)
     parser.add_argument("--students", default="guided,magnitude,generic_wanda,last_layers,lowest_influence")
     parser.add_argument("--smoke", action="store_true", help="tiny budgets; results under var/")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--speed-rounds", type=int, default=9, help="interleaved speed rounds (teacher, students)")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="re-measure the speeds of distill.json's files (in var/) and rewrite")  # fmt: skip
     args = parser.parse_args()
     if args.smoke:
         args.tokens, args.importance_tokens, args.eval_tokens, args.sample_windows = 2048, 4096, 2048, 1
@@ -119,9 +164,19 @@ def main() -> int:
     from distillation.engine import recipes as rx
     from distillation.engine.calibration import heal, teacher_targets
     from distillation.engine.export import quantize, write_gguf, write_hf
-    from distillation.engine.importance import compute_importance, magnitude_report
+    from distillation.engine.importance import ImportanceReport, compute_importance, magnitude_report
     from distillation.engine.pruning import prune
     from projects.engine.conversion import fetch_converter
+
+    if args.speed_only:
+        result = json.loads((ROOT / "bench/results/distill.json").read_text())
+        work = CACHE / "distill"
+        prompt = windows_of(MEDQUAD / "medquad-eval.jsonl", 1, "qa", seed=1)[0][:128]
+        t = time.monotonic()
+        apply_speed(result, work, prompt, args.speed_rounds)
+        result["phases_s"]["speed (interleaved)"] = round(time.monotonic() - t, 1)
+        write_results(result, ROOT / "bench/results")
+        return 0
 
     torch.manual_seed(SEED)
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -145,9 +200,21 @@ def main() -> int:
     t = time.monotonic()
     log(f"importance on {args.importance_tokens:,} MedQuAD tokens")
     domain_windows = train[: args.importance_tokens // SEQ_LEN]
-    guided_report = compute_importance(teacher, iter(domain_windows), sample_windows=args.sample_windows)
     control_windows = windows_of(PYDOCS, args.importance_tokens // SEQ_LEN, "text", seed=2)
-    generic_report = compute_importance(teacher, iter(control_windows), sample_windows=args.sample_windows)
+
+    def importance(kind: str, windows: list[list[int]]) -> ImportanceReport:
+        """The report, from the work folder when an earlier run measured the same tokens (its time is kept)."""
+        cached = work / f"importance-{kind}-{len(windows)}-{args.sample_windows}.json"
+        if cached.exists():
+            report = ImportanceReport.from_json(json.loads(cached.read_text()))
+            phases["importance (cached)"] = round(phases.get("importance (cached)", 0.0) + report.seconds, 1)
+            return report
+        report = compute_importance(teacher, iter(windows), sample_windows=args.sample_windows)
+        cached.write_text(json.dumps(report.to_json()))
+        return report
+
+    guided_report = importance("domain", domain_windows)
+    generic_report = importance("control", control_windows)
     timed("importance", t)
 
     guided = rx.at_fraction(guided_report, args.fraction, name="guided")
@@ -172,7 +239,7 @@ def main() -> int:
     if not teacher_f16.exists():
         write_gguf(TEACHER_DIR, teacher_f16, converter)
     teacher_q8 = quantize(teacher_f16, work / "teacher-q8_0.gguf", "Q8_0")
-    speed = ev.gguf_speed(teacher_q8.path, domain_eval[0][:128], decode_tokens=64)
+    speed = ev.gguf_speed(teacher_q8.path, domain_eval[0][:128], decode_tokens=128)
     q8_windows = domain_eval[: max(4, n_eval // 4)]
     teacher_row |= {"q8_bytes": teacher_q8.bytes, "q8_decode_tps": speed.decode_tokens_per_second,
                     "q8_prefill_tps": speed.prefill_tokens_per_second,
@@ -196,7 +263,9 @@ def main() -> int:
         row["before_control_ppl"] = ev.torch_perplexity(student, control_eval)
         row["prune_s"] = round(time.monotonic() - t0, 1)
         t0 = time.monotonic()
-        result = heal(student, targets, recipe.calibration, work / f"heal-{name}-{budget}")
+        heal_dir = work / f"heal-{name}-{budget}"
+        shutil.rmtree(heal_dir, ignore_errors=True)  # a fresh heal: an earlier run's checkpoint would be resumed
+        result = heal(student, targets, recipe.calibration, heal_dir)
         row["heal_s"] = round(time.monotonic() - t0, 1)
         row["heal_tokens_per_s"] = round(result.tokens / max(result.seconds, 1e-9), 1)
         row["domain_ppl"] = ev.torch_perplexity(student, domain_eval)
@@ -208,7 +277,7 @@ def main() -> int:
         write_gguf(hf, f16, converter)
         q8 = quantize(f16, work / f"{name}-{budget}-q8_0.gguf", "Q8_0")
         row["export_s"] = round(time.monotonic() - t0, 1)
-        s = ev.gguf_speed(q8.path, domain_eval[0][:128], decode_tokens=64)
+        s = ev.gguf_speed(q8.path, domain_eval[0][:128], decode_tokens=128)
         row |= {"q8_bytes": q8.bytes, "q8_decode_tps": s.decode_tokens_per_second,
                 "q8_prefill_tps": s.prefill_tokens_per_second, "q8_types": q8.used,
                 "q8_domain_ppl": ev.gguf_perplexity(q8.path, q8_windows)}  # fmt: skip
@@ -243,7 +312,7 @@ def main() -> int:
             log(f"quantization table: {who} {qtype}")
             q = quantize(f16, work / f"table-{who}-{qtype.lower()}.gguf", qtype) if qtype != "F16" else None
             path = q.path if q else f16
-            sp = ev.gguf_speed(path, domain_eval[0][:128], decode_tokens=64)
+            sp = ev.gguf_speed(path, domain_eval[0][:128], decode_tokens=128)
             quant_table.append({"model": who, "type": qtype, "types_used": q.used if q else None,
                                 "bytes": path.stat().st_size, "domain_ppl": ev.gguf_perplexity(path, q8_windows),
                                 "prefill_tps": sp.prefill_tokens_per_second,
@@ -264,14 +333,22 @@ def main() -> int:
         "phases_s": phases,
         "total_s": round(time.monotonic() - started_all, 1),
     }
-    out = ROOT / ("var" if args.smoke else "bench/results")
+    t = time.monotonic()
+    log(f"speed: teacher and students interleaved, {args.speed_rounds} rounds")
+    apply_speed(result, work, domain_eval[0][:128], args.speed_rounds)
+    timed("speed (interleaved)", t)
+    result["phases_s"], result["total_s"] = phases, round(time.monotonic() - started_all, 1)
     if not args.no_write:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "distill.json").write_text(json.dumps(result, indent=2) + "\n")
-        (out / "distill.md").write_text(markdown(result))
-        (out / "distill.svg").write_text(svg(result))
-        log(f"wrote {out / 'distill.json'}")
+        write_results(result, ROOT / ("var" if args.smoke else "bench/results"))
     return 0
+
+
+def write_results(result: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "distill.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "distill.md").write_text(markdown(result))
+    (out / "distill.svg").write_text(svg(result))
+    log(f"wrote {out / 'distill.json'}")
 
 
 def svg(result: dict) -> str:
@@ -293,6 +370,11 @@ def svg(result: dict) -> str:
         parts.append(f'<text x="{x}" y="240">{name}</text>')
     parts.append("</svg>\n")
     return "\n".join(parts)
+
+
+def _range(row: dict) -> str:
+    low_high = row.get("decode_speedup_q8_range")
+    return f" ({low_high[0]:.2f}–{low_high[1]:.2f})" if low_high else ""
 
 
 def markdown(result: dict) -> str:
@@ -317,9 +399,12 @@ def markdown(result: dict) -> str:
             f"{r['domain_ppl']:.2f} ({r['before_domain_ppl']:.0f}) | {r['control_ppl']:.2f} | "
             f"{r['domain_ratio']:.2f} | "
             f"{r['control_ratio']:.2f} | {r['specialisation_index']:.2f} | {r['q8_bytes'] / 1e6:.0f} | "
-            f"{r['decode_speedup_q8']:.2f} |"
+            f"{r['decode_speedup_q8']:.2f}{_range(r)} |"
         )
-    lines += ["", f"Teacher Q8_0: {t['q8_bytes'] / 1e6:.0f} MB, {t['q8_decode_tps']:.1f} decode tokens/s.", "",
+    rounds = result.get("speed_rounds")
+    how = (f" (512 tokens decoded; median of {rounds} rounds that measure the teacher and every student in turn; "
+           "the ratio is taken within each round, its range in brackets)") if rounds else ""  # fmt: skip
+    lines += ["", f"Teacher Q8_0: {t['q8_bytes'] / 1e6:.0f} MB, {t['q8_decode_tps']:.1f} decode tokens/s{how}.", "",
               f"Guided beats every baseline on domain perplexity: **{result['guided_beats_every_baseline']}**.", "",
               "Quality vs budget (guided): " + ", ".join(f"{c['budget_tokens']:,} tokens → {c['domain_ppl']:.2f}"
                                                           for c in result["curve"]), "",

@@ -43,7 +43,7 @@ class Calibration:
     token_budget: int = 61_440
     seq_len: int = 256
     batch_size: int = 4
-    learning_rate: float = 1e-4
+    learning_rate: float = 1e-3
     #: Linear warm-up over this fraction of the steps (Adam's first steps, at full rate, knock a pruned student
     #: further from its teacher), then cosine decay to ``final_lr_fraction`` of the rate.
     warmup_fraction: float = 0.1
