@@ -229,7 +229,7 @@ def main() -> int:
     chosen = [s for s in args.students.split(",") if s]
 
     t = time.monotonic()
-    log("teacher: perplexity, GGUF, speed")
+    log("teacher: perplexity, GGUF")
     teacher_row = {
         "params": ev.parameter_count(teacher),
         "domain_ppl": ev.torch_perplexity(teacher, domain_eval),
@@ -239,11 +239,9 @@ def main() -> int:
     if not teacher_f16.exists():
         write_gguf(TEACHER_DIR, teacher_f16, converter)
     teacher_q8 = quantize(teacher_f16, work / "teacher-q8_0.gguf", "Q8_0")
-    speed = ev.gguf_speed(teacher_q8.path, domain_eval[0][:128], decode_tokens=128)
     q8_windows = domain_eval[: max(4, n_eval // 4)]
-    teacher_row |= {"q8_bytes": teacher_q8.bytes, "q8_decode_tps": speed.decode_tokens_per_second,
-                    "q8_prefill_tps": speed.prefill_tokens_per_second,
-                    "q8_domain_ppl": ev.gguf_perplexity(teacher_q8.path, q8_windows)}  # fmt: skip
+    # Speeds (teacher and students) are measured at the end, interleaved: apply_speed.
+    teacher_row |= {"q8_bytes": teacher_q8.bytes, "q8_domain_ppl": ev.gguf_perplexity(teacher_q8.path, q8_windows)}
     timed("teacher", t)
 
     t = time.monotonic()
@@ -277,17 +275,15 @@ def main() -> int:
         write_gguf(hf, f16, converter)
         q8 = quantize(f16, work / f"{name}-{budget}-q8_0.gguf", "Q8_0")
         row["export_s"] = round(time.monotonic() - t0, 1)
-        s = ev.gguf_speed(q8.path, domain_eval[0][:128], decode_tokens=128)
-        row |= {"q8_bytes": q8.bytes, "q8_decode_tps": s.decode_tokens_per_second,
-                "q8_prefill_tps": s.prefill_tokens_per_second, "q8_types": q8.used,
-                "q8_domain_ppl": ev.gguf_perplexity(q8.path, q8_windows)}  # fmt: skip
+        row |= {"q8_bytes": q8.bytes, "q8_types": q8.used, "q8_domain_ppl": ev.gguf_perplexity(q8.path, q8_windows)}
         row["domain_ratio"] = row["domain_ppl"] / teacher_row["domain_ppl"]
         row["control_ratio"] = row["control_ppl"] / teacher_row["control_ppl"]
         row["specialisation_index"] = ev.specialisation_index(teacher_row["domain_ppl"], teacher_row["control_ppl"],
                                                               row["domain_ppl"], row["control_ppl"])  # fmt: skip
-        row["decode_speedup_q8"] = row["q8_decode_tps"] / teacher_row["q8_decode_tps"]
-        log(f"{name}: domain {row['domain_ppl']:.2f} (before {row['before_domain_ppl']:.1f}), "
-            f"control {row['control_ppl']:.2f}, decode ×{row['decode_speedup_q8']:.2f}")  # fmt: skip
+        log(
+            f"{name}: domain {row['domain_ppl']:.2f} (before {row['before_domain_ppl']:.1f}), "
+            f"control {row['control_ppl']:.2f}"
+        )
         return row
 
     t = time.monotonic()
